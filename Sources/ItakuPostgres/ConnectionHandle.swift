@@ -1,0 +1,343 @@
+import CLibPQ
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// The one place a libpq `PGconn` lives.
+///
+/// `@unchecked Sendable` is sound because of one invariant: the `PGconn` pointer is
+/// dereferenced only inside work items on the client's `NIOThreadPool`, and a handle is leased
+/// to one operation at a time, so no two threads ever use it at once. libpq's documentation:
+/// "One thread restriction is that no two threads attempt to manipulate the same PGconn object at
+/// the same time." Moving it between threads one operation after another is allowed. The only
+/// cross-thread call is `PQcancel` on a `PGcancel` object, which libpq documents as safe to call
+/// from another thread; it is guarded by `OperationCancellation`'s mutex.
+final class ConnectionHandle: @unchecked Sendable {
+    private var conn: OpaquePointer?
+
+    private init(conn: OpaquePointer) {
+        self.conn = conn
+    }
+
+    deinit {
+        if let conn { PQfinish(conn) }
+    }
+
+    // MARK: Connecting (blocking: call on the thread pool)
+
+    static func connect(_ configuration: PostgresConfiguration) throws -> ConnectionHandle {
+        let pairs = configuration.connectionKeywords
+        let keywords = pairs.map { strdup($0.0) }
+        let values = pairs.map { strdup($0.1) }
+        defer {
+            keywords.forEach { free($0) }
+            values.forEach { free($0) }
+        }
+        var keywordPointers = keywords.map { UnsafePointer($0) } + [nil]
+        var valuePointers = values.map { UnsafePointer($0) } + [nil]
+        // expand_dbname = 1: the `dbname` value may be a URI or conninfo string; keywords that
+        // follow it override its contents.
+        guard let conn = PQconnectdbParams(&keywordPointers, &valuePointers, 1) else {
+            throw PostgresError(.connectionFailed, detail: "out of memory")
+        }
+        let handle = ConnectionHandle(conn: conn)
+        guard PQstatus(conn) == CONNECTION_OK else {
+            throw PostgresError(.connectionFailed, detail: handle.errorMessage)
+        }
+        // Invariant 1: "committed" must mean durable. Check what the session really has.
+        let rows = try handle.execute("SHOW synchronous_commit", PostgresBindings())
+        let setting = try rows.first.map { try $0.decode(0, as: String.self) }
+        guard setting == "on" else {
+            throw PostgresError(.unsafeSession, detail: "synchronous_commit is \(setting ?? "unknown"), need on")
+        }
+        return handle
+    }
+
+    func close() {
+        if let conn { PQfinish(conn) }
+        conn = nil
+    }
+
+    // MARK: State
+
+    var errorMessage: String {
+        guard let conn, let message = PQerrorMessage(conn) else { return "" }
+        return String(cString: message).trimmingSuffix()
+    }
+
+    /// Whether the connection may be lent again: open, and not inside a transaction (idle).
+    var isReusable: Bool {
+        guard let conn else { return false }
+        return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE
+    }
+
+    /// Reads whatever the server sent while the connection was idle (a termination notice, or
+    /// EOF when it went away) and reports whether the connection is still usable.
+    func probe() -> Bool {
+        guard let conn else { return false }
+        if PQconsumeInput(conn) == 0 { return false }
+        // Discard notifications nobody listens for on a pooled connection.
+        while let note = PQnotifies(conn) { PQfreemem(note) }
+        return isReusable
+    }
+
+    // MARK: Statements
+
+    /// Runs one statement with bound parameters and copies the result out.
+    func execute(
+        _ sql: String,
+        _ binds: PostgresBindings,
+        cancellation: OperationCancellation? = nil
+    ) throws -> PostgresRows {
+        guard let conn else { throw PostgresError(.connectionClosed, detail: "connection closed") }
+        if let cancellation, !cancellation.begin(PQgetCancel(conn)) { throw CancellationError() }
+        defer { cancellation?.end() }
+
+        let values = binds.values
+        var types = values.map { Oid($0.type.rawValue) }
+        var formats = values.map { $0.format.rawValue }
+        var lengths = values.map { Int32($0.bytes?.count ?? 0) }
+        // All parameter bytes in one buffer; each parameter points into it.
+        var storage: [UInt8] = []
+        storage.reserveCapacity(values.reduce(0) { $0 + ($1.bytes?.count ?? 0) + 1 })
+        var offsets: [Int?] = []
+        for value in values {
+            if let bytes = value.bytes {
+                offsets.append(storage.count)
+                storage.append(contentsOf: bytes)
+                // libpq reads text-format parameters as NUL-terminated strings (it ignores
+                // paramLengths for them), so each one needs its terminator.
+                if value.format == .text { storage.append(0) }
+            } else {
+                offsets.append(nil)
+            }
+        }
+        if storage.isEmpty { storage.append(0) }
+        let result: OpaquePointer? = storage.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+            var pointers: [UnsafePointer<CChar>?] = offsets.map { $0.map { base + $0 } }
+            return PQexecParams(conn, sql, Int32(values.count), &types, &pointers, &lengths, &formats, 1)
+        }
+        return try consume(result)
+    }
+
+    /// Runs one or more statements without parameters (simple query protocol): migration files.
+    func executeScript(_ sql: String) throws {
+        guard let conn else { throw PostgresError(.connectionClosed, detail: "connection closed") }
+        _ = try consume(PQexec(conn, sql))
+    }
+
+    /// Turns a `PGresult` into rows or an error, clearing it and draining any further results.
+    private func consume(_ result: OpaquePointer?) throws -> PostgresRows {
+        guard let result else { throw connectionError() }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return Self.copyRows(result)
+        case PGRES_COPY_IN:
+            return PostgresRows(columns: [], affectedRows: 0, storage: [], cells: [])
+        default:
+            throw serverError(result)
+        }
+    }
+
+    private func connectionError() -> PostgresError {
+        guard let conn, PQstatus(conn) == CONNECTION_OK else {
+            return PostgresError(.connectionClosed, detail: errorMessage)
+        }
+        return PostgresError(.server, detail: errorMessage)
+    }
+
+    private func serverError(_ result: OpaquePointer) -> PostgresError {
+        func field(_ code: Character) -> String? {
+            guard let value = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+            return String(cString: value)
+        }
+        let sqlState = field("C")
+        if sqlState == nil, let conn, PQstatus(conn) != CONNECTION_OK {
+            return PostgresError(.connectionClosed, detail: errorMessage)
+        }
+        var detail = field("M") ?? errorMessage
+        if let extra = field("D") { detail += " (\(extra))" }
+        return PostgresError(.server, sqlState: sqlState, detail: detail)
+    }
+
+    private static func copyRows(_ result: OpaquePointer) -> PostgresRows {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        var columns: [PostgresRows.Column] = []
+        columns.reserveCapacity(columnCount)
+        for column in 0..<columnCount {
+            let name = PQfname(result, Int32(column)).map { String(cString: $0) } ?? ""
+            columns.append(.init(name: name, type: PostgresType(rawValue: PQftype(result, Int32(column)))))
+        }
+        var storage: [UInt8] = []
+        var cells: [(start: Int, length: Int)] = []
+        cells.reserveCapacity(rowCount * columnCount)
+        for row in 0..<Int32(rowCount) {
+            for column in 0..<Int32(columnCount) {
+                if PQgetisnull(result, row, column) == 1 {
+                    cells.append((storage.count, -1))
+                    continue
+                }
+                let length = Int(PQgetlength(result, row, column))
+                let start = storage.count
+                if length > 0, let value = PQgetvalue(result, row, column) {
+                    UnsafeRawPointer(value).withMemoryRebound(to: UInt8.self, capacity: length) {
+                        storage.append(contentsOf: UnsafeBufferPointer(start: $0, count: length))
+                    }
+                }
+                cells.append((start, length))
+            }
+        }
+        var affected = rowCount
+        if let tuples = PQcmdTuples(result), let count = Int(String(cString: tuples)) {
+            affected = count
+        }
+        return PostgresRows(columns: columns, affectedRows: affected, storage: storage, cells: cells)
+    }
+
+    // MARK: COPY FROM STDIN
+
+    func beginCopy(_ sql: String) throws {
+        guard let conn else { throw PostgresError(.connectionClosed, detail: "connection closed") }
+        guard let result = PQexec(conn, sql) else { throw connectionError() }
+        defer { PQclear(result) }
+        guard PQresultStatus(result) == PGRES_COPY_IN else { throw serverError(result) }
+    }
+
+    func putCopyData(_ bytes: [UInt8]) throws {
+        guard let conn else { throw PostgresError(.connectionClosed, detail: "connection closed") }
+        let status = bytes.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                PQputCopyData(conn, $0, Int32(buffer.count))
+            }
+        }
+        guard status == 1 else { throw connectionError() }
+    }
+
+    /// Ends COPY; with `abort` set the server rolls the COPY back. Returns the rows copied.
+    func endCopy(abort: String?) throws -> Int {
+        guard let conn else { throw PostgresError(.connectionClosed, detail: "connection closed") }
+        guard PQputCopyEnd(conn, abort) == 1 else { throw connectionError() }
+        var firstError: PostgresError?
+        var copied = 0
+        while let result = PQgetResult(conn) {
+            defer { PQclear(result) }
+            if PQresultStatus(result) == PGRES_COMMAND_OK {
+                copied = Int(String(cString: PQcmdTuples(result))) ?? 0
+            } else if firstError == nil {
+                firstError = serverError(result)
+            }
+        }
+        if let firstError { throw firstError }
+        return copied
+    }
+
+    // MARK: LISTEN / NOTIFY
+
+    /// Quotes an identifier with libpq's own rules (needs the connection for its encoding).
+    func escapeIdentifier(_ identifier: String) throws -> String {
+        guard let conn, let escaped = PQescapeIdentifier(conn, identifier, identifier.utf8.count) else {
+            throw PostgresError(.connectionClosed, detail: errorMessage)
+        }
+        defer { PQfreemem(escaped) }
+        return String(cString: escaped)
+    }
+
+    /// Waits up to `timeoutMilliseconds` for notifications and returns those that arrived.
+    func waitForNotifications(timeoutMilliseconds: Int32) throws -> [PostgresNotification] {
+        guard let conn else { throw PostgresError(.connectionClosed, detail: "connection closed") }
+        var notes = drainNotifications()
+        if !notes.isEmpty { return notes }
+        var descriptor = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, timeoutMilliseconds)
+        if ready < 0 { return [] }
+        if PQconsumeInput(conn) == 0 || PQstatus(conn) != CONNECTION_OK {
+            throw PostgresError(.connectionClosed, detail: errorMessage)
+        }
+        notes = drainNotifications()
+        return notes
+    }
+
+    private func drainNotifications() -> [PostgresNotification] {
+        guard let conn else { return [] }
+        var notes: [PostgresNotification] = []
+        while let note = PQnotifies(conn) {
+            let channel = String(cString: note.pointee.relname)
+            let payload = String(cString: note.pointee.extra)
+            notes.append(PostgresNotification(channel: channel, payload: payload, processID: note.pointee.be_pid))
+            PQfreemem(note)
+        }
+        return notes
+    }
+}
+
+/// Cancellation of one in-flight statement through `PQcancel`.
+///
+/// The statement's work item stores a `PGcancel` while it runs and frees it when it ends, both
+/// under the mutex; the task's cancellation handler calls `PQcancel` under the same mutex if a
+/// statement is running, or marks the operation cancelled so it never starts.
+final class OperationCancellation: Sendable {
+    // The `PGcancel` pointer is kept as its address so the state stays a plain Sendable value;
+    // it is only turned back into a pointer under the lock.
+    private struct State {
+        var token: UInt = 0
+        var cancelled = false
+    }
+
+    private let state = Mutex(State())
+
+    init() {}
+
+    /// Called on the pool thread before the statement runs; false if already cancelled.
+    func begin(_ token: OpaquePointer?) -> Bool {
+        let address = UInt(bitPattern: token.map { Int(bitPattern: UnsafeRawPointer($0)) } ?? 0)
+        let started = state.withLock { state in
+            if state.cancelled { return false }
+            state.token = address
+            return true
+        }
+        if !started, let token { PQfreeCancel(token) }
+        return started
+    }
+
+    func end() {
+        state.withLock { state in
+            if let token = Self.pointer(state.token) { PQfreeCancel(token) }
+            state.token = 0
+        }
+    }
+
+    /// Called from the cancellation handler, on any thread.
+    func cancel() {
+        state.withLock { state in
+            state.cancelled = true
+            guard let token = Self.pointer(state.token) else { return }
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(token, &buffer, Int32(buffer.count))
+        }
+    }
+
+    private static func pointer(_ address: UInt) -> OpaquePointer? {
+        UnsafeRawPointer(bitPattern: address).map { OpaquePointer($0) }
+    }
+}
+
+/// A NOTIFY delivered to a LISTENing connection.
+public struct PostgresNotification: Sendable, Hashable {
+    public var channel: String
+    public var payload: String
+    public var processID: Int32
+}
+
+extension String {
+    func trimmingSuffix() -> String {
+        var result = self
+        while let last = result.last, last.isWhitespace { result.removeLast() }
+        return result
+    }
+}

@@ -1,0 +1,52 @@
+/// How the client connects and how large its pool is.
+///
+/// `url` is handed to libpq as the `dbname` keyword with `expand_dbname` set, so it may be a
+/// `postgresql://` URI or a `key=value` connection string exactly as libpq documents them;
+/// `parameters` are further keyword/value pairs (for example `sslmode`, `sslrootcert`) that
+/// override what the URL says. Nothing is ever interpolated into a connection string.
+public struct PostgresConfiguration: Sendable {
+    public var url: String
+    public var parameters: [String: String]
+    public var minimumConnections: Int
+    public var maximumConnections: Int
+    public var applicationName: String
+    public var connectTimeoutSeconds: Int
+    /// A pooled connection idle for longer than this is probed before it is lent again, so a
+    /// connection the server dropped while idle (restart, failover) is replaced, not handed out.
+    public var probeIdleAfter: Duration
+
+    public init(
+        url: String,
+        parameters: [String: String] = [:],
+        minimumConnections: Int = 1,
+        maximumConnections: Int = 8,
+        applicationName: String = "itaku",
+        connectTimeoutSeconds: Int = 5,
+        probeIdleAfter: Duration = .seconds(1)
+    ) {
+        self.url = url
+        self.parameters = parameters
+        self.minimumConnections = max(0, minimumConnections)
+        self.maximumConnections = max(1, maximumConnections)
+        self.applicationName = applicationName
+        self.connectTimeoutSeconds = connectTimeoutSeconds
+        self.probeIdleAfter = probeIdleAfter
+    }
+
+    /// The keyword/value pairs given to `PQconnectdbParams`, in order. libpq processes them in
+    /// order and a later keyword overrides what the expanded `dbname` set.
+    var connectionKeywords: [(String, String)] {
+        var pairs: [(String, String)] = [("dbname", url)]
+        pairs.append(("application_name", applicationName))
+        pairs.append(("connect_timeout", String(connectTimeoutSeconds)))
+        pairs.append(("client_encoding", "UTF8"))
+        // Session settings Itaku relies on. synchronous_commit=on is what makes "committed"
+        // mean "durable" for the access log (DESIGN.md invariant 1); it is checked again after
+        // connecting because a role or database setting could not override -c, but a pooler could.
+        pairs.append(("options", "-c synchronous_commit=on -c TimeZone=UTC -c DateStyle=ISO"))
+        for (key, value) in parameters.sorted(by: { $0.key < $1.key }) {
+            pairs.append((key, value))
+        }
+        return pairs
+    }
+}

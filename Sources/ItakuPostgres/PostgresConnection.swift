@@ -1,0 +1,108 @@
+import NIOPosix
+
+/// A connection leased from the pool for the duration of a closure. Don't let it escape.
+///
+/// Every call hops to the client's thread pool; the calling task is never blocked in libpq.
+public struct PostgresConnection: Sendable {
+    let handle: ConnectionHandle
+    let threadPool: NIOThreadPool
+
+    /// Runs one statement and returns its rows. Cancelling the task cancels the statement on the
+    /// server (`PQcancel`); it then fails with SQLSTATE 57014 and the connection stays usable.
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        let cancellation = OperationCancellation()
+        let handle = self.handle
+        return try await withTaskCancellationHandler {
+            try await threadPool.runIfActive {
+                try handle.execute(query.sql, query.binds, cancellation: cancellation)
+            }
+        } onCancel: {
+            cancellation.cancel()
+        }
+    }
+
+    /// Runs program-owned SQL that may hold several statements (migration files).
+    public func executeScript(_ sql: String) async throws {
+        let handle = self.handle
+        try await threadPool.runIfActive { try handle.executeScript(sql) }
+    }
+
+    /// Streams rows into `COPY ... FROM STDIN`. The body writes COPY text-format data through
+    /// the writer; writes are buffered and sent in chunks, so memory stays constant. If the body
+    /// throws, the COPY is aborted and nothing of it is kept. Returns the rows copied.
+    @discardableResult
+    public func copyFrom(
+        _ statement: PostgresQuery,
+        _ body: (inout PostgresCopyWriter) async throws -> Void
+    ) async throws -> Int {
+        let handle = self.handle
+        let sql = statement.sql
+        try await threadPool.runIfActive { try handle.beginCopy(sql) }
+        var writer = PostgresCopyWriter(connection: self)
+        do {
+            try await body(&writer)
+            try await writer.flush()
+        } catch {
+            _ = try? await threadPool.runIfActive { try handle.endCopy(abort: "aborted by Itaku") }
+            throw error
+        }
+        return try await threadPool.runIfActive { try handle.endCopy(abort: nil) }
+    }
+
+    func putCopyData(_ bytes: [UInt8]) async throws {
+        let handle = self.handle
+        try await threadPool.runIfActive { try handle.putCopyData(bytes) }
+    }
+
+    /// Quotes an identifier with the connection's encoding rules.
+    public func escapeIdentifier(_ identifier: String) async throws -> String {
+        let handle = self.handle
+        return try await threadPool.runIfActive { try handle.escapeIdentifier(identifier) }
+    }
+}
+
+/// Buffers COPY data and sends it in chunks of about 256 KiB.
+public struct PostgresCopyWriter: Sendable {
+    let connection: PostgresConnection
+    private var buffer: [UInt8] = []
+    private static let chunkSize = 256 * 1024
+
+    init(connection: PostgresConnection) {
+        self.connection = connection
+        buffer.reserveCapacity(Self.chunkSize + 4096)
+    }
+
+    public mutating func write(_ bytes: some Sequence<UInt8>) async throws {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= Self.chunkSize { try await flush() }
+    }
+
+    public mutating func write(_ text: String) async throws {
+        try await write(text.utf8)
+    }
+
+    mutating func flush() async throws {
+        guard !buffer.isEmpty else { return }
+        let chunk = buffer
+        buffer.removeAll(keepingCapacity: true)
+        try await connection.putCopyData(chunk)
+    }
+
+    /// Escapes a value for COPY's text format (backslash, tab, newline, carriage return).
+    public static func escape(_ value: String?) -> String {
+        guard let value else { return "\\N" }
+        var escaped = ""
+        escaped.reserveCapacity(value.utf8.count)
+        for character in value.unicodeScalars {
+            switch character {
+            case "\\": escaped += "\\\\"
+            case "\t": escaped += "\\t"
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            default: escaped.unicodeScalars.append(character)
+            }
+        }
+        return escaped
+    }
+}

@@ -1,0 +1,128 @@
+import struct Foundation.Date
+import struct Foundation.UUID
+
+/// A Swift value that can be sent as a bound parameter.
+public protocol PostgresEncodable: Sendable {
+    static var postgresType: PostgresType { get }
+    static var postgresFormat: PostgresFormat { get }
+    func encode(into buffer: inout [UInt8])
+}
+
+extension PostgresEncodable {
+    public static var postgresFormat: PostgresFormat { .binary }
+}
+
+// MARK: - Big-endian helpers
+
+extension Array where Element == UInt8 {
+    @inlinable mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
+        var big = value.bigEndian
+        Swift.withUnsafeBytes(of: &big) { append(contentsOf: $0) }
+    }
+}
+
+// MARK: - Standard types
+
+extension String: PostgresEncodable {
+    public static var postgresType: PostgresType { .text }
+    public static var postgresFormat: PostgresFormat { .text }
+    public func encode(into buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+}
+
+extension Int: PostgresEncodable {
+    public static var postgresType: PostgresType { .int8 }
+    public func encode(into buffer: inout [UInt8]) { buffer.appendBigEndian(Int64(self)) }
+}
+
+extension Int64: PostgresEncodable {
+    public static var postgresType: PostgresType { .int8 }
+    public func encode(into buffer: inout [UInt8]) { buffer.appendBigEndian(self) }
+}
+
+extension Int32: PostgresEncodable {
+    public static var postgresType: PostgresType { .int4 }
+    public func encode(into buffer: inout [UInt8]) { buffer.appendBigEndian(self) }
+}
+
+extension Int16: PostgresEncodable {
+    public static var postgresType: PostgresType { .int2 }
+    public func encode(into buffer: inout [UInt8]) { buffer.appendBigEndian(self) }
+}
+
+extension Bool: PostgresEncodable {
+    public static var postgresType: PostgresType { .bool }
+    public func encode(into buffer: inout [UInt8]) { buffer.append(self ? 1 : 0) }
+}
+
+extension Double: PostgresEncodable {
+    public static var postgresType: PostgresType { .float8 }
+    public func encode(into buffer: inout [UInt8]) { buffer.appendBigEndian(bitPattern) }
+}
+
+extension UUID: PostgresEncodable {
+    public static var postgresType: PostgresType { .uuid }
+    public func encode(into buffer: inout [UInt8]) {
+        withUnsafeBytes(of: uuid) { buffer.append(contentsOf: $0) }
+    }
+}
+
+extension Date: PostgresEncodable {
+    public static var postgresType: PostgresType { .timestamptz }
+    public func encode(into buffer: inout [UInt8]) {
+        buffer.appendBigEndian(PostgresEpoch.microseconds(from: self))
+    }
+}
+
+/// Raw bytes sent as `bytea`.
+public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Hashable {
+    public var bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public static var postgresType: PostgresType { .bytea }
+    public func encode(into buffer: inout [UInt8]) { buffer.append(contentsOf: bytes) }
+    public init(postgres cell: PostgresCell) throws {
+        self.bytes = Array(try cell.requireBytes())
+    }
+}
+
+/// A JSON document sent as `jsonb` (text input form) and read back from `json`/`jsonb`.
+public struct PostgresJSON: PostgresEncodable, PostgresDecodable, Hashable {
+    public var text: String
+    public init(_ text: String) { self.text = text }
+    public static var postgresType: PostgresType { .jsonb }
+    public static var postgresFormat: PostgresFormat { .text }
+    public func encode(into buffer: inout [UInt8]) { buffer.append(contentsOf: text.utf8) }
+    public init(postgres cell: PostgresCell) throws {
+        self.text = try String(postgres: cell)
+    }
+}
+
+extension Array: PostgresEncodable where Element == String {
+    public static var postgresType: PostgresType { .textArray }
+    /// Binary array: ndim, has-null flag, element OID, then (length, lower bound) per
+    /// dimension, then each element as length + bytes.
+    public func encode(into buffer: inout [UInt8]) {
+        buffer.appendBigEndian(Int32(1))
+        buffer.appendBigEndian(Int32(0))
+        buffer.appendBigEndian(PostgresType.text.rawValue)
+        buffer.appendBigEndian(Int32(count))
+        buffer.appendBigEndian(Int32(1))
+        for element in self {
+            let utf8 = [UInt8](element.utf8)
+            buffer.appendBigEndian(Int32(utf8.count))
+            buffer.append(contentsOf: utf8)
+        }
+    }
+}
+
+/// PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00:00 UTC.
+enum PostgresEpoch {
+    static let offsetFromUnix: Double = 946_684_800
+
+    static func microseconds(from date: Date) -> Int64 {
+        Int64(((date.timeIntervalSince1970 - offsetFromUnix) * 1_000_000).rounded())
+    }
+
+    static func date(fromMicroseconds value: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(value) / 1_000_000 + offsetFromUnix)
+    }
+}

@@ -1,0 +1,82 @@
+/// A SQL statement whose interpolations become bound parameters.
+///
+/// ```swift
+/// let rows = try await client.query("SELECT name FROM itaku.tenants WHERE code = \(code)")
+/// ```
+/// sends `SELECT name FROM itaku.tenants WHERE code = $1` with `code` as parameter 1, so no
+/// value ever becomes SQL text. There is no interpolation that splices a string into the SQL.
+public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomStringConvertible {
+    public private(set) var sql: String
+    public private(set) var binds: PostgresBindings
+
+    public init(stringLiteral value: String) {
+        self.sql = value
+        self.binds = PostgresBindings()
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        self.sql = stringInterpolation.sql
+        self.binds = stringInterpolation.binds
+    }
+
+    /// SQL that comes from the program itself (migration files), never from input.
+    public init(unsafeSQL sql: String, binds: PostgresBindings = PostgresBindings()) {
+        self.sql = sql
+        self.binds = binds
+    }
+
+    /// The SQL text with placeholders; bound values are not shown.
+    public var description: String { sql }
+
+    public struct StringInterpolation: StringInterpolationProtocol, Sendable {
+        var sql: String
+        var binds: PostgresBindings
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            sql = ""
+            sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+            binds = PostgresBindings(capacity: interpolationCount)
+        }
+
+        public mutating func appendLiteral(_ literal: String) {
+            sql += literal
+        }
+
+        public mutating func appendInterpolation(_ value: some PostgresEncodable) {
+            binds.append(value)
+            sql += "$\(binds.count)"
+        }
+
+        public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
+            if let value { binds.append(value) } else { binds.appendNull(Value.postgresType) }
+            sql += "$\(binds.count)"
+        }
+    }
+}
+
+/// The parameters of a statement, encoded and ready for `PQexecParams`.
+public struct PostgresBindings: Sendable {
+    struct Bind: Sendable {
+        var type: PostgresType
+        var format: PostgresFormat
+        var bytes: [UInt8]?
+    }
+
+    private(set) var values: [Bind] = []
+
+    public init(capacity: Int = 0) {
+        values.reserveCapacity(capacity)
+    }
+
+    public var count: Int { values.count }
+
+    public mutating func append(_ value: some PostgresEncodable) {
+        var bytes: [UInt8] = []
+        value.encode(into: &bytes)
+        values.append(Bind(type: type(of: value).postgresType, format: type(of: value).postgresFormat, bytes: bytes))
+    }
+
+    public mutating func appendNull(_ type: PostgresType) {
+        values.append(Bind(type: type, format: .binary, bytes: nil))
+    }
+}
