@@ -44,6 +44,9 @@ final class ConnectionHandle: @unchecked Sendable {
             throw PostgresError(.connectionFailed, detail: "out of memory")
         }
         let handle = ConnectionHandle(conn: conn)
+        // libpq prints server notices ("relation exists, skipping") to stderr by default;
+        // Itaku's own logs are structured, and notices could quote data.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
         guard PQstatus(conn) == CONNECTION_OK else {
             throw PostgresError(.connectionFailed, detail: handle.errorMessage)
         }
@@ -78,7 +81,13 @@ final class ConnectionHandle: @unchecked Sendable {
     /// EOF when it went away) and reports whether the connection is still usable.
     func probe() -> Bool {
         guard let conn else { return false }
-        if PQconsumeInput(conn) == 0 { return false }
+        // A server that shut down sends a termination notice and then closes; the two can
+        // arrive in separate reads, so read while the socket has something to say.
+        for _ in 0..<3 {
+            var descriptor = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 0) > 0 else { break }
+            if PQconsumeInput(conn) == 0 { return false }
+        }
         // Discard notifications nobody listens for on a pooled connection.
         while let note = PQnotifies(conn) { PQfreemem(note) }
         return isReusable

@@ -132,6 +132,20 @@ public final class TestCluster: Sendable {
         return "postgresql://\(user ?? superuser)@127.0.0.1:\(port)/\(database)"
     }
 
+    /// A single URL for `user` on `database`: for settings that take one URL. With
+    /// `ITAKU_TEST_DB_URL`, its user and path are replaced (`itaku_runtime` must be able to log in).
+    public func singleURL(database: String, user: String? = nil) -> String {
+        guard let externalURL, var components = URLComponents(string: externalURL) else {
+            return url(database: database, user: user)
+        }
+        components.path = "/" + database
+        if let user {
+            components.user = user
+            components.password = nil
+        }
+        return components.string ?? externalURL
+    }
+
     /// Keyword overrides that select `database` and `user` (applied after the URL).
     public func parameters(database: String, user: String? = nil) -> [String: String] {
         var parameters = ["dbname": database]
@@ -214,6 +228,11 @@ public struct TestDatabase: Sendable {
         cluster.configuration(
             database: name, user: role == .runtime ? "itaku_runtime" : nil, maximumConnections: maximumConnections
         )
+    }
+
+    /// One URL for `role` on this database, for configuration keys such as `db.url`.
+    public func url(role: Role) -> String {
+        cluster.singleURL(database: name, user: role == .runtime ? "itaku_runtime" : nil)
     }
 
     public func makeClient(role: Role, maximumConnections: Int = 8, logger: Logger = Logger(label: "itaku.test")) -> PostgresClient {

@@ -1,6 +1,6 @@
 -- Itaku's schema and its runtime role.
 --
--- Migrations run as the owner role (whoever `db.migration_url` connects as). The service runs as
+-- Migrations run as the owner role (whoever `db.migrationUrl` connects as). The service runs as
 -- itaku_runtime: it logs in, owns nothing, cannot create objects, cannot bypass row-level
 -- security, and receives only the grants that later migrations give it table by table.
 DO $$

@@ -1,0 +1,108 @@
+import Configuration
+import Foundation
+
+/// Every setting of Itaku, read once at start from a `ConfigReader` (command line >
+/// environment `ITAKU_…` > `Config/itaku.yaml` > these defaults). `Docs/configuration.md`
+/// lists each key; keep the two in step.
+public struct ItakuConfiguration: Sendable {
+    /// `state.directory`: where local state lives (embedded PostgreSQL, keyring, demo credentials).
+    public var stateDirectory: String
+    /// `http.host`, `http.port`: where the API listens.
+    public var httpHost: String
+    public var httpPort: Int
+    /// `http.maxBodyBytes`: largest accepted request body; larger ones answer 413.
+    public var maxBodyBytes: Int
+    /// `db.url`: libpq URI or conninfo of the runtime role's connection.
+    public var databaseURL: String
+    /// `db.migrationUrl`: connection of the owner role that runs migrations.
+    public var migrationURL: String
+    /// `db.pool.minimum`, `db.pool.maximum`: pooled connections.
+    public var poolMinimum: Int
+    public var poolMaximum: Int
+    /// `db.connectTimeoutSeconds`.
+    public var connectTimeoutSeconds: Int
+    /// `db.migrateOnStart`: apply pending migrations (as the owner) before serving.
+    public var migrateOnStart: Bool
+    /// `keyring.file`: JSON keyring; `keyring.directory`: a secret directory (one file per key)
+    /// that takes precedence when set; `keyring.generate`: create the file on first run.
+    public var keyringFile: String
+    public var keyringDirectory: String?
+    public var generateKeyring: Bool
+    /// `log.level`: trace, debug, info, notice, warning, error, critical. `log.format`: json or text.
+    public var logLevel: String
+    public var logFormat: String
+    /// `instance.id`: names this gateway instance (access-log chain streams are per instance).
+    public var instanceID: String
+
+    public init(reader: ConfigReader, workingDirectory: String = FileManager.default.currentDirectoryPath) {
+        let state = Self.absolute(reader.string(forKey: "state.directory", default: ".itaku"), in: workingDirectory)
+        stateDirectory = state
+        httpHost = reader.string(forKey: "http.host", default: "127.0.0.1")
+        httpPort = reader.int(forKey: "http.port", default: 8080)
+        maxBodyBytes = reader.int(forKey: "http.maxBodyBytes", default: 1 << 20)
+        // The embedded default: the cluster ./Deploy/run keeps under the state directory,
+        // reached over its Unix socket only.
+        let embedded = "postgresql:///itaku?host=\(state)/run"
+        databaseURL = reader.string(forKey: "db.url", isSecret: true, default: embedded + "&user=itaku_runtime")
+        migrationURL = reader.string(
+            forKey: "db.migrationUrl", isSecret: true,
+            default: reader.string(forKey: "db.url", isSecret: true) == nil ? embedded + "&user=itaku_owner" : databaseURL
+        )
+        poolMinimum = reader.int(forKey: "db.pool.minimum", default: 2)
+        poolMaximum = reader.int(forKey: "db.pool.maximum", default: 16)
+        connectTimeoutSeconds = reader.int(forKey: "db.connectTimeoutSeconds", default: 5)
+        migrateOnStart = reader.bool(forKey: "db.migrateOnStart", default: true)
+        keyringFile = Self.absolute(reader.string(forKey: "keyring.file", default: state + "/keyring.json"), in: workingDirectory)
+        keyringDirectory = reader.string(forKey: "keyring.directory").map { Self.absolute($0, in: workingDirectory) }
+        generateKeyring = reader.bool(forKey: "keyring.generate", default: true)
+        logLevel = reader.string(forKey: "log.level", default: "info")
+        logFormat = reader.string(forKey: "log.format", default: "json")
+        instanceID = reader.string(forKey: "instance.id", default: ProcessInfo.processInfo.hostName)
+    }
+
+    /// The effective settings as `key = value` lines, with passwords in URLs redacted.
+    public var redactedDescription: [(key: String, value: String)] {
+        [
+            ("state.directory", stateDirectory),
+            ("http.host", httpHost),
+            ("http.port", String(httpPort)),
+            ("http.maxBodyBytes", String(maxBodyBytes)),
+            ("db.url", Self.redactingPassword(databaseURL)),
+            ("db.migrationUrl", Self.redactingPassword(migrationURL)),
+            ("db.pool.minimum", String(poolMinimum)),
+            ("db.pool.maximum", String(poolMaximum)),
+            ("db.connectTimeoutSeconds", String(connectTimeoutSeconds)),
+            ("db.migrateOnStart", String(migrateOnStart)),
+            ("keyring.file", keyringFile),
+            ("keyring.directory", keyringDirectory ?? "(not set)"),
+            ("keyring.generate", String(generateKeyring)),
+            ("log.level", logLevel),
+            ("log.format", logFormat),
+            ("instance.id", instanceID),
+        ]
+    }
+
+    static func absolute(_ path: String, in directory: String) -> String {
+        path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
+    }
+
+    /// Replaces the password of a `postgresql://user:password@…` URI and a `password=` keyword.
+    public static func redactingPassword(_ url: String) -> String {
+        var result = url
+        if let scheme = result.range(of: "://"), let at = result[scheme.upperBound...].firstIndex(of: "@") {
+            let userInfo = result[scheme.upperBound..<at]
+            if let colon = userInfo.firstIndex(of: ":") {
+                result.replaceSubrange(result.index(after: colon)..<at, with: "REDACTED")
+            }
+        }
+        for marker in ["password=", "sslpassword="] {
+            var searchStart = result.startIndex
+            while let range = result.range(of: marker, range: searchStart..<result.endIndex) {
+                let end = result[range.upperBound...].firstIndex(where: { $0 == "&" || $0 == " " }) ?? result.endIndex
+                result.replaceSubrange(range.upperBound..<end, with: "REDACTED")
+                searchStart = result.index(range.upperBound, offsetBy: "REDACTED".count)
+            }
+        }
+        return result
+    }
+}

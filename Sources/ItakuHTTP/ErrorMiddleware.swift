@@ -1,0 +1,44 @@
+import Hummingbird
+import ItakuPostgres
+import Logging
+
+/// Maps every error to problem+json, in exactly one place. Unknown errors become an empty
+/// `internal_error` (no internal text leaks); only the error's type is logged.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = ItakuRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            return Self.problem(for: error, context: context).render(requestID: context.requestID)
+        }
+    }
+
+    static func problem(for error: any Error, context: Context) -> Problem {
+        switch error {
+        case let problem as Problem:
+            return problem
+        case let error as HTTPError:
+            switch error.status {
+            case .notFound: return .notFound
+            case .contentTooLarge: return .payloadTooLarge(limit: context.maxUploadSize)
+            case .methodNotAllowed: return .methodNotAllowed(allow: [])
+            case .badRequest: return .badRequest(code: "bad_request", "The request could not be read.")
+            case .unsupportedMediaType:
+                return Problem(.unsupportedMediaType, code: "unsupported_media_type", title: "Unsupported media type")
+            default:
+                return Problem(error.status, code: "http_\(error.status.code)", title: error.status.reasonPhrase)
+            }
+        case is DecodingError:
+            // The decoder's own message can quote the offending value; say only where it failed.
+            return .badRequest(code: "invalid_json", "The body is not the JSON this endpoint takes.")
+        case let error as PostgresError where error.isConnectionError:
+            context.logger.warning("database unavailable", metadata: ["itaku.error": "\(error)"])
+            return .databaseUnavailable
+        default:
+            context.logger.error("unhandled error", metadata: ["itaku.error.type": "\(type(of: error))"])
+            return .internalError
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// An RFC 9457 `application/problem+json` error with Itaku's stable `code`.
+///
+/// Every error a client sees is one of these; `ErrorMiddleware` maps everything else onto one
+/// in exactly one place. `detail` is written for the caller and never carries personal data,
+/// SQL, or internal error text.
+public struct Problem: Error, HTTPResponseError, Sendable, Equatable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var title: String
+    public var detail: String?
+    /// For validation errors: where in the request the problem is (`fields[2].category`).
+    public var pointer: String?
+    /// For agent calls: the access-log entry id to quote to support.
+    public var accessID: String?
+    public var headers: HTTPFields
+
+    public init(
+        _ status: HTTPResponse.Status, code: String, title: String, detail: String? = nil,
+        pointer: String? = nil, accessID: String? = nil, headers: HTTPFields = [:]
+    ) {
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.pointer = pointer
+        self.accessID = accessID
+        self.headers = headers
+    }
+
+    struct Body: Encodable {
+        var type: String
+        var title: String
+        var status: Int
+        var detail: String?
+        var code: String
+        var pointer: String?
+        var access_id: String?
+        var request_id: String?
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let requestID = (context as? ItakuRequestContext)?.requestID
+        return render(requestID: requestID)
+    }
+
+    func render(requestID: String?) -> Response {
+        let body = Body(
+            type: "urn:itaku:problem:\(code)", title: title, status: Int(status.code), detail: detail,
+            code: code, pointer: pointer, access_id: accessID, request_id: requestID
+        )
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(body)) ?? Data()
+        var headers = self.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+// MARK: - The problems of the HTTP layer itself
+
+extension Problem {
+    public static let notFound = Problem(.notFound, code: "not_found", title: "Not found")
+    public static func methodNotAllowed(allow: [HTTPRequest.Method]) -> Problem {
+        Problem(
+            .methodNotAllowed, code: "method_not_allowed", title: "Method not allowed",
+            headers: [.allow: allow.map(\.rawValue).joined(separator: ", ")]
+        )
+    }
+    public static func payloadTooLarge(limit: Int) -> Problem {
+        Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large",
+                detail: "The body may be at most \(limit) bytes.")
+    }
+    public static let databaseUnavailable = Problem(
+        .serviceUnavailable, code: "database_unavailable", title: "Database unavailable",
+        detail: "Itaku cannot reach its database; nothing was read or written.",
+        headers: [.retryAfter: "1"]
+    )
+    public static let internalError = Problem(.internalServerError, code: "internal_error", title: "Internal error")
+    public static func badRequest(code: String, _ detail: String, pointer: String? = nil) -> Problem {
+        Problem(.badRequest, code: code, title: "Bad request", detail: detail, pointer: pointer)
+    }
+}

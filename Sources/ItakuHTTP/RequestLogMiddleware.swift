@@ -1,0 +1,69 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+extension HTTPField.Name {
+    static let itakuRequestID = Self("Itaku-Request-Id")!
+}
+
+/// Outermost middleware: gives the request its id, applies the body limit, and after the
+/// response writes one structured log line and the HTTP metrics, labelled by route template
+/// (never the raw path or query string, which can hold personal data).
+struct RequestLogMiddleware: RouterMiddleware {
+    typealias Context = ItakuRequestContext
+
+    let metrics: HTTPMetrics
+    let maxBodyBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        context.requestID = Self.requestID(from: request.headers[.itakuRequestID])
+        context.maxUploadSize = maxBodyBytes
+        context.logger[metadataKey: "itaku.request_id"] = .string(context.requestID)
+        let start = ContinuousClock.now
+
+        var response: Response
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBodyBytes {
+            response = Problem.payloadTooLarge(limit: maxBodyBytes).render(requestID: context.requestID)
+        } else {
+            do {
+                response = try await next(request, context)
+            } catch {
+                response = ErrorMiddleware.problem(for: error, context: context).render(requestID: context.requestID)
+            }
+        }
+        response.headers[.itakuRequestID] = context.requestID
+
+        let elapsed = ContinuousClock.now - start
+        // The matched route template; anything unmatched shares one label so that raw paths
+        // (which may carry phone numbers) never become metric labels or log fields.
+        let route = context.endpointPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "unmatched"
+        metrics.record(method: request.method.rawValue, route: route, status: Int(response.status.code), duration: elapsed)
+        let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        context.logger.info(
+            "request",
+            metadata: [
+                "http.method": .string(request.method.rawValue),
+                "http.route": .string(route),
+                "http.status": .stringConvertible(Int(response.status.code)),
+                "http.duration_ms": .string(String(format: "%.3f", milliseconds)),
+            ]
+        )
+        return response
+    }
+
+    /// A caller's id is kept if it is 1–64 characters of `[A-Za-z0-9._-]`; anything else is
+    /// replaced, so a log line never carries caller-chosen text.
+    static func requestID(from header: String?) -> String {
+        if let header, (1...64).contains(header.utf8.count),
+            header.utf8.allSatisfy({ byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == 0x2D || byte == 0x2E || byte == 0x5F
+            })
+        {
+            return header
+        }
+        return UUID().uuidString.lowercased()
+    }
+}

@@ -1,4 +1,0 @@
-import Hummingbird
-import ArgumentParser
-import Configuration
-print("itaku")

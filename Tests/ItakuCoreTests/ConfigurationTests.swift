@@ -1,0 +1,73 @@
+import Configuration
+import Crypto
+import Foundation
+import ItakuCore
+import Testing
+
+@Suite("Configuration and keyring")
+struct ConfigurationTests {
+    @Test("command line beats environment, environment beats the YAML file, the file beats defaults")
+    func precedence() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-config-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/itaku.yaml"
+        try "http:\n  port: 7001\n  host: 0.0.0.0\nlog:\n  level: debug\ndb:\n  pool:\n    maximum: 9\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let reader = try await ConfigReader.itaku(
+            arguments: ["--http-port", "7003"],
+            environment: ["ITAKU_HTTP_PORT": "7002", "ITAKU_HTTP_HOST": "10.0.0.1", "ITAKU_DB_MAX_BODY_BYTES": "1"],
+            configFile: file
+        )
+        let configuration = ItakuConfiguration(reader: reader, workingDirectory: directory)
+        #expect(configuration.httpPort == 7003)
+        #expect(configuration.httpHost == "10.0.0.1")
+        #expect(configuration.logLevel == "debug")
+        #expect(configuration.poolMaximum == 9)
+        #expect(configuration.maxBodyBytes == 1 << 20)
+        #expect(configuration.stateDirectory == directory + "/.itaku")
+        #expect(configuration.databaseURL == "postgresql:///itaku?host=\(directory)/.itaku/run&user=itaku_runtime")
+    }
+
+    @Test("check-config output redacts passwords in URLs", arguments: [
+        ("postgresql://itaku:s3cret@db.example/itaku", "postgresql://itaku:REDACTED@db.example/itaku"),
+        ("host=db password=s3cret dbname=itaku", "host=db password=REDACTED dbname=itaku"),
+        ("postgresql://db/itaku?sslmode=verify-full&password=s3cret", "postgresql://db/itaku?sslmode=verify-full&password=REDACTED"),
+        ("postgresql:///itaku?host=/run/pg", "postgresql:///itaku?host=/run/pg"),
+    ])
+    func redaction(url: String, expected: String) {
+        #expect(ItakuConfiguration.redactingPassword(url) == expected)
+    }
+
+    @Test("a missing keyring is generated with mode 0600 and loads back identical; its description shows no secret")
+    func keyringRoundTrip() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-keyring-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/keyring.json"
+        let generated = try Keyring.load(file: file, directory: nil, generate: true)
+        let attributes = try FileManager.default.attributesOfItem(atPath: file)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let loaded = try Keyring.load(file: file, directory: nil, generate: false)
+        #expect(loaded.checkpointKeyID == generated.checkpointKeyID)
+        #expect(loaded.agentTokenKeyID == generated.agentTokenKeyID)
+        #expect(loaded.digestKey(tenant: "acme-retail") == generated.digestKey(tenant: "acme-retail"))
+        #expect(loaded.digestKey(tenant: "acme-retail") != loaded.digestKey(tenant: "kobe-insurance"))
+        let secret = loaded.checkpointSigningKey.rawRepresentation.base64EncodedString()
+        #expect(!"\(loaded)".contains(secret))
+        #expect(throws: KeyringError.self) { try Keyring.load(file: directory + "/absent.json", directory: nil, generate: false) }
+    }
+
+    @Test("a secret directory with one file per key is read, and a short key is refused")
+    func keyringDirectory() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-secrets-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let key = Data(repeating: 7, count: 32).base64EncodedString()
+        for name in ["hmac_master", "checkpoint_signing_key", "agent_token_key"] {
+            try (key + "\n").write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+        }
+        let keyring = try Keyring.load(file: "/nonexistent", directory: directory, generate: false)
+        #expect(keyring.checkpointKeyID.count == 16)
+        try Data(repeating: 1, count: 8).base64EncodedString().write(toFile: directory + "/hmac_master", atomically: true, encoding: .utf8)
+        #expect(throws: KeyringError.self) { try Keyring.load(file: "/nonexistent", directory: directory, generate: false) }
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+@testable import ItakuHTTP
+import Testing
+
+@Suite("Error mapping")
+struct ErrorMappingTests {
+    struct LeakyError: Error, CustomStringConvertible {
+        var description: String { "row (090-1234-5678, 山田太郎) violates constraint" }
+    }
+
+    @Test("an unknown error becomes an empty internal_error and a bad body a bad_request: no internal text or value reaches the caller")
+    func unknownErrorsStayQuiet() async throws {
+        let router = Router(context: ItakuRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.get("/boom") { _, _ -> Response in throw LeakyError() }
+        router.post("/json") { request, context -> Response in
+            struct Body: Decodable { var name: String }
+            _ = try await request.decode(as: Body.self, context: context)
+            return Response(status: .ok)
+        }
+        let app = Application(router: router)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/boom", method: .get) { response in
+                #expect(response.status == .internalServerError)
+                #expect(response.headers[.contentType] == "application/problem+json")
+                let text = String(buffer: response.body)
+                #expect(problemCode(response.body) == "internal_error")
+                #expect(!text.contains("090") && !text.contains("山田") && !text.contains("constraint"))
+            }
+            let secret = #"{"name": 12345678}"#
+            try await client.execute(uri: "/json", method: .post, headers: [.contentType: "application/json"], body: .init(string: secret)) { response in
+                #expect(response.status == .badRequest)
+                #expect(problemCode(response.body) == "bad_request")
+                #expect(!String(buffer: response.body).contains("12345678"))
+            }
+        }
+    }
+}

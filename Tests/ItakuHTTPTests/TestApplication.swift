@@ -1,0 +1,64 @@
+import Configuration
+import Foundation
+import Hummingbird
+import ItakuHTTP
+import ItakuTestSupport
+import Logging
+import Synchronization
+
+/// Builds Itaku exactly as `itaku serve` does, pointed at a test database, on a free port,
+/// with its own keyring in a temporary folder.
+func makeApplication(
+    database: TestDatabase,
+    settings: [AbsoluteConfigKey: ConfigValue] = [:],
+    logger: Logger = Logger(label: "itaku.test")
+) async throws -> some ApplicationProtocol {
+    let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
+    var values: [AbsoluteConfigKey: ConfigValue] = [
+        "http.port": 0,
+        "state.directory": .init(.string(state), isSecret: false),
+        "db.url": .init(.string(database.url(role: .runtime)), isSecret: true),
+        "db.migrationUrl": .init(.string(database.url(role: .owner)), isSecret: true),
+        "db.pool.minimum": 1,
+        "db.pool.maximum": 4,
+    ]
+    values.merge(settings) { $1 }
+    return try await buildApplication(reader: ConfigReader(provider: InMemoryProvider(values: values)), logger: logger)
+}
+
+/// A log handler that keeps records in memory, so a test can read what Itaku logged.
+final class CapturedLogs: Sendable {
+    struct Record: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+    }
+
+    private let records = Mutex<[Record]>([])
+
+    var all: [Record] { records.withLock { $0 } }
+
+    func logger() -> Logger {
+        Logger(label: "itaku.test") { _ in Handler(sink: self) }
+    }
+
+    fileprivate func append(_ record: Record) {
+        records.withLock { $0.append(record) }
+    }
+
+    private struct Handler: LogHandler {
+        let sink: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            sink.append(Record(level: event.level, message: event.message.description, metadata: merged.mapValues { "\($0)" }))
+        }
+    }
+}
