@@ -71,7 +71,12 @@ let package = Package(
         ),
         .target(
             name: "ItakuRegistry",
-            dependencies: ["ItakuCore", "ItakuPostgres"],
+            dependencies: [
+                "ItakuCore", "ItakuPostgres",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -83,13 +88,17 @@ let package = Package(
             name: "ItakuAccessLog",
             dependencies: [
                 "ItakuCore", "ItakuPostgres",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "ItakuData",
-            dependencies: ["ItakuCore", "ItakuPostgres"],
+            dependencies: [
+                "ItakuCore", "ItakuPostgres", "ItakuRegistry",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -103,14 +112,25 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [.copy("Resources/openapi.yaml")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ItakuDemo",
+            dependencies: [
+                "ItakuCore", "ItakuPostgres", "ItakuRegistry", "ItakuData", "ItakuAccessLog",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "itaku",
             dependencies: [
-                "ItakuHTTP", "ItakuCore", "ItakuSchema", "ItakuPostgres",
+                "ItakuHTTP", "ItakuCore", "ItakuSchema", "ItakuPostgres", "ItakuDemo", "ItakuRegistry", "ItakuAccessLog",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -133,6 +153,11 @@ let package = Package(
                 "ItakuPostgres", "ItakuSchema", "ItakuTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ItakuDataTests",
+            dependencies: ["ItakuData", "ItakuRegistry", "ItakuDemo"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -12,6 +12,8 @@ public struct ItakuConfiguration: Sendable {
     public var httpPort: Int
     /// `http.maxBodyBytes`: largest accepted request body; larger ones answer 413.
     public var maxBodyBytes: Int
+    /// `http.maxImportBytes`: largest record import body (CSV streams; JSON is read whole).
+    public var maxImportBytes: Int
     /// `db.url`: libpq URI or conninfo of the runtime role's connection.
     public var databaseURL: String
     /// `db.migrationUrl`: connection of the owner role that runs migrations.
@@ -40,6 +42,7 @@ public struct ItakuConfiguration: Sendable {
         httpHost = reader.string(forKey: "http.host", default: "127.0.0.1")
         httpPort = reader.int(forKey: "http.port", default: 8080)
         maxBodyBytes = reader.int(forKey: "http.maxBodyBytes", default: 1 << 20)
+        maxImportBytes = reader.int(forKey: "http.maxImportBytes", default: 1 << 30)
         // The embedded default: the cluster ./Deploy/run keeps under the state directory,
         // reached over its Unix socket only.
         let embedded = "postgresql:///itaku?host=\(state)/run"
@@ -67,6 +70,7 @@ public struct ItakuConfiguration: Sendable {
             ("http.host", httpHost),
             ("http.port", String(httpPort)),
             ("http.maxBodyBytes", String(maxBodyBytes)),
+            ("http.maxImportBytes", String(maxImportBytes)),
             ("db.url", Self.redactingPassword(databaseURL)),
             ("db.migrationUrl", Self.redactingPassword(migrationURL)),
             ("db.pool.minimum", String(poolMinimum)),

@@ -2,7 +2,9 @@ import Configuration
 import Foundation
 import Hummingbird
 import ItakuCore
+import ItakuData
 import ItakuPostgres
+import ItakuRegistry
 import ItakuSchema
 import Logging
 import NIOCore
@@ -22,7 +24,7 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
         return logger
     }()
 
-    _ = try Keyring.load(
+    let keyring = try Keyring.load(
         file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: configuration.generateKeyring
     )
     let database = PostgresClient(
@@ -35,24 +37,39 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
         logger: logger
     )
     let metrics = HTTPMetrics()
+    let registry = Registry(database: database, logger: logger)
 
     let router = Router(context: ItakuRequestContext.self)
-    router.add(middleware: RequestLogMiddleware(metrics: metrics, maxBodyBytes: configuration.maxBodyBytes))
+    router.add(middleware: RequestLogMiddleware(
+        metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, maxImportBytes: configuration.maxImportBytes
+    ))
     router.add(middleware: ErrorMiddleware())
+    router.add(middleware: AuthMiddleware(registry: registry))
     var routes = RouteTable(router: router)
     HealthController(database: database, metrics: metrics, openAPIDocument: try openAPIDocument())
         .addRoutes(to: &routes)
+    let admin = Admin(database: database, registry: registry)
+    TenantsController(admin: admin).addRoutes(to: &routes)
+    DatasetsController(admin: admin).addRoutes(to: &routes)
+    PurposesController(admin: admin).addRoutes(to: &routes)
+    AgentsController(admin: admin).addRoutes(to: &routes)
+    AssignmentsController(admin: admin).addRoutes(to: &routes)
+    IntegrationsController(admin: admin).addRoutes(to: &routes)
+    ImportsController(admin: admin, keyring: keyring).addRoutes(to: &routes)
 
     var app = Application(
         router: routes.finish(),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: nil),
-        services: [database],
+        services: [database, registry],
         logger: logger
     )
-    if configuration.migrateOnStart {
-        app.beforeServerStarts {
+    app.beforeServerStarts {
+        if configuration.migrateOnStart {
             try await migrate(url: configuration.migrationURL, connectTimeout: configuration.connectTimeoutSeconds, logger: logger)
         }
+        // Next months' access-log partitions, and the registry before the first request.
+        _ = try? await database.query("SELECT itaku.ensure_access_log_partitions(3)")
+        try? await registry.reload()
     }
     return app
 }

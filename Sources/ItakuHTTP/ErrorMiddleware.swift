@@ -19,6 +19,8 @@ struct ErrorMiddleware: RouterMiddleware {
         switch error {
         case let problem as Problem:
             return problem
+        case let rejected as ImportsController.ImportRejected:
+            return rejected.problem
         case let error as HTTPError:
             switch error.status {
             case .notFound: return .notFound

@@ -1,4 +1,5 @@
 import Hummingbird
+import ItakuRegistry
 import Logging
 import NIOCore
 
@@ -9,6 +10,10 @@ public struct ItakuRequestContext: RequestContext {
     /// `Itaku-Request-Id`: taken from the caller when well-formed, otherwise generated.
     public var requestID: String
     public var maxUploadSize: Int
+    /// Set by `AuthMiddleware` on `/v1` routes.
+    public var principal: Principal?
+    /// The registry snapshot the whole request works with.
+    public var snapshot: RegistrySnapshot?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)

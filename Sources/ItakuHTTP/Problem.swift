@@ -17,7 +17,20 @@ public struct Problem: Error, HTTPResponseError, Sendable, Equatable {
     public var pointer: String?
     /// For agent calls: the access-log entry id to quote to support.
     public var accessID: String?
+    /// For validation errors: every issue found, not only the first.
+    public var errors: [Issue]?
     public var headers: HTTPFields
+
+    public struct Issue: Sendable, Equatable, Encodable {
+        public var code: String
+        public var pointer: String
+        public var line: Int?
+        public init(code: String, pointer: String, line: Int? = nil) {
+            self.code = code
+            self.pointer = pointer
+            self.line = line
+        }
+    }
 
     public init(
         _ status: HTTPResponse.Status, code: String, title: String, detail: String? = nil,
@@ -40,6 +53,7 @@ public struct Problem: Error, HTTPResponseError, Sendable, Equatable {
         var code: String
         var pointer: String?
         var access_id: String?
+        var errors: [Issue]?
         var request_id: String?
     }
 
@@ -51,7 +65,7 @@ public struct Problem: Error, HTTPResponseError, Sendable, Equatable {
     func render(requestID: String?) -> Response {
         let body = Body(
             type: "urn:itaku:problem:\(code)", title: title, status: Int(status.code), detail: detail,
-            code: code, pointer: pointer, access_id: accessID, request_id: requestID
+            code: code, pointer: pointer, access_id: accessID, errors: errors, request_id: requestID
         )
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -84,5 +98,19 @@ extension Problem {
     public static let internalError = Problem(.internalServerError, code: "internal_error", title: "Internal error")
     public static func badRequest(code: String, _ detail: String, pointer: String? = nil) -> Problem {
         Problem(.badRequest, code: code, title: "Bad request", detail: detail, pointer: pointer)
+    }
+    public static let forbidden = Problem(.forbidden, code: "forbidden", title: "Forbidden",
+                                          detail: "This key's role may not use this endpoint.")
+    /// 422 naming the first issue in `code`/`pointer` and listing all of them in `errors`.
+    public static func invalid(_ issues: [Issue]) -> Problem {
+        var problem = Problem(
+            .unprocessableContent, code: issues.first?.code ?? "invalid", title: "Invalid request",
+            detail: "The request does not satisfy the rules; see errors.", pointer: issues.first?.pointer
+        )
+        problem.errors = issues
+        return problem
+    }
+    public static func conflict(code: String, _ detail: String) -> Problem {
+        Problem(.conflict, code: code, title: "Conflict", detail: detail)
     }
 }

@@ -15,17 +15,20 @@ struct RequestLogMiddleware: RouterMiddleware {
 
     let metrics: HTTPMetrics
     let maxBodyBytes: Int
+    /// The larger limit of record imports.
+    let maxImportBytes: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         context.requestID = Self.requestID(from: request.headers[.itakuRequestID])
-        context.maxUploadSize = maxBodyBytes
+        let limit = request.uri.path.hasSuffix("/imports") ? maxImportBytes : maxBodyBytes
+        context.maxUploadSize = limit
         context.logger[metadataKey: "itaku.request_id"] = .string(context.requestID)
         let start = ContinuousClock.now
 
         var response: Response
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBodyBytes {
-            response = Problem.payloadTooLarge(limit: maxBodyBytes).render(requestID: context.requestID)
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            response = Problem.payloadTooLarge(limit: limit).render(requestID: context.requestID)
         } else {
             do {
                 response = try await next(request, context)

@@ -76,7 +76,7 @@ struct SkeletonTests {
         let database = try await TestCluster.shared().makeDatabase(migrated: false)
         let app = try await makeApplication(database: database, settings: ["http.maxBodyBytes": 1024])
         try await app.test(.live) { client in
-            let missing = try await client.execute(uri: "/v1/nothing-here", method: .get) { $0 }
+            let missing = try await client.execute(uri: "/nothing-here", method: .get) { $0 }
             #expect(missing.status == .notFound)
             #expect(missing.headers[.contentType] == "application/problem+json")
             #expect(problemCode(missing.body) == "not_found")

@@ -1,0 +1,31 @@
+import Crypto
+import Foundation
+import ItakuRegistry
+
+/// Keyed digests of lookup values: HMAC-SHA-256 with the tenant's digest key over the lookup
+/// kind and the normalised value. The database and the access log see only these digests.
+public struct LookupDigester: Sendable {
+    let key: SymmetricKey
+
+    public init(key: SymmetricKey) {
+        self.key = key
+    }
+
+    /// The normalised form of `value` for `kind`, or nil when it is not a valid value.
+    public static func normalize(_ value: String, as kind: DatasetSchema.LookupKind) -> String? {
+        switch kind {
+        case .phone: Normalization.phone(value)
+        case .email: Normalization.email(value)
+        case .exact: Normalization.exact(value)
+        }
+    }
+
+    public func digest(normalized: String, kind: DatasetSchema.LookupKind) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: Data((kind.rawValue + ":" + normalized).utf8), using: key))
+    }
+
+    /// A digest as lower-case hex, for the access log's subject and value digests.
+    public static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined()
+    }
+}

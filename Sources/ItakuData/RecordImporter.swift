@@ -1,0 +1,166 @@
+import Foundation
+import ItakuPostgres
+import ItakuRegistry
+
+/// Imports records into a dataset, whole or not at all.
+///
+/// Rows are inserted in batches as they arrive (`INSERT … SELECT FROM unnest(…)` with arrays
+/// as bound parameters: PostgreSQL refuses COPY into tables with row-level security, and the
+/// batches keep memory flat for a million rows). Any invalid line stops the writing; the rest
+/// is still checked so the caller learns every bad line (up to `maxIssues`); the caller's
+/// transaction then rolls back and nothing is kept.
+public struct RecordImporter: Sendable {
+    public struct Issue: Sendable, Equatable {
+        public var line: Int
+        public var field: String?
+        public var code: String
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        case imported(Int)
+        case rejected([Issue])
+    }
+
+    /// Receives the rows of an import.
+    public final class Sink {
+        public let importer: RecordImporter
+        let connection: PostgresConnection
+        var issues: [Issue] = []
+        var keys: Set<Int>
+        var count = 0
+        let expires: Date?
+        // The pending batch.
+        var recordIDs: [String] = []
+        var externalIDs: [String] = []
+        var documents: [String] = []
+        var lookupKinds: [String] = []
+        var lookupDigests: [String] = []
+        var lookupRecords: [String] = []
+
+        init(importer: RecordImporter, connection: PostgresConnection, existingKeys: Set<Int>) {
+            self.importer = importer
+            self.connection = connection
+            self.keys = existingKeys
+            self.expires = importer.dataset.schema.retentionDays.map { Date().addingTimeInterval(Double($0) * 86_400) }
+        }
+
+        /// Whether the import is still clean (false once any line was rejected).
+        public var isClean: Bool { issues.isEmpty }
+
+        public func reject(line: Int, field: String?, code: String) {
+            if issues.count < importer.maxIssues { issues.append(Issue(line: line, field: field, code: code)) }
+        }
+
+        /// Adds one record (`values` by field name; empty strings count as absent).
+        public func add(line: Int, values: [String: String]) async throws {
+            let problems = importer.validator.issues(values)
+            for problem in problems { reject(line: line, field: problem.field, code: problem.code) }
+            let schema = importer.dataset.schema
+            let key = values[schema.keyField] ?? ""
+            if problems.isEmpty, !keys.insert(key.hashValue).inserted {
+                reject(line: line, field: schema.keyField, code: "duplicate_key")
+            }
+            guard issues.isEmpty else { return }
+            let recordID = UUID().uuidString
+            recordIDs.append(recordID)
+            externalIDs.append(key)
+            documents.append(Self.json(values, order: schema.fields))
+            for field in schema.fields {
+                guard let kind = field.lookup, let value = values[field.name], !value.isEmpty,
+                    let normalized = LookupDigester.normalize(value, as: kind)
+                else { continue }
+                lookupKinds.append(kind.rawValue)
+                lookupDigests.append(LookupDigester.hex(importer.digester.digest(normalized: normalized, kind: kind)))
+                lookupRecords.append(recordID)
+            }
+            count += 1
+            if recordIDs.count >= importer.batchSize { try await flush() }
+        }
+
+        func flush() async throws {
+            guard !recordIDs.isEmpty else { return }
+            let tenant = importer.tenantID, dataset = importer.dataset.id
+            try await connection.query(
+                """
+                INSERT INTO itaku.records (tenant_id, dataset_id, record_id, external_id, fields, expires_at)
+                SELECT \(tenant), \(dataset), r::uuid, e, f::jsonb, \(expires)
+                FROM unnest(\(recordIDs)::text[], \(externalIDs)::text[], \(documents)::text[]) AS t(r, e, f)
+                """
+            )
+            if !lookupKinds.isEmpty {
+                try await connection.query(
+                    """
+                    INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
+                    SELECT \(tenant), \(dataset), k, decode(d, 'hex'), r::uuid
+                    FROM unnest(\(lookupKinds)::text[], \(lookupDigests)::text[], \(lookupRecords)::text[]) AS t(k, d, r)
+                    """
+                )
+            }
+            recordIDs.removeAll(keepingCapacity: true)
+            externalIDs.removeAll(keepingCapacity: true)
+            documents.removeAll(keepingCapacity: true)
+            lookupKinds.removeAll(keepingCapacity: true)
+            lookupDigests.removeAll(keepingCapacity: true)
+            lookupRecords.removeAll(keepingCapacity: true)
+        }
+
+        static func json(_ values: [String: String], order: [DatasetSchema.Field]) -> String {
+            var json = "{"
+            var first = true
+            for field in order {
+                guard let value = values[field.name], !value.isEmpty else { continue }
+                if !first { json += "," }
+                first = false
+                json += "\"" + field.name + "\":" + jsonString(value)
+            }
+            return json + "}"
+        }
+
+        static func jsonString(_ value: String) -> String {
+            var out = "\""
+            for scalar in value.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                default:
+                    if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+                }
+            }
+            return out + "\""
+        }
+    }
+
+    public let tenantID: UUID
+    public let dataset: Dataset
+    public let digester: LookupDigester
+    public var maxIssues = 1000
+    public var batchSize = 2000
+    public let validator: RecordValidator
+
+    public init(tenantID: UUID, dataset: Dataset, digester: LookupDigester) {
+        self.tenantID = tenantID
+        self.dataset = dataset
+        self.digester = digester
+        self.validator = RecordValidator(schema: dataset.schema)
+    }
+
+    /// Runs an import on `connection`, inside the caller's transaction. `feed` hands the rows
+    /// to the sink. On `.rejected` the caller must roll back.
+    public func run(on connection: PostgresConnection, _ feed: (Sink) async throws -> Void) async throws -> Outcome {
+        try await RegistryStore.setTenant(tenantID, on: connection)
+        var existing: Set<Int> = []
+        for row in try await connection.query(
+            "SELECT external_id FROM itaku.records WHERE tenant_id = \(tenantID) AND dataset_id = \(dataset.id)"
+        ) {
+            existing.insert(try row.decode(0, as: String.self).hashValue)
+        }
+        let sink = Sink(importer: self, connection: connection, existingKeys: existing)
+        try await feed(sink)
+        guard sink.isClean else { return .rejected(sink.issues) }
+        try await sink.flush()
+        return .imported(sink.count)
+    }
+}

@@ -1,0 +1,61 @@
+import ItakuRegistry
+
+/// Checks one incoming record against its dataset's schema. Issues name the field and a stable
+/// code, never the value.
+public struct RecordValidator: Sendable {
+    public let schema: DatasetSchema
+    private let fieldsByName: [String: DatasetSchema.Field]
+
+    public init(schema: DatasetSchema) {
+        self.schema = schema
+        self.fieldsByName = Dictionary(uniqueKeysWithValues: schema.fields.map { ($0.name, $0) })
+    }
+
+    /// Columns that are not fields of the dataset.
+    public func unknownColumns(_ names: [String]) -> [String] {
+        names.filter { fieldsByName[$0] == nil }
+    }
+
+    /// Issues of one record, as (field, code). Empty values count as absent.
+    public func issues(_ record: [String: String]) -> [(field: String, code: String)] {
+        var issues: [(String, String)] = []
+        for field in schema.fields {
+            let value = record[field.name] ?? ""
+            if value.isEmpty {
+                if field.name == schema.keyField || field.required == true { issues.append((field.name, "required")) }
+                continue
+            }
+            if let code = Self.problem(value, field) { issues.append((field.name, code)) }
+        }
+        return issues
+    }
+
+    static func problem(_ value: String, _ field: DatasetSchema.Field) -> String? {
+        if value.utf8.count > 4096 { return "too_long" }
+        if field.category == .individualNumber && !Normalization.isIndividualNumber(value) { return "invalid_individual_number" }
+        switch field.type {
+        case .string, .address:
+            return nil
+        case .date:
+            let parts = value.split(separator: "-")
+            guard parts.count == 3, let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
+                parts[0].count == 4, (1...12).contains(m), (1...Self.days(month: m, year: y)).contains(d)
+            else { return "invalid_date" }
+            return nil
+        case .phone:
+            return Normalization.phone(value) == nil ? "invalid_phone" : nil
+        case .email:
+            return Normalization.email(value) == nil ? "invalid_email" : nil
+        case .number:
+            return Double(Normalization.foldWidth(value)) == nil ? "invalid_number" : nil
+        }
+    }
+
+    static func days(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ItakuAccessLog
+import ItakuPostgres
+import ItakuRegistry
+import NIOCore
+
+/// What the administration controllers share: authorization, body decoding, and making a
+/// change together with its `configure` access entry and registry notification.
+struct Admin: Sendable {
+    let database: PostgresClient
+    let registry: Registry
+
+    // MARK: Authorization
+
+    /// The caller, if its role may use the endpoint at all (403 otherwise).
+    func principal(_ context: ItakuRequestContext, _ roles: Set<Role>) throws -> Principal {
+        guard let principal = context.principal else { throw Problem(.unauthorized, code: "unauthenticated", title: "Unauthenticated") }
+        guard roles.contains(principal.role) else { throw Problem.forbidden }
+        return principal
+    }
+
+    /// The tenant of the path. A client admin of another tenant gets the same 404 as for a
+    /// tenant that does not exist.
+    func tenant(_ context: ItakuRequestContext, _ roles: Set<Role>) throws -> (Principal, Tenant) {
+        let principal = try principal(context, roles)
+        guard let code = context.parameters.get("tenant"), let tenant = context.snapshot?.tenant(code: code) else {
+            throw Problem.notFound
+        }
+        if principal.role == .clientAdmin && principal.tenantID != tenant.id { throw Problem.notFound }
+        return (principal, tenant)
+    }
+
+    // MARK: Bodies
+
+    func decode<T: Decodable>(_ type: T.Type, from request: Request, context: ItakuRequestContext) async throws -> T {
+        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        do {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            return try decoder.decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            // Only the path of the problem is reported: the decoder's message can quote values.
+            throw Problem.badRequest(code: "invalid_json", "The body is not the JSON this endpoint takes.", pointer: Self.pointer(error))
+        }
+    }
+
+    static func pointer(_ error: DecodingError) -> String? {
+        let path: [any CodingKey]
+        switch error {
+        case .keyNotFound(let key, let context): path = context.codingPath + [key]
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context): path = context.codingPath
+        @unknown default: return nil
+        }
+        let text = path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return text.hasPrefix(".") ? String(text.dropFirst()) : (text.isEmpty ? nil : text)
+    }
+
+    func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    // MARK: Changes
+
+    /// Runs `body` in a transaction that also records a `configure` entry (who changed what,
+    /// versions before and after) and notifies every instance; then refreshes this instance's
+    /// snapshot so the change is in force before the response leaves.
+    func change<Result: Sendable>(
+        _ context: ItakuRequestContext, tenantID: UUID?, target: String,
+        _ body: @Sendable (PostgresConnection) async throws -> (Result, before: Int?, after: Int?)
+    ) async throws -> Result {
+        guard let principal = context.principal else { throw Problem.forbidden }
+        let requestID = context.requestID
+        let result = try await database.withTransaction { connection in
+            let (value, before, after) = try await body(connection)
+            var entry = AccessEntry(
+                tenantID: tenantID, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
+                operation: .configure, decision: .allow, reason: "allowed"
+            )
+            entry.target = target
+            entry.versionBefore = before
+            entry.versionAfter = after
+            entry.requestID = requestID
+            try await AccessLogStore.insert(entry, on: connection)
+            try await RegistryStore.announceChange(target, on: connection)
+            return value
+        }
+        try await registry.reload()
+        return result
+    }
+}
+
+extension Array where Element == ValidationIssue {
+    var problems: [Problem.Issue] { map { Problem.Issue(code: $0.code, pointer: $0.pointer) } }
+}
+
+extension PostgresError {
+    var isUniqueViolation: Bool { sqlState == SQLState.uniqueViolation }
+}

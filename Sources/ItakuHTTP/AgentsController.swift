@@ -1,0 +1,71 @@
+import Foundation
+import Hummingbird
+import ItakuPostgres
+import ItakuRegistry
+
+/// `/v1/agents`: operators register the BPO's agents and (de)activate them.
+struct AgentsController: Sendable {
+    let admin: Admin
+
+    struct AgentBody: Codable, Sendable {
+        var employee_id: String?
+        var name: String?
+        var site: String?
+        var active: Bool?
+
+        init(_ agent: Agent) {
+            employee_id = agent.employeeID
+            name = agent.name
+            site = agent.site
+            active = agent.active
+        }
+    }
+
+    func addRoutes(to routes: inout RouteTable) {
+        routes.on("/v1/agents", method: .get) { _, context in
+            _ = try admin.principal(context, [.operator_])
+            let agents = (context.snapshot?.agents.values.sorted { $0.employeeID < $1.employeeID } ?? []).map(AgentBody.init)
+            return try admin.json(["agents": agents])
+        }
+        routes.on("/v1/agents", method: .post) { request, context in
+            _ = try admin.principal(context, [.operator_])
+            let body = try await admin.decode(AgentBody.self, from: request, context: context)
+            let employeeID = body.employee_id ?? "", name = body.name ?? "", site = body.site ?? ""
+            var issues: [Problem.Issue] = []
+            if !Self.isEmployeeID(employeeID) { issues.append(.init(code: "invalid_employee_id", pointer: "employee_id")) }
+            if name.isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
+            guard issues.isEmpty else { throw Problem.invalid(issues) }
+            do {
+                _ = try await admin.change(context, tenantID: nil, target: "agent:\(employeeID)") { connection in
+                    (try await RegistryStore.createAgent(employeeID: employeeID, name: name, site: site, on: connection), nil, nil)
+                }
+            } catch let error as PostgresError where error.isUniqueViolation {
+                throw Problem.conflict(code: "agent_exists", "An agent with this employee id exists.")
+            }
+            guard let agent = admin.registry.snapshot.agent(employeeID: employeeID) else { throw Problem.internalError }
+            return try admin.json(AgentBody(agent), status: .created)
+        }
+        routes.on("/v1/agents/:agent", method: .patch) { request, context in
+            _ = try admin.principal(context, [.operator_])
+            guard let employeeID = context.parameters.get("agent"), let agent = context.snapshot?.agent(employeeID: employeeID) else {
+                throw Problem.notFound
+            }
+            let body = try await admin.decode(AgentBody.self, from: request, context: context)
+            if let name = body.name, name.isEmpty { throw Problem.invalid([.init(code: "name_required", pointer: "name")]) }
+            if let id = body.employee_id, id != agent.employeeID {
+                throw Problem.invalid([.init(code: "employee_id_immutable", pointer: "employee_id")])
+            }
+            let name = body.name ?? agent.name, site = body.site ?? agent.site, active = body.active ?? agent.active
+            try await admin.change(context, tenantID: nil, target: "agent:\(agent.employeeID)") { connection in
+                try await RegistryStore.updateAgent(agent.id, name: name, site: site, active: active, on: connection)
+                return ((), nil, nil)
+            }
+            return try admin.json(AgentBody(admin.registry.snapshot.agents[agent.id] ?? agent))
+        }
+    }
+
+    static func isEmployeeID(_ id: String) -> Bool {
+        (1...64).contains(id.utf8.count)
+            && id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x2E || $0 == 0x5F }
+    }
+}

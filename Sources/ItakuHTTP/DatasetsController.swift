@@ -1,0 +1,54 @@
+import Foundation
+import Hummingbird
+import ItakuRegistry
+
+/// `/v1/tenants/{tenant}/datasets/{dataset}`: a client admin defines a dataset's schema and
+/// retention; every `PUT` makes a new version.
+struct DatasetsController: Sendable {
+    let admin: Admin
+
+    struct DatasetBody: Encodable {
+        var name: String
+        var version: Int
+        var fields: [DatasetSchema.Field]
+        var key_field: String
+        var retention_days: Int?
+
+        init(_ dataset: Dataset) {
+            name = dataset.name
+            version = dataset.version
+            fields = dataset.schema.fields
+            key_field = dataset.schema.keyField
+            retention_days = dataset.schema.retentionDays
+        }
+    }
+
+    func addRoutes(to routes: inout RouteTable) {
+        routes.on("/v1/tenants/:tenant/datasets/:dataset", method: .put) { request, context in try await put(request, context) }
+        routes.on("/v1/tenants/:tenant/datasets/:dataset", method: .get) { _, context in
+            let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+            guard let name = context.parameters.get("dataset"), let dataset = context.snapshot?.datasets[tenant.id]?[name] else {
+                throw Problem.notFound
+            }
+            return try admin.json(DatasetBody(dataset))
+        }
+    }
+
+    private func put(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+        let name = context.parameters.get("dataset") ?? ""
+        guard DatasetSchema.isFieldName(name) else {
+            throw Problem.invalid([.init(code: "invalid_dataset_name", pointer: "dataset")])
+        }
+        let schema = try await admin.decode(DatasetSchema.self, from: request, context: context)
+        let issues = schema.validate()
+        guard issues.isEmpty else { throw Problem.invalid(issues.problems) }
+        let existed = context.snapshot?.datasets[tenant.id]?[name] != nil
+        _ = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name)") { connection in
+            let (before, after) = try await RegistryStore.putDataset(tenantID: tenant.id, name: name, schema: schema, on: connection)
+            return (after, before, after)
+        }
+        guard let dataset = admin.registry.snapshot.datasets[tenant.id]?[name] else { throw Problem.internalError }
+        return try admin.json(DatasetBody(dataset), status: existed ? .ok : .created)
+    }
+}

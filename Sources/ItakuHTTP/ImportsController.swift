@@ -1,0 +1,137 @@
+import Foundation
+import Hummingbird
+import ItakuCore
+import ItakuData
+import ItakuRegistry
+import NIOCore
+
+/// `POST /v1/tenants/{tenant}/datasets/{dataset}/imports`: a client admin imports records as
+/// `text/csv` (UTF-8, a header row naming the fields; streamed, up to `http.maxImportBytes`) or
+/// as a JSON array of objects. The import lands whole or not at all; every bad line is
+/// reported with its line number (CSV, the header is line 1) or array index (JSON).
+struct ImportsController: Sendable {
+    let admin: Admin
+    let keyring: Keyring
+
+    struct Result: Encodable {
+        var dataset: String
+        var imported: Int
+    }
+
+    func addRoutes(to routes: inout RouteTable) {
+        routes.on("/v1/tenants/:tenant/datasets/:dataset/imports", method: .post) { request, context in
+            try await importRecords(request, context)
+        }
+    }
+
+    private func importRecords(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+        guard let name = context.parameters.get("dataset"), let dataset = context.snapshot?.datasets[tenant.id]?[name] else {
+            throw Problem.notFound
+        }
+        let contentType = request.headers[.contentType]?.lowercased() ?? ""
+        let isCSV = contentType.hasPrefix("text/csv")
+        guard isCSV || contentType.hasPrefix("application/json") else {
+            throw Problem(.unsupportedMediaType, code: "unsupported_media_type", title: "Unsupported media type",
+                          detail: "Send text/csv or application/json.")
+        }
+        let importer = RecordImporter(
+            tenantID: tenant.id, dataset: dataset, digester: LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString))
+        )
+        let limit = context.maxUploadSize
+        let outcome = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name):import") { connection in
+            let outcome = try await importer.run(on: connection) { sink in
+                if isCSV {
+                    try await Self.feedCSV(request.body, limit: limit, validator: RecordValidator(schema: dataset.schema), into: sink)
+                } else {
+                    let buffer = try await request.body.collect(upTo: limit)
+                    try await Self.feedJSON(Data(buffer.readableBytesView), into: sink)
+                }
+            }
+            guard case .imported(let count) = outcome else { throw ImportRejected(outcome: outcome) }
+            return (count, dataset.version, dataset.version)
+        }
+        return try admin.json(Result(dataset: name, imported: outcome), status: .created)
+    }
+
+    struct ImportRejected: Error {
+        var outcome: RecordImporter.Outcome
+    }
+
+    static func feedCSV(
+        _ body: RequestBody, limit: Int, validator: RecordValidator, into sink: RecordImporter.Sink
+    ) async throws {
+        var parser = CSVParser()
+        var header: [String]?
+        var received = 0
+        func handle(_ rows: [CSVParser.Row]) async throws {
+            for row in rows {
+                guard let columns = header else {
+                    let names = row.fields.map { $0.trimmingCharacters(in: .whitespaces) }
+                    for unknown in validator.unknownColumns(names) { sink.reject(line: row.line, field: unknown, code: "unknown_field") }
+                    if Set(names).count != names.count { sink.reject(line: row.line, field: nil, code: "duplicate_column") }
+                    header = names
+                    continue
+                }
+                guard row.fields.count == columns.count else {
+                    sink.reject(line: row.line, field: nil, code: "wrong_column_count")
+                    continue
+                }
+                var values: [String: String] = [:]
+                for (column, value) in zip(columns, row.fields) { values[column] = value }
+                try await sink.add(line: row.line, values: values)
+            }
+        }
+        do {
+            for try await chunk in body {
+                received += chunk.readableBytes
+                if received > limit { throw Problem.payloadTooLarge(limit: limit) }
+                try await handle(try parser.feed(chunk.readableBytesView))
+            }
+            try await handle(try parser.finish())
+        } catch let error as CSVParser.ParseError {
+            switch error {
+            case .malformedQuote(let line): sink.reject(line: line, field: nil, code: "malformed_csv")
+            case .unterminatedQuote(let line): sink.reject(line: line, field: nil, code: "unterminated_quote")
+            case .invalidUTF8(let line): sink.reject(line: line, field: nil, code: "invalid_utf8")
+            }
+        }
+        if header == nil { sink.reject(line: 1, field: nil, code: "header_required") }
+    }
+
+    static func feedJSON(_ data: Data, into sink: RecordImporter.Sink) async throws {
+        guard let array = (try? JSONSerialization.jsonObject(with: data)) as? [Any] else {
+            throw Problem.badRequest(code: "invalid_json", "The body must be a JSON array of objects.")
+        }
+        for (index, element) in array.enumerated() {
+            // "line" of a JSON import is the element's 1-based position.
+            guard let object = element as? [String: Any] else {
+                sink.reject(line: index + 1, field: nil, code: "not_an_object")
+                continue
+            }
+            var values: [String: String] = [:]
+            for (key, value) in object {
+                switch value {
+                case let string as String: values[key] = string
+                case let number as NSNumber: values[key] = number.stringValue
+                case is NSNull: continue
+                default: sink.reject(line: index + 1, field: key, code: "invalid_value")
+                }
+            }
+            for unknown in sink.importer.validator.unknownColumns(Array(values.keys)).sorted() {
+                sink.reject(line: index + 1, field: unknown, code: "unknown_field")
+            }
+            try await sink.add(line: index + 1, values: values)
+        }
+    }
+}
+
+extension ImportsController.ImportRejected {
+    var problem: Problem {
+        guard case .rejected(let issues) = outcome else { return .internalError }
+        var problem = Problem.invalid(issues.map { Problem.Issue(code: $0.code, pointer: $0.field ?? "", line: $0.line) })
+        problem.code = "import_rejected"
+        problem.detail = "Nothing was imported; fix the lines listed in errors and send the file again."
+        return problem
+    }
+}

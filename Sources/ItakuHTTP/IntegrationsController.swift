@@ -1,0 +1,141 @@
+import Foundation
+import Hummingbird
+import ItakuPostgres
+import ItakuRegistry
+
+/// `/v1/integrations` and `/v1/keys`: operators register agent tools and issue and revoke keys.
+struct IntegrationsController: Sendable {
+    let admin: Admin
+
+    struct IntegrationBody: Codable, Sendable {
+        var id: UUID?
+        var name: String?
+        var trust_mode: String?
+        var tenants: [String]?
+    }
+
+    struct KeyRequest: Decodable {
+        var role: String?
+        var tenant: String?
+        var integration: UUID?
+        var label: String?
+    }
+
+    struct KeyResponse: Encodable {
+        var id: UUID
+        /// Shown once: only its hash is stored.
+        var key: String
+        var role: String
+        var tenant: String?
+        var integration: UUID?
+        var label: String
+    }
+
+    func addRoutes(to routes: inout RouteTable) {
+        routes.on("/v1/integrations", method: .get) { _, context in
+            _ = try admin.principal(context, [.operator_])
+            let snapshot = context.snapshot ?? RegistrySnapshot()
+            let list = snapshot.integrations.values.sorted { $0.name < $1.name }.map { Self.body($0, snapshot) }
+            return try admin.json(["integrations": list])
+        }
+        routes.on("/v1/integrations", method: .post) { request, context in try await createIntegration(request, context) }
+        routes.on("/v1/keys", method: .post) { request, context in try await createKey(request, context) }
+        routes.on("/v1/keys/:id", method: .delete) { _, context in
+            _ = try admin.principal(context, [.operator_])
+            guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw Problem.notFound }
+            let revoked = try await admin.change(context, tenantID: nil, target: "key:\(id.uuidString.lowercased())") { connection in
+                (try await RegistryStore.revokeKey(id, on: connection), nil, nil)
+            }
+            guard revoked else { throw Problem.notFound }
+            return Response(status: .noContent)
+        }
+    }
+
+    private func createIntegration(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        _ = try admin.principal(context, [.operator_])
+        let body = try await admin.decode(IntegrationBody.self, from: request, context: context)
+        let snapshot = context.snapshot ?? RegistrySnapshot()
+        var issues: [Problem.Issue] = []
+        let name = body.name ?? ""
+        if !TenantsController.isCode(name) { issues.append(.init(code: "invalid_integration_name", pointer: "name")) }
+        let mode = Integration.TrustMode(rawValue: body.trust_mode ?? "")
+        if mode == nil { issues.append(.init(code: "invalid_trust_mode", pointer: "trust_mode")) }
+        var tenantIDs: [UUID] = []
+        for (index, code) in (body.tenants ?? []).enumerated() {
+            if let tenant = snapshot.tenant(code: code) { tenantIDs.append(tenant.id) } else {
+                issues.append(.init(code: "unknown_tenant", pointer: "tenants[\(index)]"))
+            }
+        }
+        guard issues.isEmpty, let mode else { throw Problem.invalid(issues) }
+        let ids = tenantIDs
+        let id: UUID
+        do {
+            id = try await admin.change(context, tenantID: nil, target: "integration:\(name)") { connection in
+                (try await RegistryStore.createIntegration(name: name, trustMode: mode, tenantIDs: ids, on: connection), nil, nil)
+            }
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw Problem.conflict(code: "integration_exists", "An integration with this name exists.")
+        }
+        let fresh = admin.registry.snapshot
+        guard let integration = fresh.integrations[id] else { throw Problem.internalError }
+        return try admin.json(Self.body(integration, fresh), status: .created)
+    }
+
+    private func createKey(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        _ = try admin.principal(context, [.operator_])
+        let body = try await admin.decode(KeyRequest.self, from: request, context: context)
+        let snapshot = context.snapshot ?? RegistrySnapshot()
+        guard let role = body.role.flatMap(Role.init(rawValue:)) else {
+            throw Problem.invalid([.init(code: "invalid_role", pointer: "role")])
+        }
+        var tenant: Tenant?
+        var integrationID: UUID?
+        switch role {
+        case .clientAdmin:
+            guard let found = body.tenant.flatMap(snapshot.tenant(code:)) else {
+                throw Problem.invalid([.init(code: body.tenant == nil ? "tenant_required" : "unknown_tenant", pointer: "tenant")])
+            }
+            tenant = found
+        case .integration:
+            guard let id = body.integration, snapshot.integrations[id] != nil else {
+                throw Problem.invalid([.init(code: body.integration == nil ? "integration_required" : "unknown_integration", pointer: "integration")])
+            }
+            integrationID = id
+        case .operator_, .reviewer:
+            if body.tenant != nil || body.integration != nil {
+                throw Problem.invalid([.init(code: "unexpected_binding", pointer: body.tenant != nil ? "tenant" : "integration")])
+            }
+        }
+        let (key, id) = try await Self.issue(role: role, tenantID: tenant?.id, integrationID: integrationID, label: body.label ?? "") { issue in
+            try await admin.change(context, tenantID: tenant?.id, target: "key:\(role.rawValue)") { connection in
+                (try await issue(connection), nil, nil)
+            }
+        }
+        return try admin.json(
+            KeyResponse(id: id, key: key, role: role.rawValue, tenant: tenant?.code, integration: integrationID, label: body.label ?? ""),
+            status: .created
+        )
+    }
+
+    /// Generates a key and stores its hash through `store` (which supplies the transaction).
+    static func issue(
+        role: Role, tenantID: UUID?, integrationID: UUID?, label: String,
+        store: (@Sendable (PostgresConnection) async throws -> UUID) async throws -> UUID
+    ) async throws -> (key: String, id: UUID) {
+        let key = APIKeys.generate()
+        let id = try await store { connection in
+            try await RegistryStore.createKey(
+                hash: APIKeys.hash(key), displayPrefix: APIKeys.displayPrefix(key), role: role,
+                tenantID: tenantID, integrationID: integrationID, label: label, on: connection
+            )
+        }
+        return (key, id)
+    }
+
+    static func body(_ integration: Integration, _ snapshot: RegistrySnapshot) -> IntegrationBody {
+        IntegrationBody(
+            id: integration.id, name: integration.name, trust_mode: integration.trustMode.rawValue,
+            tenants: integration.tenantIDs.compactMap { snapshot.tenants[$0]?.code }.sorted()
+        )
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ItakuPostgres
+import ItakuRegistry
+
+/// `/v1/tenants/{tenant}/purposes`: a client admin defines purposes of use. Every `PUT` makes a
+/// new version. Changing an existing purpose needs `If-Match` with its current `ETag` (428
+/// without, 412 when stale), so two admins never overwrite each other unknowingly.
+struct PurposesController: Sendable {
+    let admin: Admin
+
+    struct PurposeBody: Encodable {
+        var key: String
+        var version: Int
+        var created_at: Date
+        var definition: PurposeDefinition
+    }
+
+    func addRoutes(to routes: inout RouteTable) {
+        routes.on("/v1/tenants/:tenant/purposes", method: .get) { _, context in
+            let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+            let versions = try await admin.database.withTransaction { connection in
+                try await RegistryStore.purposeVersions(tenantID: tenant.id, on: connection)
+            }
+            struct Listing: Encodable {
+                var key: String
+                var current_version: Int
+                var versions: [PurposeBody]
+            }
+            let listing = Dictionary(grouping: versions, by: \.key).sorted { $0.key < $1.key }.map { key, versions in
+                Listing(
+                    key: key, current_version: versions.map(\.version).max() ?? 0,
+                    versions: versions.map { PurposeBody(key: $0.key, version: $0.version, created_at: $0.createdAt, definition: $0.definition) }
+                )
+            }
+            return try admin.json(["purposes": listing])
+        }
+        routes.on("/v1/tenants/:tenant/purposes/:purpose", method: .get) { _, context in
+            let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+            guard let key = context.parameters.get("purpose"), let purpose = context.snapshot?.purposes[tenant.id]?[key] else {
+                throw Problem.notFound
+            }
+            return try admin.json(Self.body(purpose), headers: [.eTag: Self.etag(purpose.version)])
+        }
+        routes.on("/v1/tenants/:tenant/purposes/:purpose", method: .put) { request, context in try await put(request, context) }
+    }
+
+    private func put(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+        let key = context.parameters.get("purpose") ?? ""
+        guard TenantsController.isCode(key) else { throw Problem.invalid([.init(code: "invalid_purpose_key", pointer: "purpose")]) }
+        let current = context.snapshot?.purposes[tenant.id]?[key]
+        var expected: Int? = nil
+        if let current {
+            guard let ifMatch = request.headers[.ifMatch] else {
+                throw Problem(.preconditionRequired, code: "precondition_required", title: "If-Match required",
+                              detail: "This purpose exists; send If-Match with its current ETag.")
+            }
+            guard ifMatch == Self.etag(current.version) || ifMatch == "*" else { throw Self.stale }
+            expected = current.version
+        }
+        let definition = try await admin.decode(PurposeDefinition.self, from: request, context: context)
+        let schemas = (context.snapshot?.datasets[tenant.id] ?? [:]).mapValues(\.schema)
+        let issues = definition.validate(against: schemas)
+        guard issues.isEmpty else { throw Problem.invalid(issues.problems) }
+        let expectedVersion = expected
+        let version: Int? = try await admin.change(context, tenantID: tenant.id, target: "purpose:\(key)") { connection in
+            let version = try await RegistryStore.putPurpose(
+                tenantID: tenant.id, key: key, definition: definition, expectedVersion: expectedVersion, on: connection
+            )
+            // A concurrent writer got there first: roll back (nothing of this request is kept).
+            guard let version else { throw Self.stale }
+            return (version, expectedVersion, version)
+        }
+        guard let version, let purpose = admin.registry.snapshot.purposes[tenant.id]?[key] else { throw Problem.internalError }
+        return try admin.json(Self.body(purpose), status: current == nil ? .created : .ok, headers: [.eTag: Self.etag(version)])
+    }
+
+    static let stale = Problem(.preconditionFailed, code: "precondition_failed", title: "Stale version",
+                               detail: "The purpose changed since the ETag you sent; read it again.")
+
+    static func etag(_ version: Int) -> String { "\"v\(version)\"" }
+
+    static func body(_ purpose: Purpose) -> PurposeBody {
+        PurposeBody(key: purpose.key, version: purpose.version, created_at: purpose.createdAt, definition: purpose.definition)
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import Hummingbird
+import ItakuPostgres
+import ItakuRegistry
+
+/// `/v1/tenants`: operators create, list and update tenants; a client admin and reviewers may
+/// read.
+struct TenantsController: Sendable {
+    let admin: Admin
+
+    struct TenantBody: Codable, Sendable {
+        var code: String?
+        var name: String?
+        var time_zone: String?
+        var contract_start: String?
+        var contract_end: String?
+        var status: String?
+
+        init(_ tenant: Tenant) {
+            code = tenant.code
+            name = tenant.name
+            time_zone = tenant.timeZone
+            contract_start = tenant.contractStart
+            contract_end = tenant.contractEnd
+            status = tenant.status
+        }
+    }
+
+    func addRoutes(to routes: inout RouteTable) {
+        routes.on("/v1/tenants", method: .post) { request, context in try await create(request, context) }
+        routes.on("/v1/tenants", method: .get) { _, context in
+            _ = try admin.principal(context, [.operator_, .reviewer])
+            let tenants = (context.snapshot?.tenants.values.sorted { $0.code < $1.code } ?? []).map(TenantBody.init)
+            return try admin.json(["tenants": tenants])
+        }
+        routes.on("/v1/tenants/:tenant", method: .get) { _, context in
+            let (_, tenant) = try admin.tenant(context, [.operator_, .reviewer, .clientAdmin])
+            return try admin.json(TenantBody(tenant))
+        }
+        routes.on("/v1/tenants/:tenant", method: .patch) { request, context in try await update(request, context) }
+    }
+
+    private func create(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        _ = try admin.principal(context, [.operator_])
+        let body = try await admin.decode(TenantBody.self, from: request, context: context)
+        var issues: [Problem.Issue] = []
+        let code = body.code ?? ""
+        if !Self.isCode(code) { issues.append(.init(code: "invalid_tenant_code", pointer: "code")) }
+        if (body.name ?? "").isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
+        issues += Self.validate(timeZone: body.time_zone, start: body.contract_start, end: body.contract_end, status: nil)
+        guard issues.isEmpty else { throw Problem.invalid(issues) }
+        if context.snapshot?.tenant(code: code) != nil { throw Problem.conflict(code: "tenant_exists", "A tenant with this code exists.") }
+        let name = body.name ?? "", zone = body.time_zone ?? "Asia/Tokyo"
+        do {
+            _ = try await admin.change(context, tenantID: nil, target: "tenant:\(code)") { connection in
+                let id = try await RegistryStore.createTenant(
+                    code: code, name: name, timeZone: zone, contractStart: body.contract_start, contractEnd: body.contract_end, on: connection
+                )
+                return (id, nil, 1)
+            }
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw Problem.conflict(code: "tenant_exists", "A tenant with this code exists.")
+        }
+        guard let tenant = admin.registry.snapshot.tenant(code: code) else { throw Problem.internalError }
+        return try admin.json(TenantBody(tenant), status: .created)
+    }
+
+    private func update(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        let (_, tenant) = try admin.tenant(context, [.operator_])
+        let body = try await admin.decode(TenantBody.self, from: request, context: context)
+        var issues = Self.validate(timeZone: body.time_zone, start: body.contract_start, end: body.contract_end, status: body.status)
+        if body.code != nil && body.code != tenant.code { issues.append(.init(code: "code_immutable", pointer: "code")) }
+        if let name = body.name, name.isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
+        guard issues.isEmpty else { throw Problem.invalid(issues) }
+        var updated = tenant
+        updated.name = body.name ?? tenant.name
+        updated.timeZone = body.time_zone ?? tenant.timeZone
+        updated.contractStart = body.contract_start ?? tenant.contractStart
+        updated.contractEnd = body.contract_end ?? tenant.contractEnd
+        updated.status = body.status ?? tenant.status
+        let next = updated
+        try await admin.change(context, tenantID: tenant.id, target: "tenant:\(tenant.code)") { connection in
+            try await RegistryStore.updateTenant(
+                next.id, name: next.name, timeZone: next.timeZone, contractStart: next.contractStart,
+                contractEnd: next.contractEnd, status: next.status, on: connection
+            )
+            return ((), nil, nil)
+        }
+        return try admin.json(TenantBody(admin.registry.snapshot.tenants[tenant.id] ?? updated))
+    }
+
+    static func isCode(_ code: String) -> Bool {
+        (2...63).contains(code.utf8.count)
+            && code.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+            && code.first != "-"
+    }
+
+    static func validate(timeZone: String?, start: String?, end: String?, status: String?) -> [Problem.Issue] {
+        var issues: [Problem.Issue] = []
+        if let timeZone, TimeZone(identifier: timeZone) == nil { issues.append(.init(code: "invalid_time_zone", pointer: "time_zone")) }
+        if let start, !PurposeDefinition.isCalendarDate(start) { issues.append(.init(code: "invalid_date", pointer: "contract_start")) }
+        if let end, !PurposeDefinition.isCalendarDate(end) { issues.append(.init(code: "invalid_date", pointer: "contract_end")) }
+        if let start, let end, start > end { issues.append(.init(code: "invalid_contract_period", pointer: "contract_end")) }
+        if let status, !["active", "suspended", "ended"].contains(status) { issues.append(.init(code: "invalid_status", pointer: "status")) }
+        return issues
+    }
+}

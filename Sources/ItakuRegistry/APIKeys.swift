@@ -1,0 +1,36 @@
+import Crypto
+import Foundation
+
+/// API keys: `itk_` followed by 32 base64url characters (192 random bits), so a leaked key is
+/// recognisable. Only the SHA-256 of a key is stored; the key is shown once.
+public enum APIKeys {
+    public static let prefix = "itk_"
+
+    public static func generate() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return prefix + Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+
+    public static func hash(_ key: String) -> [UInt8] {
+        Array(SHA256.hash(data: Data(key.utf8)))
+    }
+
+    /// What may be shown of a key later: its prefix and first characters.
+    public static func displayPrefix(_ key: String) -> String {
+        String(key.prefix(prefix.count + 6))
+    }
+
+    /// The live key matching `presented`, its hash compared in constant time.
+    public static func authenticate(_ presented: String, in snapshot: RegistrySnapshot) -> APIKey? {
+        guard presented.hasPrefix(prefix), presented.utf8.count <= 128 else { return nil }
+        let digest = hash(presented)
+        guard let (stored, key) = snapshot.keys.first(where: { $0.key.prefix(8).elementsEqual(digest.prefix(8)) }) else {
+            return nil
+        }
+        var difference: UInt8 = 0
+        for (a, b) in zip(stored, digest) { difference |= a ^ b }
+        return difference == 0 && stored.count == digest.count ? key : nil
+    }
+}

@@ -1,0 +1,254 @@
+import Foundation
+import ItakuPostgres
+
+/// The registry's SQL. Every function runs on a connection the caller holds, so a change, its
+/// access-log entry and its NOTIFY commit together in the caller's transaction.
+public enum RegistryStore {
+    /// Makes the rest of the transaction act for one tenant (row-level security).
+    public static func setTenant(_ tenantID: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query("SELECT set_config('itaku.tenant_id', \(tenantID.uuidString), true)")
+    }
+
+    /// Announces a change; delivered to every instance's listener when the transaction commits.
+    public static func announceChange(_ what: String, on connection: PostgresConnection) async throws {
+        try await connection.query("SELECT pg_notify('itaku_registry', \(what))")
+    }
+
+    // MARK: Loading the snapshot
+
+    public static func loadSnapshot(on connection: PostgresConnection) async throws -> RegistrySnapshot {
+        var snapshot = RegistrySnapshot()
+        try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
+        for row in try await connection.query(
+            "SELECT tenant_id, code, name, time_zone, contract_start::text, contract_end::text, status FROM itaku.tenants"
+        ) {
+            let tenant = Tenant(
+                id: try row.decode(0), code: try row.decode(1), name: try row.decode(2), timeZone: try row.decode(3),
+                contractStart: try row.decode(4), contractEnd: try row.decode(5), status: try row.decode(6)
+            )
+            snapshot.tenants[tenant.id] = tenant
+            snapshot.tenantIDsByCode[tenant.code] = tenant.id
+        }
+        let decoder = JSONDecoder()
+        for row in try await connection.query("SELECT tenant_id, dataset_id, name, version, schema FROM itaku.datasets") {
+            let schemaText = try row.decode(4, as: PostgresJSON.self).text
+            let dataset = Dataset(
+                id: try row.decode(1), tenantID: try row.decode(0), name: try row.decode(2), version: try row.decode(3),
+                schema: try decoder.decode(DatasetSchema.self, from: Data(schemaText.utf8))
+            )
+            snapshot.datasets[dataset.tenantID, default: [:]][dataset.name] = dataset
+        }
+        for row in try await connection.query(
+            """
+            SELECT DISTINCT ON (tenant_id, key) tenant_id, key, version, definition, created_at
+            FROM itaku.purposes ORDER BY tenant_id, key, version DESC
+            """
+        ) {
+            let definition = try row.decode(3, as: PostgresJSON.self).text
+            let purpose = Purpose(
+                tenantID: try row.decode(0), key: try row.decode(1), version: try row.decode(2),
+                definition: try decoder.decode(PurposeDefinition.self, from: Data(definition.utf8)), createdAt: try row.decode(4)
+            )
+            snapshot.purposes[purpose.tenantID, default: [:]][purpose.key] = purpose
+        }
+        for row in try await connection.query("SELECT agent_id, employee_id, name, site, active FROM itaku.agents") {
+            let agent = Agent(id: try row.decode(0), employeeID: try row.decode(1), name: try row.decode(2), site: try row.decode(3), active: try row.decode(4))
+            snapshot.agents[agent.id] = agent
+            snapshot.agentIDsByEmployeeID[agent.employeeID] = agent.id
+        }
+        for row in try await connection.query("SELECT tenant_id, agent_id, purposes, valid_from, valid_until FROM itaku.assignments") {
+            let assignment = Assignment(
+                tenantID: try row.decode(0), agentID: try row.decode(1), purposes: try row.decode(2),
+                validFrom: try row.decode(3), validUntil: try row.decode(4)
+            )
+            snapshot.assignments[assignment.tenantID, default: [:]][assignment.agentID] = assignment
+        }
+        for row in try await connection.query(
+            "SELECT integration_id, name, trust_mode, array(SELECT unnest(tenant_ids)::text) FROM itaku.integrations"
+        ) {
+            let integration = Integration(
+                id: try row.decode(0), name: try row.decode(1),
+                trustMode: Integration.TrustMode(rawValue: try row.decode(2)) ?? .asserted,
+                tenantIDs: try row.decode(3, as: [String].self).compactMap(UUID.init(uuidString:))
+            )
+            snapshot.integrations[integration.id] = integration
+        }
+        for row in try await connection.query(
+            "SELECT key_id, key_hash, role, tenant_id, integration_id, label FROM itaku.api_keys WHERE revoked_at IS NULL"
+        ) {
+            guard let role = Role(rawValue: try row.decode(2)) else { continue }
+            let key = APIKey(id: try row.decode(0), role: role, tenantID: try row.decode(3), integrationID: try row.decode(4), label: try row.decode(5))
+            snapshot.keys[Data(try row.decode(1, as: PostgresBytes.self).bytes)] = key
+        }
+        snapshot.loadedAt = Date()
+        return snapshot
+    }
+
+    // MARK: Tenants
+
+    public static func createTenant(
+        code: String, name: String, timeZone: String, contractStart: String?, contractEnd: String?, on connection: PostgresConnection
+    ) async throws -> UUID {
+        let rows = try await connection.query(
+            """
+            INSERT INTO itaku.tenants (code, name, time_zone, contract_start, contract_end)
+            VALUES (\(code), \(name), \(timeZone), \(contractStart)::date, \(contractEnd)::date)
+            RETURNING tenant_id
+            """
+        )
+        return try rows[0].decode(0)
+    }
+
+    public static func updateTenant(
+        _ id: UUID, name: String, timeZone: String, contractStart: String?, contractEnd: String?, status: String,
+        on connection: PostgresConnection
+    ) async throws {
+        try await connection.query(
+            """
+            UPDATE itaku.tenants SET name = \(name), time_zone = \(timeZone), contract_start = \(contractStart)::date,
+                contract_end = \(contractEnd)::date, status = \(status), updated_at = now()
+            WHERE tenant_id = \(id)
+            """
+        )
+    }
+
+    // MARK: Datasets
+
+    /// Creates or replaces the dataset's schema; returns (version before, version after).
+    public static func putDataset(
+        tenantID: UUID, name: String, schema: DatasetSchema, on connection: PostgresConnection
+    ) async throws -> (before: Int?, after: Int) {
+        try await setTenant(tenantID, on: connection)
+        let json = String(decoding: try JSONEncoder().encode(schema), as: UTF8.self)
+        let existing = try await connection.query(
+            "SELECT version FROM itaku.datasets WHERE tenant_id = \(tenantID) AND name = \(name) FOR UPDATE"
+        )
+        if let row = existing.first {
+            let before = try row.decode(0, as: Int.self)
+            try await connection.query(
+                """
+                UPDATE itaku.datasets SET schema = \(PostgresJSON(json)), version = version + 1,
+                    retention_days = \(schema.retentionDays), updated_at = now()
+                WHERE tenant_id = \(tenantID) AND name = \(name)
+                """
+            )
+            return (before, before + 1)
+        }
+        try await connection.query(
+            """
+            INSERT INTO itaku.datasets (tenant_id, name, schema, retention_days)
+            VALUES (\(tenantID), \(name), \(PostgresJSON(json)), \(schema.retentionDays))
+            """
+        )
+        return (nil, 1)
+    }
+
+    // MARK: Purposes
+
+    /// Appends a new version; `expectedVersion` is the version the caller saw (nil: must not
+    /// exist yet). Returns the new version, or nil when the caller's view is stale.
+    public static func putPurpose(
+        tenantID: UUID, key: String, definition: PurposeDefinition, expectedVersion: Int?, on connection: PostgresConnection
+    ) async throws -> Int? {
+        try await setTenant(tenantID, on: connection)
+        // Serialises writers of the same purpose for the rest of the transaction.
+        try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(tenantID.uuidString + "/" + key)))")
+        let current = try await connection.query(
+            "SELECT max(version) FROM itaku.purposes WHERE tenant_id = \(tenantID) AND key = \(key)"
+        )[0].decode(0, as: Int?.self)
+        guard current == expectedVersion else { return nil }
+        let next = (current ?? 0) + 1
+        let json = String(decoding: try JSONEncoder().encode(definition), as: UTF8.self)
+        try await connection.query(
+            """
+            INSERT INTO itaku.purposes (tenant_id, key, version, definition)
+            VALUES (\(tenantID), \(key), \(Int32(next)), \(PostgresJSON(json)))
+            """
+        )
+        return next
+    }
+
+    /// Every version of every purpose of a tenant, oldest first.
+    public static func purposeVersions(tenantID: UUID, on connection: PostgresConnection) async throws -> [Purpose] {
+        try await setTenant(tenantID, on: connection)
+        let decoder = JSONDecoder()
+        return try await connection.query(
+            "SELECT key, version, definition, created_at FROM itaku.purposes WHERE tenant_id = \(tenantID) ORDER BY key, version"
+        ).map { row in
+            Purpose(
+                tenantID: tenantID, key: try row.decode(0), version: try row.decode(1),
+                definition: try decoder.decode(PurposeDefinition.self, from: Data(try row.decode(2, as: PostgresJSON.self).text.utf8)),
+                createdAt: try row.decode(3)
+            )
+        }
+    }
+
+    // MARK: Agents, integrations, keys
+
+    public static func createAgent(employeeID: String, name: String, site: String, on connection: PostgresConnection) async throws -> UUID {
+        try await connection.query(
+            "INSERT INTO itaku.agents (employee_id, name, site) VALUES (\(employeeID), \(name), \(site)) RETURNING agent_id"
+        )[0].decode(0)
+    }
+
+    public static func updateAgent(_ id: UUID, name: String, site: String, active: Bool, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            "UPDATE itaku.agents SET name = \(name), site = \(site), active = \(active), updated_at = now() WHERE agent_id = \(id)"
+        )
+    }
+
+    public static func createIntegration(
+        name: String, trustMode: Integration.TrustMode, tenantIDs: [UUID], on connection: PostgresConnection
+    ) async throws -> UUID {
+        try await connection.query(
+            """
+            INSERT INTO itaku.integrations (name, trust_mode, tenant_ids)
+            VALUES (\(name), \(trustMode.rawValue), \(tenantIDs.map(\.uuidString))::uuid[])
+            RETURNING integration_id
+            """
+        )[0].decode(0)
+    }
+
+    public static func createKey(
+        hash: [UInt8], displayPrefix: String, role: Role, tenantID: UUID?, integrationID: UUID?, label: String,
+        on connection: PostgresConnection
+    ) async throws -> UUID {
+        try await connection.query(
+            """
+            INSERT INTO itaku.api_keys (key_hash, display_prefix, role, tenant_id, integration_id, label)
+            VALUES (\(PostgresBytes(hash)), \(displayPrefix), \(role.rawValue), \(tenantID), \(integrationID), \(label))
+            RETURNING key_id
+            """
+        )[0].decode(0)
+    }
+
+    /// Returns false when there is no such live key.
+    public static func revokeKey(_ id: UUID, on connection: PostgresConnection) async throws -> Bool {
+        try await connection.query(
+            "UPDATE itaku.api_keys SET revoked_at = now() WHERE key_id = \(id) AND revoked_at IS NULL"
+        ).affectedRows == 1
+    }
+
+    // MARK: Assignments
+
+    public static func putAssignment(_ assignment: Assignment, on connection: PostgresConnection) async throws -> Bool {
+        try await setTenant(assignment.tenantID, on: connection)
+        let rows = try await connection.query(
+            """
+            INSERT INTO itaku.assignments (tenant_id, agent_id, purposes, valid_from, valid_until)
+            VALUES (\(assignment.tenantID), \(assignment.agentID), \(assignment.purposes), \(assignment.validFrom), \(assignment.validUntil))
+            ON CONFLICT (tenant_id, agent_id) DO UPDATE SET purposes = excluded.purposes,
+                valid_from = excluded.valid_from, valid_until = excluded.valid_until, updated_at = now()
+            RETURNING (xmax = 0)
+            """
+        )
+        return try rows[0].decode(0, as: Bool.self)
+    }
+
+    public static func deleteAssignment(tenantID: UUID, agentID: UUID, on connection: PostgresConnection) async throws -> Bool {
+        try await setTenant(tenantID, on: connection)
+        return try await connection.query(
+            "DELETE FROM itaku.assignments WHERE tenant_id = \(tenantID) AND agent_id = \(agentID)"
+        ).affectedRows == 1
+    }
+}

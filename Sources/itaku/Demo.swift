@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import ItakuCore
+import ItakuDemo
+import ItakuPostgres
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Seed the demo tenants, data, agents and integrations; write fresh demo credentials."
+    )
+
+    @OptionGroup var options: SettingsOptions
+
+    @Option(help: "Where to write the credentials (default: <state.directory>/demo.env).")
+    var envFile: String?
+
+    func run() async throws {
+        let configuration = ItakuConfiguration(reader: try await options.reader())
+        let logger = options.bootstrapLogging(configuration)
+        let keyring = try Keyring.load(file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: configuration.generateKeyring)
+        let database = PostgresClient(
+            configuration: PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 2),
+            logger: logger
+        )
+        do {
+            let url = "http://\(configuration.httpHost):\(configuration.httpPort)"
+            let credentials = try await DemoSeeder(database: database, keyring: keyring, logger: logger).seed(url: url)
+            let path = envFile ?? configuration.stateDirectory + "/demo.env"
+            FileManager.default.createFile(atPath: path, contents: Data(credentials.envFile.utf8), attributes: [.posixPermissions: 0o600])
+            print("demo credentials written to \(path)")
+            await database.shutdown()
+        } catch {
+            await database.shutdown()
+            throw error
+        }
+    }
+}

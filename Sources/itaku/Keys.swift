@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import ItakuAccessLog
+import ItakuCore
+import ItakuPostgres
+import ItakuRegistry
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Issue and revoke API keys.", subcommands: [Create.self, Revoke.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Issue a key and print it once.")
+
+        @OptionGroup var options: SettingsOptions
+        @Option(help: "operator, client_admin, reviewer or integration.") var role: String
+        @Option(help: "Tenant code (client_admin keys).") var tenant: String?
+        @Option(help: "Integration id (integration keys).") var integration: String?
+        @Option(help: "A note to recognise the key by.") var label: String = ""
+
+        func run() async throws {
+            guard let role = Role(rawValue: role) else { throw ValidationError("unknown role \(self.role)") }
+            let configuration = ItakuConfiguration(reader: try await options.reader())
+            let logger = options.bootstrapLogging(configuration)
+            let database = PostgresClient(
+                configuration: PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 1), logger: logger
+            )
+            defer { Task { await database.shutdown() } }
+            let snapshot = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
+            var tenantID: UUID?
+            var integrationID: UUID?
+            switch role {
+            case .clientAdmin:
+                guard let found = tenant.flatMap(snapshot.tenant(code:)) else { throw ValidationError("client_admin keys need --tenant with an existing tenant code") }
+                tenantID = found.id
+            case .integration:
+                guard let id = integration.flatMap(UUID.init(uuidString:)), snapshot.integrations[id] != nil else {
+                    throw ValidationError("integration keys need --integration with an existing integration id")
+                }
+                integrationID = id
+            case .operator_, .reviewer:
+                break
+            }
+            let key = APIKeys.generate()
+            let label = self.label
+            let keyID: UUID = try await database.withTransaction { connection in
+                let id = try await RegistryStore.createKey(
+                    hash: APIKeys.hash(key), displayPrefix: APIKeys.displayPrefix(key), role: role, tenantID: tenantID,
+                    integrationID: integrationID, label: label, on: connection
+                )
+                var entry = AccessEntry(tenantID: tenantID, actorRole: "cli", actorKeyID: nil, operation: .configure, decision: .allow, reason: "allowed")
+                entry.target = "key:\(role.rawValue)"
+                try await AccessLogStore.insert(entry, on: connection)
+                try await RegistryStore.announceChange("key", on: connection)
+                return id
+            }
+            print("key id: \(keyID.uuidString.lowercased())")
+            print("key:    \(key)    (shown once; store it now)")
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key on every instance.")
+
+        @OptionGroup var options: SettingsOptions
+        @Argument(help: "The key id.") var id: String
+
+        func run() async throws {
+            guard let keyID = UUID(uuidString: id) else { throw ValidationError("not a key id") }
+            let configuration = ItakuConfiguration(reader: try await options.reader())
+            let logger = options.bootstrapLogging(configuration)
+            let database = PostgresClient(
+                configuration: PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 1), logger: logger
+            )
+            defer { Task { await database.shutdown() } }
+            let revoked = try await database.withTransaction { connection in
+                let revoked = try await RegistryStore.revokeKey(keyID, on: connection)
+                if revoked {
+                    var entry = AccessEntry(tenantID: nil, actorRole: "cli", actorKeyID: nil, operation: .configure, decision: .allow, reason: "allowed")
+                    entry.target = "key:\(keyID.uuidString.lowercased())"
+                    try await AccessLogStore.insert(entry, on: connection)
+                    try await RegistryStore.announceChange("key", on: connection)
+                }
+                return revoked
+            }
+            print(revoked ? "revoked" : "no such live key")
+            if !revoked { throw ExitCode(1) }
+        }
+    }
+}
