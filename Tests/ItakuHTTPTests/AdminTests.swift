@@ -1,0 +1,204 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import ItakuPostgres
+import ItakuTestSupport
+import Testing
+
+@Suite("Administration API")
+struct AdminTests {
+    @Test("an operator sets up a tenant; its client admin defines a dataset, imports records, versions a purpose; every change is logged")
+    func setUpATenant() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        let op = fixture.operatorKey
+        try await app.test(.live) { client in
+            let created = try await client.call(.post, "/v1/tenants", key: op, json: [
+                "code": "acme-retail", "name": "Acme Retail 株式会社", "contract_start": "2026-01-01", "contract_end": "2026-12-31",
+            ])
+            #expect(created.status == .created)
+            #expect(created["time_zone"] as? String == "Asia/Tokyo")
+            #expect(try await client.call(.post, "/v1/tenants", key: op, json: ["code": "acme-retail", "name": "x"]).code == "tenant_exists")
+
+            let adminKey = try await client.call(.post, "/v1/keys", key: op, json: ["role": "client_admin", "tenant": "acme-retail"])
+            #expect(adminKey.status == .created)
+            let admin = try #require(adminKey["key"] as? String)
+            #expect(admin.hasPrefix("itk_") && admin.count >= 36)
+
+            let dataset = try await client.call(.put, "/v1/tenants/acme-retail/datasets/customers", key: admin, json: customersDataset)
+            #expect(dataset.status == .created)
+            #expect(dataset["version"] as? Int == 1)
+
+            let csv = """
+                customer_no,name,phone,email,address,birth_date
+                C001,山田 太郎,090-1234-5678,taro@example.jp,"東京都新宿区西新宿2-8-1, 都庁前",1980-04-01
+                C002,𠮷田 花子,０８０－１１１１－２２２２,,大阪府大阪市北区梅田1-1,1975-12-31
+                C003,"佐藤 ""サトウ"" 健",+81 3 1234 5678,KEN@EXAMPLE.JP,,\r\n
+                """
+            let imported = try await client.call(.post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, text: csv)
+            #expect(imported.status == .created, "\(imported.text)")
+            #expect(imported["imported"] as? Int == 3)
+
+            // A purpose is created without If-Match, then needs it.
+            let first = try await client.call(.put, "/v1/tenants/acme-retail/purposes/order-support", key: admin, json: purpose())
+            #expect(first.status == .created)
+            #expect(first.headers[.eTag] == "\"v1\"")
+            let missing = try await client.call(.put, "/v1/tenants/acme-retail/purposes/order-support", key: admin, json: purpose())
+            #expect(missing.status == .preconditionRequired)
+            #expect(missing.code == "precondition_required")
+            let second = try await client.call(
+                .put, "/v1/tenants/acme-retail/purposes/order-support", key: admin,
+                json: purpose(fields: ["name": "plain", "phone": "last4", "address": "prefecture_only"]), headers: [.ifMatch: "\"v1\""]
+            )
+            #expect(second.status == .ok)
+            #expect(second.headers[.eTag] == "\"v2\"")
+            let stale = try await client.call(.put, "/v1/tenants/acme-retail/purposes/order-support", key: admin, json: purpose(), headers: [.ifMatch: "\"v1\""])
+            #expect(stale.status == .preconditionFailed)
+            #expect(stale.code == "precondition_failed")
+            let listing = try await client.call(.get, "/v1/tenants/acme-retail/purposes", key: admin)
+            let purposes = try #require(listing["purposes"] as? [[String: Any]])
+            #expect(purposes.first?["current_version"] as? Int == 2)
+            #expect((purposes.first?["versions"] as? [Any])?.count == 2)
+
+            // Agents and assignments.
+            #expect(try await client.call(.post, "/v1/agents", key: op, json: ["employee_id": "A0001", "name": "田中 一郎", "site": "Osaka"]).status == .created)
+            let assigned = try await client.call(.put, "/v1/tenants/acme-retail/assignments/A0001", key: op, json: [
+                "purposes": ["order-support"], "valid_from": "2026-01-01T00:00:00+09:00", "valid_until": "2027-01-01T00:00:00+09:00",
+            ])
+            #expect(assigned.status == .created, "\(assigned.text)")
+            let readByAdmin = try await client.call(.get, "/v1/tenants/acme-retail/assignments", key: admin)
+            #expect((readByAdmin["assignments"] as? [[String: Any]])?.first?["agent"] as? String == "A0001")
+            #expect(try await client.call(.delete, "/v1/tenants/acme-retail/assignments/A0001", key: op).status == .noContent)
+            #expect(try await client.call(.get, "/v1/tenants/acme-retail/assignments/A0001", key: op).status == .notFound)
+        }
+
+        // Every change above is one `configure` entry naming who changed what; purpose versions before and after.
+        let owner = fixture.database.makeClient(role: .owner)
+        defer { Task { await owner.shutdown() } }
+        let rows = try await owner.query(
+            "SELECT target, actor_role, version_before, version_after FROM itaku.access_log WHERE operation = 'configure' ORDER BY occurred_at"
+        )
+        let entries = try rows.map { (try $0.decode(0, as: String.self), try $0.decode(1, as: String.self), try $0.decode(2, as: Int?.self), try $0.decode(3, as: Int?.self)) }
+        #expect(entries.map(\.0) == [
+            "tenant:acme-retail", "key:client_admin", "dataset:customers", "dataset:customers:import",
+            "purpose:order-support", "purpose:order-support", "agent:A0001", "assignment:A0001", "assignment:A0001",
+        ])
+        let purposeEntries = entries.filter { $0.0 == "purpose:order-support" }
+        #expect(purposeEntries.map(\.2) == [nil, 1])
+        #expect(purposeEntries.map(\.3) == [1, 2])
+        #expect(entries.first { $0.0 == "dataset:customers" }?.1 == "client_admin")
+        // The lookup index holds digests only: no phone number appears in it or in the log.
+        let lookups = try await owner.query("SELECT count(*) FROM itaku.lookup_keys WHERE kind = 'phone'")[0].decode(0, as: Int.self)
+        #expect(lookups == 3)
+        let leaked = try await owner.query("SELECT count(*) FROM itaku.access_log WHERE row_to_json(access_log)::text LIKE '%1234%'")
+        #expect(try leaked[0].decode(0, as: Int.self) == 0)
+    }
+
+    @Test("a purpose is validated against the dataset schema, each rule with its own code and path", arguments: [
+        (jsonText(purpose(fields: ["nickname": "plain"])), "unknown_field", "datasets.customers.fields.nickname"),
+        (jsonText(purpose(fields: ["birth_date": "last4"])), "transform_mismatch", "datasets.customers.fields.birth_date"),
+        (jsonText(purpose(fields: ["name": "year_only"])), "transform_mismatch", "datasets.customers.fields.name"),
+        (jsonText(purpose(fields: ["name": "plain"], updatable: ["address"])), "updatable_not_visible", "datasets.customers.updatable.address"),
+        (jsonText(purpose(fields: ["my_number": "plain"])), "individual_number_basis_required", "datasets.customers.fields.my_number"),
+        (jsonText(["name": "x", "legal_basis": "contract", "datasets": ["claims": ["operations": ["read"], "fields": ["name": "plain"]]]]), "unknown_dataset", "datasets.claims"),
+    ])
+    func purposeValidation(bodyText: String, code: String, pointer: String) async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            _ = try await client.call(.post, "/v1/tenants", key: fixture.operatorKey, json: ["code": "acme-retail", "name": "Acme"])
+            let admin = try #require(try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "client_admin", "tenant": "acme-retail"])["key"] as? String)
+            _ = try await client.call(.put, "/v1/tenants/acme-retail/datasets/customers", key: admin, json: customersDataset)
+            let refused = try await client.call(.put, "/v1/tenants/acme-retail/purposes/order-support", key: admin, json: jsonObject(bodyText))
+            #expect(refused.status == .unprocessableContent)
+            #expect(refused.headers[.contentType] == "application/problem+json")
+            #expect(refused.code == code)
+            #expect(refused.pointer == pointer)
+            #expect(try await client.call(.get, "/v1/tenants/acme-retail/purposes/order-support", key: admin).status == .notFound)
+            // The individual-number field is accepted under individual-number affairs.
+            if code == "individual_number_basis_required" {
+                let allowed = try await client.call(
+                    .put, "/v1/tenants/acme-retail/purposes/order-support", key: admin,
+                    json: purpose(fields: ["my_number": "last4"], basis: "individual_number_affairs")
+                )
+                #expect(allowed.status == .created)
+            }
+        }
+    }
+
+    @Test("an import with one bad line imports nothing and names that line; bad JSON bodies say where")
+    func badImportsLandNothing() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            _ = try await client.call(.post, "/v1/tenants", key: fixture.operatorKey, json: ["code": "acme-retail", "name": "Acme"])
+            let admin = try #require(try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "client_admin", "tenant": "acme-retail"])["key"] as? String)
+            _ = try await client.call(.put, "/v1/tenants/acme-retail/datasets/customers", key: admin, json: customersDataset)
+            var csv = "customer_no,name,phone,birth_date\n"
+            for n in 1...3000 { csv += "C\(n),顧客 \(n),090-\(1000 + n % 9000)-\(1000 + n % 9000),1990-01-01\n" }
+            csv += "C9999,壊れた 行,not-a-phone,1990-02-30\n"
+            let rejected = try await client.call(.post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, text: csv)
+            #expect(rejected.status == .unprocessableContent)
+            #expect(rejected.code == "import_rejected")
+            let errors = try #require(rejected["errors"] as? [[String: Any]])
+            #expect(errors.count == 2)
+            #expect(errors.allSatisfy { $0["line"] as? Int == 3002 })
+            #expect(Set(errors.compactMap { $0["code"] as? String }) == ["invalid_phone", "invalid_date"])
+            #expect(!rejected.text.contains("not-a-phone"))
+
+            let duplicate = try await client.call(
+                .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, json: [["customer_no": "X1", "name": "a"], ["customer_no": "X1", "name": "b"]]
+            )
+            #expect(duplicate.code == "import_rejected")
+            #expect((duplicate["errors"] as? [[String: Any]])?.first?["line"] as? Int == 2)
+
+            let malformed = try await client.call(.put, "/v1/tenants/acme-retail/datasets/customers", key: admin, json: ["fields": [["name": "x", "type": "colour", "category": "basic"]], "key_field": "x"])
+            #expect(malformed.status == .badRequest)
+            #expect(malformed.code == "invalid_json")
+            #expect(malformed.pointer == "fields[0].type")
+        }
+        let owner = fixture.database.makeClient(role: .owner)
+        defer { Task { await owner.shutdown() } }
+        #expect(try await owner.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self) == 0)
+        #expect(try await owner.query("SELECT count(*) FROM itaku.lookup_keys")[0].decode(0, as: Int.self) == 0)
+    }
+
+    @Test("as the runtime role in tenant A's context, records and lookup keys without a tenant filter show only A's rows")
+    func recordsAreIsolated() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            for code in ["tenant-a", "tenant-b"] {
+                _ = try await client.call(.post, "/v1/tenants", key: fixture.operatorKey, json: ["code": code, "name": code])
+                let admin = try #require(try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "client_admin", "tenant": code])["key"] as? String)
+                _ = try await client.call(.put, "/v1/tenants/\(code)/datasets/customers", key: admin, json: customersDataset)
+                let imported = try await client.call(
+                    .post, "/v1/tenants/\(code)/datasets/customers/imports", key: admin,
+                    text: "customer_no,name,phone\n\(code)-1,A,090-1111-2222\n\(code)-2,B,090-3333-4444\n"
+                )
+                #expect(imported["imported"] as? Int == 2)
+            }
+        }
+        let runtime = fixture.database.makeClient(role: .runtime)
+        defer { Task { await runtime.shutdown() } }
+        let tenantA = try await runtime.withTransaction { connection in
+            try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
+            return try await connection.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'tenant-a'")[0].decode(0, as: UUID.self)
+        }
+        let (records, lookups) = try await runtime.withTransaction { connection in
+            try await connection.query("SELECT set_config('itaku.tenant_id', \(tenantA.uuidString), true)")
+            let records = try await connection.query("SELECT external_id FROM itaku.records ORDER BY 1").map { try $0.decode(0, as: String.self) }
+            let lookups = try await connection.query("SELECT DISTINCT tenant_id FROM itaku.lookup_keys").map { try $0.decode(0, as: UUID.self) }
+            return (records, lookups)
+        }
+        #expect(records == ["tenant-a-1", "tenant-a-2"])
+        #expect(lookups == [tenantA])
+        // The reviewer switch does not open records: they are tenant-only.
+        let all = try await runtime.withTransaction { connection in
+            try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
+            return try await connection.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self)
+        }
+        #expect(all == 0)
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@Suite("Several instances")
+struct InstancesTests {
+    @Test("a purpose change or a key revocation made through one instance is enforced by another within a second")
+    func changesReachOtherInstances() async throws {
+        let fixture = try await AdminFixture.make()
+        let first = try await makeApplication(database: fixture.database)
+        let second = try await makeApplication(database: fixture.database)
+        let op = fixture.operatorKey
+        try await first.test(.live) { one in
+            try await second.test(.live) { two in
+                _ = try await one.call(.post, "/v1/tenants", key: op, json: ["code": "acme-retail", "name": "Acme"])
+                let created = try await one.call(.post, "/v1/keys", key: op, json: ["role": "client_admin", "tenant": "acme-retail"])
+                let admin = try #require(created["key"] as? String)
+                let keyID = try #require(created["id"] as? String)
+                _ = try await one.call(.put, "/v1/tenants/acme-retail/datasets/customers", key: admin, json: customersDataset)
+                _ = try await one.call(.put, "/v1/tenants/acme-retail/purposes/order-support", key: admin, json: purpose())
+
+                // The new key and the purpose reach the second instance.
+                let clock = ContinuousClock()
+                var start = clock.now
+                var seen: Int?
+                while clock.now - start < .seconds(2) {
+                    let response = try await two.call(.get, "/v1/tenants/acme-retail/purposes/order-support", key: admin)
+                    seen = response["version"] as? Int
+                    if seen == 1 { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(seen == 1)
+                #expect(clock.now - start < .seconds(1))
+
+                _ = try await one.call(
+                    .put, "/v1/tenants/acme-retail/purposes/order-support", key: admin,
+                    json: purpose(fields: ["name": "plain"]), headers: [.ifMatch: "\"v1\""]
+                )
+                start = clock.now
+                while clock.now - start < .seconds(2) {
+                    seen = try await two.call(.get, "/v1/tenants/acme-retail/purposes/order-support", key: admin)["version"] as? Int
+                    if seen == 2 { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(seen == 2)
+                #expect(clock.now - start < .seconds(1))
+
+                // Revocation: at once on the instance that revoked, within a second on the other.
+                #expect(try await one.call(.delete, "/v1/keys/\(keyID)", key: op).status == .noContent)
+                #expect(try await one.call(.get, "/v1/tenants/acme-retail", key: admin).status == .unauthorized)
+                start = clock.now
+                var status = HTTPResponse.Status.ok
+                while clock.now - start < .seconds(2) {
+                    status = try await two.call(.get, "/v1/tenants/acme-retail", key: admin).status
+                    if status == .unauthorized { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(status == .unauthorized)
+                #expect(clock.now - start < .seconds(1))
+            }
+        }
+    }
+}
