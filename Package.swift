@@ -89,6 +89,7 @@ let package = Package(
             dependencies: [
                 "ItakuCore", "ItakuPostgres",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings

@@ -1,6 +1,7 @@
 import Configuration
 import Foundation
 import Hummingbird
+import ItakuAccessLog
 import ItakuCore
 import ItakuData
 import ItakuPostgres
@@ -60,15 +61,14 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     var app = Application(
         router: routes.finish(),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: nil),
-        services: [database, registry],
+        services: [database, registry, PartitionMaintenance(database: database, logger: logger)],
         logger: logger
     )
     app.beforeServerStarts {
         if configuration.migrateOnStart {
             try await migrate(url: configuration.migrationURL, connectTimeout: configuration.connectTimeoutSeconds, logger: logger)
         }
-        // Next months' access-log partitions, and the registry before the first request.
-        _ = try? await database.query("SELECT itaku.ensure_access_log_partitions(3)")
+        // The registry before the first request (the database may still be down: /readyz says so).
         try? await registry.reload()
     }
     return app
@@ -76,20 +76,13 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
 
 /// Applies pending migrations over a short-lived owner connection.
 public func migrate(url: String, connectTimeout: Int = 5, logger: Logger) async throws {
-    let owner = PostgresClient(
-        configuration: PostgresConfiguration(
+    try await Migrator.migrate(
+        PostgresConfiguration(
             url: url, minimumConnections: 0, maximumConnections: 1, applicationName: "itaku-migrate",
             connectTimeoutSeconds: connectTimeout
         ),
         logger: logger
     )
-    do {
-        try await Migrator(client: owner, logger: logger).migrate()
-        await owner.shutdown()
-    } catch {
-        await owner.shutdown()
-        throw error
-    }
 }
 
 /// The OpenAPI contract shipped with the binary.

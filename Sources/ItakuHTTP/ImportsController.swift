@@ -13,6 +13,8 @@ struct ImportsController: Sendable {
     let admin: Admin
     let keyring: Keyring
 
+    static let maxJSONBytes = 64 << 20
+
     struct Result: Encodable {
         var dataset: String
         var imported: Int
@@ -44,7 +46,14 @@ struct ImportsController: Sendable {
                 if isCSV {
                     try await Self.feedCSV(request.body, limit: limit, validator: RecordValidator(schema: dataset.schema), into: sink)
                 } else {
-                    let buffer = try await request.body.collect(upTo: limit)
+                    // JSON is parsed whole, so it gets a tighter limit than streamed CSV.
+                    let jsonLimit = min(limit, Self.maxJSONBytes)
+                    let buffer: ByteBuffer
+                    do {
+                        buffer = try await request.body.collect(upTo: jsonLimit)
+                    } catch let error as HTTPError where error.status == .contentTooLarge {
+                        throw Problem.payloadTooLarge(limit: jsonLimit)
+                    }
                     try await Self.feedJSON(Data(buffer.readableBytesView), into: sink)
                 }
             }
@@ -129,7 +138,7 @@ struct ImportsController: Sendable {
 extension ImportsController.ImportRejected {
     var problem: Problem {
         guard case .rejected(let issues) = outcome else { return .internalError }
-        var problem = Problem.invalid(issues.map { Problem.Issue(code: $0.code, pointer: $0.field ?? "", line: $0.line) })
+        var problem = Problem.invalid(issues.map { Problem.Issue(code: $0.code, pointer: $0.field, line: $0.line) })
         problem.code = "import_rejected"
         problem.detail = "Nothing was imported; fix the lines listed in errors and send the file again."
         return problem

@@ -42,7 +42,10 @@ struct IntegrationsController: Sendable {
         routes.on("/v1/keys", method: .post) { request, context in try await createKey(request, context) }
         routes.on("/v1/keys/:id", method: .delete) { _, context in
             _ = try admin.principal(context, [.operator_])
-            guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw Problem.notFound }
+            // Only live keys can be revoked; anything else is 404 and changes (and logs) nothing.
+            guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
+                context.snapshot?.keys.values.contains(where: { $0.id == id }) == true
+            else { throw Problem.notFound }
             let revoked = try await admin.change(context, tenantID: nil, target: "key:\(id.uuidString.lowercased())") { connection in
                 (try await RegistryStore.revokeKey(id, on: connection), nil, nil)
             }
@@ -90,6 +93,9 @@ struct IntegrationsController: Sendable {
         }
         var tenant: Tenant?
         var integrationID: UUID?
+        if (role != .clientAdmin && body.tenant != nil) || (role != .integration && body.integration != nil) {
+            throw Problem.invalid([.init(code: "unexpected_binding", pointer: body.tenant != nil && role != .clientAdmin ? "tenant" : "integration")])
+        }
         switch role {
         case .clientAdmin:
             guard let found = body.tenant.flatMap(snapshot.tenant(code:)) else {
@@ -102,9 +108,7 @@ struct IntegrationsController: Sendable {
             }
             integrationID = id
         case .operator_, .reviewer:
-            if body.tenant != nil || body.integration != nil {
-                throw Problem.invalid([.init(code: "unexpected_binding", pointer: body.tenant != nil ? "tenant" : "integration")])
-            }
+            break
         }
         let (key, id) = try await Self.issue(role: role, tenantID: tenant?.id, integrationID: integrationID, label: body.label ?? "") { issue in
             try await admin.change(context, tenantID: tenant?.id, target: "key:\(role.rawValue)") { connection in

@@ -23,9 +23,10 @@ public struct Problem: Error, HTTPResponseError, Sendable, Equatable {
 
     public struct Issue: Sendable, Equatable, Encodable {
         public var code: String
-        public var pointer: String
+        /// The field (or JSON path) at fault; absent when the whole line is.
+        public var pointer: String?
         public var line: Int?
-        public init(code: String, pointer: String, line: Int? = nil) {
+        public init(code: String, pointer: String?, line: Int? = nil) {
             self.code = code
             self.pointer = pointer
             self.line = line

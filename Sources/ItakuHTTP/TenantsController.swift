@@ -68,7 +68,11 @@ struct TenantsController: Sendable {
     private func update(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
         let (_, tenant) = try admin.tenant(context, [.operator_])
         let body = try await admin.decode(TenantBody.self, from: request, context: context)
-        var issues = Self.validate(timeZone: body.time_zone, start: body.contract_start, end: body.contract_end, status: body.status)
+        // The period is checked as it will be after the change, stored values included.
+        var issues = Self.validate(
+            timeZone: body.time_zone, start: body.contract_start ?? tenant.contractStart,
+            end: body.contract_end ?? tenant.contractEnd, status: body.status
+        )
         if body.code != nil && body.code != tenant.code { issues.append(.init(code: "code_immutable", pointer: "code")) }
         if let name = body.name, name.isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
         guard issues.isEmpty else { throw Problem.invalid(issues) }

@@ -1,3 +1,5 @@
+import ItakuPostgres
+
 /// What a client allows under one purpose of use (DESIGN.md §2). Every change is a new version.
 public struct PurposeDefinition: Sendable, Codable, Equatable {
     public enum Operation: String, Sendable, Codable, CaseIterable { case lookup, read, update }
@@ -135,14 +137,16 @@ public struct PurposeDefinition: Sendable, Codable, Equatable {
         for date in [("valid_from", validFrom), ("valid_until", validUntil)] {
             if let value = date.1, !Self.isDate(value) { issues.append(.init(code: "invalid_date", pointer: date.0)) }
         }
+        if let from = validFrom, let until = validUntil, Self.isDate(from), Self.isDate(until), from > until {
+            issues.append(.init(code: "invalid_validity", pointer: "valid_until"))
+        }
         if let hours = businessHours {
             let days: Set<String> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
             if hours.days.isEmpty || !hours.days.allSatisfy(days.contains) {
                 issues.append(.init(code: "invalid_business_days", pointer: "business_hours.days"))
             }
-            guard let start = Self.minutes(hours.start), let end = Self.minutes(hours.end), start < end else {
+            if !(Self.minutes(hours.start).flatMap { start in Self.minutes(hours.end).map { start < $0 } } ?? false) {
                 issues.append(.init(code: "invalid_business_hours", pointer: "business_hours"))
-                return issues + datasetIssues(schemas)
             }
         }
         if let limits {
@@ -214,9 +218,9 @@ public struct PurposeDefinition: Sendable, Codable, Equatable {
     static func isDate(_ text: String) -> Bool {
         let parts = text.split(separator: "-")
         guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-            let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2])
+            let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]), y > 1900
         else { return false }
-        return (1...12).contains(m) && (1...31).contains(d) && y > 1900
+        return PostgresDate(year: y, month: m, day: d) != nil
     }
 
     /// Minutes since midnight of `HH:MM`.

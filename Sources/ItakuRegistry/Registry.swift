@@ -5,7 +5,7 @@ import ServiceLifecycle
 import Synchronization
 
 /// Holds the current `RegistrySnapshot` and keeps it fresh: reloaded right after a change made
-/// through this instance, on NOTIFY from any instance (within a second), and every 30 s as a
+/// through this instance, within 50 ms of a NOTIFY from any instance, and every 30 s as a
 /// safety net should a notification be lost while the listener reconnects.
 public final class Registry: Service, Sendable {
     public static let changeChannel = "itaku_registry"
@@ -13,7 +13,8 @@ public final class Registry: Service, Sendable {
     private let database: PostgresClient
     private let logger: Logger
     private let current = Mutex(RegistrySnapshot())
-    private let reloads = Mutex<Int>(0)
+    /// Set by a NOTIFY; the refresher reloads and clears it.
+    private let dirty = Mutex(false)
 
     public init(database: PostgresClient, logger: Logger) {
         self.database = database
@@ -27,31 +28,45 @@ public final class Registry: Service, Sendable {
     public func reload() async throws {
         let fresh = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
         current.withLock { $0 = fresh }
-        reloads.withLock { $0 += 1 }
     }
 
     public func run() async throws {
         try? await reload()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.listenForChanges() }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(30))
-                    try? await self.reload()
-                }
-            }
+            group.addTask { await self.refreshWhenChanged() }
             try? await gracefulShutdown()
             group.cancelAll()
+        }
+    }
+
+    /// Reloads at most every 50 ms while notifications arrive (a burst of changes costs one
+    /// reload), and every 30 s regardless.
+    private func refreshWhenChanged() async {
+        var sinceFullReload = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(50))
+            let changed = dirty.withLock { dirty in
+                defer { dirty = false }
+                return dirty
+            }
+            guard changed || ContinuousClock.now - sinceFullReload > .seconds(30) else { continue }
+            do {
+                try await reload()
+                sinceFullReload = .now
+            } catch {
+                dirty.withLock { $0 = true }
+                logger.warning("registry reload failed", metadata: ["itaku.error": "\(error)"])
+            }
         }
     }
 
     private func listenForChanges() async {
         while !Task.isCancelled {
             do {
-                try await database.listen(on: [Self.changeChannel], onReady: { try? await self.reload() }) { _ in
-                    do { try await self.reload() } catch {
-                        self.logger.warning("registry reload failed", metadata: ["itaku.error": "\(error)"])
-                    }
+                // Once listening, reload: changes made while the listener was down are not lost.
+                try await database.listen(on: [Self.changeChannel], onReady: { self.dirty.withLock { $0 = true } }) { _ in
+                    self.dirty.withLock { $0 = true }
                 }
             } catch {
                 if Task.isCancelled { return }

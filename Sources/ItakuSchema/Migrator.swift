@@ -61,6 +61,20 @@ public struct Migrator: Sendable {
         self.logger = logger
     }
 
+    /// Applies pending migrations over a short-lived client of its own.
+    @discardableResult
+    public static func migrate(_ configuration: PostgresConfiguration, logger: Logger) async throws -> [Migration] {
+        let client = PostgresClient(configuration: configuration, logger: logger)
+        do {
+            let applied = try await Migrator(client: client, logger: logger).migrate()
+            await client.shutdown()
+            return applied
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
     /// Returns the migrations that this call applied.
     @discardableResult
     public func migrate(_ migrations: [Migration]? = nil) async throws -> [Migration] {

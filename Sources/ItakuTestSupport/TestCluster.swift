@@ -176,14 +176,7 @@ public final class TestCluster: Sendable {
         }
         let database = TestDatabase(cluster: self, name: name)
         if migrated {
-            let owner = database.makeClient(role: .owner, logger: logger)
-            do {
-                try await Migrator(client: owner, logger: logger).migrate()
-                await owner.shutdown()
-            } catch {
-                await owner.shutdown()
-                throw error
-            }
+            try await Migrator.migrate(database.configuration(role: .owner, maximumConnections: 1), logger: logger)
         }
         return database
     }

@@ -15,13 +15,8 @@ struct Demo: AsyncParsableCommand {
     var envFile: String?
 
     func run() async throws {
-        let configuration = ItakuConfiguration(reader: try await options.reader())
-        let logger = options.bootstrapLogging(configuration)
+        let (configuration, logger, database) = try await options.runtimeDatabase()
         let keyring = try Keyring.load(file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: configuration.generateKeyring)
-        let database = PostgresClient(
-            configuration: PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 2),
-            logger: logger
-        )
         do {
             let url = "http://\(configuration.httpHost):\(configuration.httpPort)"
             let credentials = try await DemoSeeder(database: database, keyring: keyring, logger: logger).seed(url: url)

@@ -21,11 +21,7 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             guard let role = Role(rawValue: role) else { throw ValidationError("unknown role \(self.role)") }
-            let configuration = ItakuConfiguration(reader: try await options.reader())
-            let logger = options.bootstrapLogging(configuration)
-            let database = PostgresClient(
-                configuration: PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 1), logger: logger
-            )
+            let (_, _, database) = try await options.runtimeDatabase()
             defer { Task { await database.shutdown() } }
             let snapshot = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
             var tenantID: UUID?
@@ -49,9 +45,7 @@ struct Keys: AsyncParsableCommand {
                     hash: APIKeys.hash(key), displayPrefix: APIKeys.displayPrefix(key), role: role, tenantID: tenantID,
                     integrationID: integrationID, label: label, on: connection
                 )
-                var entry = AccessEntry(tenantID: tenantID, actorRole: "cli", actorKeyID: nil, operation: .configure, decision: .allow, reason: "allowed")
-                entry.target = "key:\(role.rawValue)"
-                try await AccessLogStore.insert(entry, on: connection)
+                try await AccessLogStore.insert(.cli(target: "key:\(role.rawValue)", tenantID: tenantID), on: connection)
                 try await RegistryStore.announceChange("key", on: connection)
                 return id
             }
@@ -64,22 +58,16 @@ struct Keys: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a key on every instance.")
 
         @OptionGroup var options: SettingsOptions
-        @Argument(help: "The key id.") var id: String
+        @Option(help: "The key id (as printed by keys create).") var id: String
 
         func run() async throws {
             guard let keyID = UUID(uuidString: id) else { throw ValidationError("not a key id") }
-            let configuration = ItakuConfiguration(reader: try await options.reader())
-            let logger = options.bootstrapLogging(configuration)
-            let database = PostgresClient(
-                configuration: PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 1), logger: logger
-            )
+            let (_, _, database) = try await options.runtimeDatabase()
             defer { Task { await database.shutdown() } }
             let revoked = try await database.withTransaction { connection in
                 let revoked = try await RegistryStore.revokeKey(keyID, on: connection)
                 if revoked {
-                    var entry = AccessEntry(tenantID: nil, actorRole: "cli", actorKeyID: nil, operation: .configure, decision: .allow, reason: "allowed")
-                    entry.target = "key:\(keyID.uuidString.lowercased())"
-                    try await AccessLogStore.insert(entry, on: connection)
+                    try await AccessLogStore.insert(.cli(target: "key:\(keyID.uuidString.lowercased())"), on: connection)
                     try await RegistryStore.announceChange("key", on: connection)
                 }
                 return revoked

@@ -2,6 +2,8 @@ import ArgumentParser
 import Configuration
 import Foundation
 import ItakuCore
+import ItakuAccessLog
+import ItakuPostgres
 import Logging
 
 /// The options every subcommand shares: a config file and any `--key value` settings.
@@ -27,5 +29,26 @@ struct SettingsOptions: ParsableArguments {
             return handler
         }
         return Logger(label: "itaku")
+    }
+
+    /// The configuration, a logger, and a small client of the runtime role's database, for
+    /// commands that work on the registry directly. The caller shuts the client down.
+    func runtimeDatabase() async throws -> (ItakuConfiguration, Logger, PostgresClient) {
+        let configuration = ItakuConfiguration(reader: try await reader())
+        let logger = bootstrapLogging(configuration)
+        let database = PostgresClient(
+            configuration: PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 2),
+            logger: logger
+        )
+        return (configuration, logger, database)
+    }
+}
+
+extension AccessEntry {
+    /// The `configure` entry of a change made with the CLI.
+    static func cli(target: String, tenantID: UUID? = nil) -> AccessEntry {
+        var entry = AccessEntry(tenantID: tenantID, actorRole: "cli", actorKeyID: nil, operation: .configure, decision: .allow, reason: "allowed")
+        entry.target = target
+        return entry
     }
 }

@@ -102,6 +102,8 @@ struct AdminTests {
         (jsonText(purpose(fields: ["name": "plain"], updatable: ["address"])), "updatable_not_visible", "datasets.customers.updatable.address"),
         (jsonText(purpose(fields: ["my_number": "plain"])), "individual_number_basis_required", "datasets.customers.fields.my_number"),
         (jsonText(["name": "x", "legal_basis": "contract", "datasets": ["claims": ["operations": ["read"], "fields": ["name": "plain"]]]]), "unknown_dataset", "datasets.claims"),
+        (jsonText(purpose().merging(["valid_from": "2026-12-31", "valid_until": "2026-01-01"]) { $1 }), "invalid_validity", "valid_until"),
+        (jsonText(purpose().merging(["valid_from": "2026-02-30"]) { $1 }), "invalid_date", "valid_from"),
     ])
     func purposeValidation(bodyText: String, code: String, pointer: String) async throws {
         let fixture = try await AdminFixture.make()
@@ -200,5 +202,30 @@ struct AdminTests {
             return try await connection.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self)
         }
         #expect(all == 0)
+    }
+
+    @Test("impossible dates, bad key bindings and revoking an unknown key are refused cleanly, changing nothing")
+    func refusalsChangeNothing() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        let op = fixture.operatorKey
+        try await app.test(.live) { client in
+            let impossible = try await client.call(.post, "/v1/tenants", key: op, json: ["code": "acme-retail", "name": "A", "contract_start": "2026-02-30"])
+            #expect(impossible.status == .unprocessableContent)
+            #expect(impossible.code == "invalid_date")
+            #expect(impossible.pointer == "contract_start")
+            _ = try await client.call(.post, "/v1/tenants", key: op, json: ["code": "acme-retail", "name": "A", "contract_start": "2026-04-01"])
+            let reversed = try await client.call(.patch, "/v1/tenants/acme-retail", key: op, json: ["contract_end": "2026-03-31"])
+            #expect(reversed.code == "invalid_contract_period")
+            let binding = try await client.call(.post, "/v1/keys", key: op, json: ["role": "client_admin", "tenant": "acme-retail", "integration": "00000000-0000-4000-8000-000000000001"])
+            #expect(binding.code == "unexpected_binding")
+            #expect(binding.pointer == "integration")
+            #expect(try await client.call(.delete, "/v1/keys/00000000-0000-4000-8000-000000000002", key: op).status == .notFound)
+        }
+        let owner = fixture.database.makeClient(role: .owner)
+        defer { Task { await owner.shutdown() } }
+        let targets = try await owner.query("SELECT target FROM itaku.access_log ORDER BY occurred_at").map { try $0.decode(0, as: String.self) }
+        #expect(targets == ["tenant:acme-retail"])
+        #expect(try await owner.query("SELECT count(*) FROM itaku.api_keys")[0].decode(0, as: Int.self) == 1)
     }
 }
