@@ -132,6 +132,7 @@ let package = Package(
             dependencies: [
                 "ItakuHTTP", "ItakuCore", "ItakuSchema", "ItakuPostgres", "ItakuDemo", "ItakuRegistry", "ItakuAccessLog",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Hummingbird", package: "hummingbird"),

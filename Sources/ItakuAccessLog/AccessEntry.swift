@@ -1,4 +1,5 @@
 import Foundation
+import ItakuCore
 import ItakuPostgres
 
 /// One row of the access log: one decision, allowed or denied. It holds no personal data
@@ -41,6 +42,10 @@ public struct AccessEntry: Sendable, Equatable {
     public var rowsReturned = 0
     public var requestID: String?
     public var clientAddress: String?
+    /// Chain position, set by the writer: the stream (gateway process × tenant), the entry's
+    /// number in it from 1, the previous entry's hash (32 zero bytes for the first) and this
+    /// entry's hash. Nil for entries written outside a chain.
+    public var chain: ChainLink?
 
     public init(
         tenantID: UUID?, actorRole: String, actorKeyID: UUID?, operation: Operation, decision: Decision, reason: String
@@ -54,29 +59,147 @@ public struct AccessEntry: Sendable, Equatable {
     }
 }
 
-/// Writes access entries on a connection the caller holds, so an entry commits in the same
-/// transaction as the change it records.
+/// The access log's SQL.
 public enum AccessLogStore {
+    static let columns = """
+        entry_id, occurred_at, tenant_id, actor_role, actor_key_id, integration_id, agent, agent_verified,
+        purpose_key, purpose_version, case_ref, operation, dataset, target, version_before, version_after,
+        lookup_kind, lookup_digest, record_ids, subject_digests, fields, decision, reason, rows_returned,
+        request_id, client_address, stream, seq, prev_hash, hash
+        """
+
+    /// Inserts one entry on a connection the caller holds, unchained, in the caller's transaction.
     public static func insert(_ entry: AccessEntry, on connection: PostgresConnection) async throws {
-        let fields: PostgresJSON? = try entry.fields.map {
-            PostgresJSON(String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]), as: UTF8.self))
+        try await insert([entry], on: connection)
+    }
+
+    /// Inserts entries with one multi-row statement. The SQL text depends only on the number
+    /// of rows; every value is a bound parameter.
+    public static func insert(_ entries: [AccessEntry], on connection: PostgresConnection) async throws {
+        guard !entries.isEmpty else { return }
+        var binds = PostgresBindings(capacity: entries.count * 30)
+        var rows: [String] = []
+        rows.reserveCapacity(entries.count)
+        for entry in entries {
+            let first = binds.count + 1
+            bind(entry, into: &binds)
+            let placeholders = (first..<first + 30).map { n -> String in
+                switch n - first {
+                case 18: "$\(n)::uuid[]"
+                default: "$\(n)"
+                }
+            }
+            rows.append("(" + placeholders.joined(separator: ",") + ")")
         }
         try await connection.query(
-            """
-            INSERT INTO itaku.access_log (
-                entry_id, occurred_at, tenant_id, actor_role, actor_key_id, integration_id, agent, agent_verified,
-                purpose_key, purpose_version, case_ref, operation, dataset, target, version_before, version_after,
-                lookup_kind, lookup_digest, record_ids, subject_digests, fields, decision, reason, rows_returned,
-                request_id, client_address)
-            VALUES (
-                \(entry.id), \(entry.occurredAt), \(entry.tenantID), \(entry.actorRole), \(entry.actorKeyID),
-                \(entry.integrationID), \(entry.agent), \(entry.agentVerified), \(entry.purposeKey),
-                \(entry.purposeVersion.map(Int32.init)), \(entry.caseRef), \(entry.operation.rawValue), \(entry.dataset),
-                \(entry.target), \(entry.versionBefore.map(Int32.init)), \(entry.versionAfter.map(Int32.init)),
-                \(entry.lookupKind), \(entry.lookupDigest.map(PostgresBytes.init)), \(entry.recordIDs.map(\.uuidString))::uuid[],
-                \(entry.subjectDigests), \(fields), \(entry.decision.rawValue), \(entry.reason), \(Int32(entry.rowsReturned)),
-                \(entry.requestID), \(entry.clientAddress))
-            """
+            PostgresQuery(unsafeSQL: "INSERT INTO itaku.access_log (\(columns)) VALUES " + rows.joined(separator: ","), binds: binds)
         )
+    }
+
+    private static func bind(_ entry: AccessEntry, into binds: inout PostgresBindings) {
+        func optional<T: PostgresEncodable>(_ value: T?, _ type: PostgresType) {
+            if let value { binds.append(value) } else { binds.appendNull(type) }
+        }
+        let fields: PostgresJSON? = entry.fields.map { fields in
+            PostgresJSON("{" + fields.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }.joined(separator: ",") + "}")
+        }
+        binds.append(entry.id)
+        binds.append(entry.occurredAt)
+        optional(entry.tenantID, .uuid)
+        binds.append(entry.actorRole)
+        optional(entry.actorKeyID, .uuid)
+        optional(entry.integrationID, .uuid)
+        optional(entry.agent, .text)
+        optional(entry.agentVerified, .bool)
+        optional(entry.purposeKey, .text)
+        optional(entry.purposeVersion.map(Int32.init), .int4)
+        optional(entry.caseRef, .text)
+        binds.append(entry.operation.rawValue)
+        optional(entry.dataset, .text)
+        optional(entry.target, .text)
+        optional(entry.versionBefore.map(Int32.init), .int4)
+        optional(entry.versionAfter.map(Int32.init), .int4)
+        optional(entry.lookupKind, .text)
+        optional(entry.lookupDigest.map(PostgresBytes.init), .bytea)
+        binds.append(entry.recordIDs.map { $0.uuidString.lowercased() })
+        binds.append(entry.subjectDigests)
+        optional(fields, .jsonb)
+        binds.append(entry.decision.rawValue)
+        binds.append(entry.reason)
+        binds.append(Int32(entry.rowsReturned))
+        optional(entry.requestID, .text)
+        optional(entry.clientAddress, .text)
+        optional(entry.chain?.stream, .text)
+        optional(entry.chain?.seq, .int8)
+        optional(entry.chain.map { PostgresBytes($0.previousHash) }, .bytea)
+        optional(entry.chain.map { PostgresBytes($0.hash) }, .bytea)
+    }
+
+    /// Reads an entry back from a row selected with `columns`.
+    static func entry(_ row: PostgresRow) throws -> AccessEntry {
+        var entry = AccessEntry(
+            tenantID: try row.decode(2), actorRole: try row.decode(3), actorKeyID: try row.decode(4),
+            operation: AccessEntry.Operation(rawValue: try row.decode(11)) ?? .review,
+            decision: AccessEntry.Decision(rawValue: try row.decode(21)) ?? .deny, reason: try row.decode(22)
+        )
+        entry.id = try row.decode(0)
+        entry.occurredAt = try row.decode(1)
+        entry.integrationID = try row.decode(5)
+        entry.agent = try row.decode(6)
+        entry.agentVerified = try row.decode(7)
+        entry.purposeKey = try row.decode(8)
+        entry.purposeVersion = try row.decode(9, as: Int32?.self).map(Int.init)
+        entry.caseRef = try row.decode(10)
+        entry.dataset = try row.decode(12)
+        entry.target = try row.decode(13)
+        entry.versionBefore = try row.decode(14, as: Int32?.self).map(Int.init)
+        entry.versionAfter = try row.decode(15, as: Int32?.self).map(Int.init)
+        entry.lookupKind = try row.decode(16)
+        entry.lookupDigest = try row.decode(17, as: PostgresBytes?.self)?.bytes
+        entry.recordIDs = try row.decode(18, as: [String]?.self)?.compactMap(UUID.init(uuidString:)) ?? []
+        entry.subjectDigests = try row.decode(19, as: [String]?.self) ?? []
+        if let json = try row.decode(20, as: PostgresJSON?.self),
+            let object = try JSONSerialization.jsonObject(with: Data(json.text.utf8)) as? [String: String]
+        {
+            entry.fields = object
+        }
+        entry.rowsReturned = Int(try row.decode(23, as: Int32.self))
+        entry.requestID = try row.decode(24)
+        entry.clientAddress = try row.decode(25)
+        if let stream = try row.decode(26, as: String?.self), let seq = try row.decode(27, as: Int64?.self) {
+            entry.chain = ChainLink(
+                stream: stream, seq: seq,
+                previousHash: try row.decode(28, as: PostgresBytes?.self)?.bytes ?? [],
+                hash: try row.decode(29, as: PostgresBytes?.self)?.bytes ?? []
+            )
+        }
+        return entry
+    }
+
+    // MARK: Checkpoints
+
+    static func insert(_ checkpoints: [Checkpoint], on connection: PostgresConnection) async throws {
+        for checkpoint in checkpoints {
+            try await connection.query(
+                """
+                INSERT INTO itaku.access_log_checkpoints (checkpoint_id, created_at, stream, tenant_id, seq, hash, key_id, signature)
+                VALUES (\(checkpoint.id), \(checkpoint.createdAt), \(checkpoint.stream), \(checkpoint.tenantID), \(checkpoint.seq),
+                        \(PostgresBytes(checkpoint.hash)), \(checkpoint.keyID), \(PostgresBytes(checkpoint.signature)))
+                """
+            )
+        }
+    }
+
+    public static func checkpoints(on connection: PostgresConnection) async throws -> [Checkpoint] {
+        try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
+        return try await connection.query(
+            "SELECT checkpoint_id, created_at, stream, tenant_id, seq, hash, key_id, signature FROM itaku.access_log_checkpoints ORDER BY stream, seq"
+        ).map { row in
+            Checkpoint(
+                id: try row.decode(0), createdAt: try row.decode(1), stream: try row.decode(2), tenantID: try row.decode(3),
+                seq: try row.decode(4), hash: try row.decode(5, as: PostgresBytes.self).bytes, keyID: try row.decode(6),
+                signature: try row.decode(7, as: PostgresBytes.self).bytes
+            )
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ItakuCore
 import ItakuPostgres
 import ItakuRegistry
 
@@ -111,26 +112,11 @@ public struct RecordImporter: Sendable {
                 guard let value = values[field.name], !value.isEmpty else { continue }
                 if !first { json += "," }
                 first = false
-                json += "\"" + field.name + "\":" + jsonString(value)
+                json += "\"" + field.name + "\":" + JSONText.string(value)
             }
             return json + "}"
         }
 
-        static func jsonString(_ value: String) -> String {
-            var out = "\""
-            for scalar in value.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                default:
-                    if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-                }
-            }
-            return out + "\""
-        }
     }
 
     public let tenantID: UUID

@@ -47,7 +47,9 @@ public struct DemoSeeder: Sendable {
     private func createData(now: Date) async throws {
         let year = Calendar(identifier: .gregorian).component(.year, from: now)
         let (start, end) = ("\(year)-01-01", "\(year)-12-31")
-        try await database.withTransaction { connection in
+        let accessLog = AccessLogWriter(database: database, keyring: keyring, instanceID: "itaku-demo", logger: logger)
+        try await database.withConnection { connection in
+            try await connection.query("BEGIN")
             let acme = try await RegistryStore.createTenant(
                 code: "acme-retail", name: "Acme Retail 株式会社", timeZone: "Asia/Tokyo", contractStart: start, contractEnd: end, on: connection
             )
@@ -76,11 +78,6 @@ public struct DemoSeeder: Sendable {
             }
             _ = try await RegistryStore.createIntegration(name: "demo-desktop", trustMode: .verified, tenantIDs: [acme, kobe], on: connection)
             _ = try await RegistryStore.createIntegration(name: "demo-cti", trustMode: .asserted, tenantIDs: [acme], on: connection)
-            for tenant in [acme, kobe] {
-                var entry = AccessEntry(tenantID: tenant, actorRole: "operator", actorKeyID: nil, operation: .configure, decision: .allow, reason: "allowed")
-                entry.target = "demo:seed"
-                try await AccessLogStore.insert(entry, on: connection)
-            }
             try await RegistryStore.announceChange("demo:seed", on: connection)
             // The records go in with the rest: the demo exists whole or not at all.
             let snapshot = try await RegistryStore.loadSnapshot(on: connection)
@@ -93,7 +90,15 @@ public struct DemoSeeder: Sendable {
                 ]
             }
             try await importRecords(snapshot: snapshot, tenant: "kobe-insurance", dataset: "policyholders", rows: holders, on: connection)
+            let entries = [acme, kobe].map { tenant -> AccessEntry in
+                var entry = AccessEntry(tenantID: tenant, actorRole: "operator", actorKeyID: nil, operation: .configure, decision: .allow, reason: "allowed")
+                entry.target = "demo:seed"
+                return entry
+            }
+            // Commits the whole demo together with its access entries.
+            try await accessLog.commit(with: entries, on: connection)
         }
+        await accessLog.checkpoint()
         logger.info("demo data created", metadata: ["itaku.demo.customers": "\(customers)", "itaku.demo.policyholders": "\(policyholders)"])
     }
 

@@ -11,6 +11,7 @@ import NIOCore
 struct Admin: Sendable {
     let database: PostgresClient
     let registry: Registry
+    let accessLog: AccessLogWriter
 
     // MARK: Authorization
 
@@ -69,27 +70,34 @@ struct Admin: Sendable {
     // MARK: Changes
 
     /// Runs `body` in a transaction that also records a `configure` entry (who changed what,
-    /// versions before and after) and notifies every instance; then refreshes this instance's
-    /// snapshot so the change is in force before the response leaves.
+    /// versions before and after, chained in the access log) and notifies every instance; then
+    /// refreshes this instance's snapshot so the change is in force before the response leaves.
     func change<Result: Sendable>(
         _ context: ItakuRequestContext, tenantID: UUID?, target: String,
         _ body: @Sendable (PostgresConnection) async throws -> (Result, before: Int?, after: Int?)
     ) async throws -> Result {
         guard let principal = context.principal else { throw Problem.forbidden }
         let requestID = context.requestID
-        let result = try await database.withTransaction { connection in
-            let (value, before, after) = try await body(connection)
-            var entry = AccessEntry(
-                tenantID: tenantID, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
-                operation: .configure, decision: .allow, reason: "allowed"
-            )
-            entry.target = target
-            entry.versionBefore = before
-            entry.versionAfter = after
-            entry.requestID = requestID
-            try await AccessLogStore.insert(entry, on: connection)
-            try await RegistryStore.announceChange(target, on: connection)
-            return value
+        let accessLog = self.accessLog
+        let result = try await database.withConnection { connection in
+            try await connection.query("BEGIN")
+            do {
+                let (value, before, after) = try await body(connection)
+                var entry = AccessEntry(
+                    tenantID: tenantID, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
+                    operation: .configure, decision: .allow, reason: "allowed"
+                )
+                entry.target = target
+                entry.versionBefore = before
+                entry.versionAfter = after
+                entry.requestID = requestID
+                try await RegistryStore.announceChange(target, on: connection)
+                try await accessLog.commit(with: [entry], on: connection)
+                return value
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                throw error
+            }
         }
         try await registry.reload()
         return result

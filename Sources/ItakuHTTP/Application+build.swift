@@ -49,7 +49,8 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     var routes = RouteTable(router: router)
     HealthController(database: database, metrics: metrics, openAPIDocument: try openAPIDocument())
         .addRoutes(to: &routes)
-    let admin = Admin(database: database, registry: registry)
+    let accessLog = AccessLogWriter(database: database, keyring: keyring, instanceID: configuration.instanceID, logger: logger)
+    let admin = Admin(database: database, registry: registry, accessLog: accessLog)
     TenantsController(admin: admin).addRoutes(to: &routes)
     DatasetsController(admin: admin).addRoutes(to: &routes)
     PurposesController(admin: admin).addRoutes(to: &routes)
@@ -57,11 +58,12 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     AssignmentsController(admin: admin).addRoutes(to: &routes)
     IntegrationsController(admin: admin).addRoutes(to: &routes)
     ImportsController(admin: admin, keyring: keyring).addRoutes(to: &routes)
+    AccessLogController(admin: admin, keyring: keyring).addRoutes(to: &routes)
 
     var app = Application(
         router: routes.finish(),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: nil),
-        services: [database, registry, PartitionMaintenance(database: database, logger: logger)],
+        services: [database, registry, PartitionMaintenance(database: database, logger: logger), accessLog],
         logger: logger
     )
     app.beforeServerStarts {

@@ -1,4 +1,5 @@
 import Hummingbird
+import ItakuAccessLog
 import ItakuPostgres
 import Logging
 
@@ -35,6 +36,11 @@ struct ErrorMiddleware: RouterMiddleware {
         case is DecodingError:
             // The decoder's own message can quote the offending value; say only where it failed.
             return .badRequest(code: "invalid_json", "The body is not the JSON this endpoint takes.")
+        case let error as AccessLogError:
+            // Fail closed: nothing is answered without its access entry.
+            context.logger.warning("access log unavailable", metadata: ["itaku.error": "\(error)"])
+            return Problem(.serviceUnavailable, code: "access_log_unavailable", title: "Access log unavailable",
+                           detail: "The access entry could not be written; nothing was returned.", headers: [.retryAfter: "1"])
         case let error as PostgresError where error.isConnectionError:
             context.logger.warning("database unavailable", metadata: ["itaku.error": "\(error)"])
             return .databaseUnavailable

@@ -12,7 +12,8 @@ public final class Registry: Service, Sendable {
 
     private let database: PostgresClient
     private let logger: Logger
-    private let current = Mutex(RegistrySnapshot())
+    private let current = Mutex<(ticket: Int, snapshot: RegistrySnapshot)>((0, RegistrySnapshot()))
+    private let tickets = Atomic<Int>(0)
     /// Set by a NOTIFY; the refresher reloads and clears it.
     private let dirty = Mutex(false)
 
@@ -22,12 +23,20 @@ public final class Registry: Service, Sendable {
     }
 
     /// The snapshot to use for the whole of one request.
-    public var snapshot: RegistrySnapshot { current.withLock { $0 } }
+    public var snapshot: RegistrySnapshot { current.withLock { $0.snapshot } }
 
     /// Reads the registry from PostgreSQL and swaps the new snapshot in.
+    ///
+    /// Reloads can overlap (a NOTIFY and a change on this instance). Each takes a ticket before
+    /// it reads; a snapshot replaces the current one only if its reload started later, so a slow
+    /// reload that began before a change never puts the older state back.
     public func reload() async throws {
+        let ticket = tickets.add(1, ordering: .relaxed).newValue
         let fresh = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
-        current.withLock { $0 = fresh }
+        current.withLock { current in
+            guard ticket > current.ticket else { return }
+            current = (ticket, fresh)
+        }
     }
 
     public func run() async throws {

@@ -21,8 +21,9 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             guard let role = Role(rawValue: role) else { throw ValidationError("unknown role \(self.role)") }
-            let (_, _, database) = try await options.runtimeDatabase()
+            let (configuration, logger, database) = try await options.runtimeDatabase()
             defer { Task { await database.shutdown() } }
+            let accessLog = try options.accessLog(configuration, database: database, logger: logger)
             let snapshot = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
             var tenantID: UUID?
             var integrationID: UUID?
@@ -40,15 +41,17 @@ struct Keys: AsyncParsableCommand {
             }
             let key = APIKeys.generate()
             let label = self.label
-            let keyID: UUID = try await database.withTransaction { connection in
+            let keyID: UUID = try await database.withConnection { connection in
+                try await connection.query("BEGIN")
                 let id = try await RegistryStore.createKey(
                     hash: APIKeys.hash(key), displayPrefix: APIKeys.displayPrefix(key), role: role, tenantID: tenantID,
                     integrationID: integrationID, label: label, on: connection
                 )
-                try await AccessLogStore.insert(.cli(target: "key:\(role.rawValue)", tenantID: tenantID), on: connection)
                 try await RegistryStore.announceChange("key", on: connection)
+                try await accessLog.commit(with: [.cli(target: "key:\(role.rawValue)", tenantID: tenantID)], on: connection)
                 return id
             }
+            await accessLog.checkpoint()
             print("key id: \(keyID.uuidString.lowercased())")
             print("key:    \(key)    (shown once; store it now)")
         }
@@ -62,16 +65,20 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             guard let keyID = UUID(uuidString: id) else { throw ValidationError("not a key id") }
-            let (_, _, database) = try await options.runtimeDatabase()
+            let (configuration, logger, database) = try await options.runtimeDatabase()
             defer { Task { await database.shutdown() } }
-            let revoked = try await database.withTransaction { connection in
-                let revoked = try await RegistryStore.revokeKey(keyID, on: connection)
-                if revoked {
-                    try await AccessLogStore.insert(.cli(target: "key:\(keyID.uuidString.lowercased())"), on: connection)
-                    try await RegistryStore.announceChange("key", on: connection)
+            let accessLog = try options.accessLog(configuration, database: database, logger: logger)
+            let revoked = try await database.withConnection { connection in
+                try await connection.query("BEGIN")
+                guard try await RegistryStore.revokeKey(keyID, on: connection) else {
+                    try await connection.query("ROLLBACK")
+                    return false
                 }
-                return revoked
+                try await RegistryStore.announceChange("key", on: connection)
+                try await accessLog.commit(with: [.cli(target: "key:\(keyID.uuidString.lowercased())")], on: connection)
+                return true
             }
+            await accessLog.checkpoint()
             print(revoked ? "revoked" : "no such live key")
             if !revoked { throw ExitCode(1) }
         }

@@ -44,6 +44,14 @@ struct SettingsOptions: ParsableArguments {
     }
 }
 
+extension SettingsOptions {
+    /// A writer for the CLI's own `configure` entries (its own stream; no service running).
+    func accessLog(_ configuration: ItakuConfiguration, database: PostgresClient, logger: Logger) throws -> AccessLogWriter {
+        let keyring = try Keyring.load(file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: configuration.generateKeyring)
+        return AccessLogWriter(database: database, keyring: keyring, instanceID: configuration.instanceID + "-cli", logger: logger)
+    }
+}
+
 extension AccessEntry {
     /// The `configure` entry of a change made with the CLI.
     static func cli(target: String, tenantID: UUID? = nil) -> AccessEntry {

@@ -1,0 +1,251 @@
+import Foundation
+import ItakuCore
+import ItakuPostgres
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+public enum AccessLogError: Error, Sendable, Equatable {
+    /// The queue is full: the caller answers 503 rather than let memory grow without bound.
+    case overloaded
+    /// The writer is not running (shutting down).
+    case unavailable
+}
+
+/// Writes access entries with group commit, fail-closed, chained per stream.
+///
+/// Callers `append` an entry and wait until the batch holding it is durably committed
+/// (`synchronous_commit` is on for every pooled connection). Entries that arrive while a batch
+/// is being written form the next batch: one multi-row INSERT and one commit for all of them.
+/// If the write fails, every caller of that batch gets the error (and answers 503 with no
+/// data); the chain heads stay where they were. A caller whose client disconnects still waits:
+/// the write itself belongs to the writer's task and is never cancelled half-way.
+///
+/// Streams are per process and tenant (`instance/boot/tenant`), so instances never contend for
+/// a chain head; checkpoints sign every stream's head every few seconds and at shutdown.
+public final class AccessLogWriter: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var maxBatch = 500
+        public var maxQueue = 20_000
+        public var checkpointInterval: Duration = .seconds(5)
+        public init() {}
+    }
+
+    struct Pending {
+        var entry: AccessEntry
+        var continuation: CheckedContinuation<AccessEntry, any Error>
+    }
+
+    struct Head: Sendable {
+        var seq: Int64
+        var hash: [UInt8]
+        var tenantID: UUID?
+    }
+
+    struct State {
+        var queue: [Pending] = []
+        /// Taking entries; false once shutdown began.
+        var running = true
+        var heads: [String: Head] = [:]
+        var checkpointed: [String: Int64] = [:]
+    }
+
+    let database: PostgresClient
+    let keyring: Keyring
+    let logger: Logger
+    let configuration: Configuration
+    /// `instance.id` and a per-process boot id: this process's streams.
+    public let streamPrefix: String
+    private let state = Mutex(State())
+    private let wakeUp: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+    private let transactional = AsyncLock()
+
+    public init(database: PostgresClient, keyring: Keyring, instanceID: String, logger: Logger, configuration: Configuration = .init()) {
+        self.database = database
+        self.keyring = keyring
+        self.logger = logger
+        self.configuration = configuration
+        self.streamPrefix = "\(instanceID)/\(UUID().uuidString.prefix(8).lowercased())"
+        (wakeUp, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    // MARK: Appending
+
+    /// Appends `entry` and returns it, chained, once durably committed.
+    @discardableResult
+    public func append(_ entry: AccessEntry) async throws -> AccessEntry {
+        var entry = entry
+        entry.occurredAt = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(entry.occurredAt)) / 1_000_000)
+        let prepared = entry
+        return try await withCheckedThrowingContinuation { continuation in
+            let error: AccessLogError? = state.withLock { state in
+                guard state.running else { return .unavailable }
+                guard state.queue.count < configuration.maxQueue else { return .overloaded }
+                state.queue.append(Pending(entry: prepared, continuation: continuation))
+                return nil
+            }
+            if let error { continuation.resume(throwing: error) } else { wake.yield() }
+        }
+    }
+
+    /// Writes `entries` inside the caller's open transaction on `connection` and commits it:
+    /// the change and its entries are durable together or not at all. These entries chain in
+    /// their tenant's transactional stream (`…/tx`), one such commit at a time.
+    @discardableResult
+    public func commit(with entries: [AccessEntry], on connection: PostgresConnection) async throws -> [AccessEntry] {
+        let prepared = entries.map { entry -> AccessEntry in
+            var entry = entry
+            entry.occurredAt = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(entry.occurredAt)) / 1_000_000)
+            return entry
+        }
+        return try await transactional.withLock {
+            var heads = state.withLock { $0.heads }
+            var chained: [AccessEntry] = []
+            for var entry in prepared {
+                let stream = self.stream(for: entry.tenantID) + "/tx"
+                Self.link(&entry, stream: stream, after: heads[stream] ?? Head(seq: 0, hash: ChainLink.genesis, tenantID: entry.tenantID))
+                heads[stream] = Head(seq: entry.chain!.seq, hash: entry.chain!.hash, tenantID: entry.tenantID)
+                chained.append(entry)
+            }
+            try await AccessLogStore.insert(chained, on: connection)
+            try await connection.query("COMMIT")
+            state.withLock { state in
+                for entry in chained { state.heads[entry.chain!.stream] = Head(seq: entry.chain!.seq, hash: entry.chain!.hash, tenantID: entry.tenantID) }
+            }
+            return chained
+        }
+    }
+
+    func stream(for tenantID: UUID?) -> String {
+        "\(streamPrefix)/\(tenantID?.uuidString.lowercased() ?? "global")"
+    }
+
+    static func link(_ entry: inout AccessEntry, stream: String, after head: Head) {
+        let seq = head.seq + 1
+        let hash = AccessEntry.chainHash(previous: head.hash, canonical: entry.canonicalBytes(stream: stream, seq: seq))
+        entry.chain = ChainLink(stream: stream, seq: seq, previousHash: head.hash, hash: hash)
+    }
+
+    // MARK: Service
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.writeLoop() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: self.configuration.checkpointInterval)
+                    await self.checkpoint()
+                }
+            }
+            try? await gracefulShutdown()
+            // Stop taking entries, write what is queued, sign the final heads.
+            state.withLock { $0.running = false }
+            wake.finish()
+            group.cancelAll()
+        }
+        await drain()
+        await checkpoint()
+    }
+
+    private func writeLoop() async {
+        for await _ in wakeUp {
+            await drain()
+        }
+    }
+
+    private func drain() async {
+        while true {
+            let batch: [Pending] = state.withLock { state in
+                let count = min(state.queue.count, configuration.maxBatch)
+                defer { state.queue.removeFirst(count) }
+                return Array(state.queue.prefix(count))
+            }
+            guard !batch.isEmpty else { return }
+            await write(batch)
+        }
+    }
+
+    private func write(_ batch: [Pending]) async {
+        var heads = state.withLock { $0.heads }
+        var entries: [AccessEntry] = []
+        entries.reserveCapacity(batch.count)
+        for pending in batch {
+            var entry = pending.entry
+            let stream = stream(for: entry.tenantID)
+            Self.link(&entry, stream: stream, after: heads[stream] ?? Head(seq: 0, hash: ChainLink.genesis, tenantID: entry.tenantID))
+            heads[stream] = Head(seq: entry.chain!.seq, hash: entry.chain!.hash, tenantID: entry.tenantID)
+            entries.append(entry)
+        }
+        do {
+            let written = entries
+            try await database.withTransaction { connection in
+                try await AccessLogStore.insert(written, on: connection)
+            }
+            state.withLock { state in
+                for (stream, head) in heads { state.heads[stream] = head }
+            }
+            for (pending, entry) in zip(batch, entries) { pending.continuation.resume(returning: entry) }
+        } catch {
+            logger.error("access log write failed; the batch's requests answer 503", metadata: [
+                "itaku.error": "\(error)", "itaku.access_log.batch": "\(batch.count)",
+            ])
+            for pending in batch { pending.continuation.resume(throwing: error) }
+        }
+    }
+
+    // MARK: Checkpoints
+
+    /// Signs the head of every stream that grew since its last checkpoint.
+    public func checkpoint() async {
+        let (heads, done) = state.withLock { ($0.heads, $0.checkpointed) }
+        let now = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(Date())) / 1_000_000)
+        var checkpoints: [Checkpoint] = []
+        for (stream, head) in heads where head.seq > done[stream] ?? 0 {
+            guard let checkpoint = try? Checkpoint.sign(
+                stream: stream, tenantID: head.tenantID, seq: head.seq, hash: head.hash, at: now, keyring: keyring
+            ) else { continue }
+            checkpoints.append(checkpoint)
+        }
+        guard !checkpoints.isEmpty else { return }
+        do {
+            let signed = checkpoints
+            try await database.withTransaction { try await AccessLogStore.insert(signed, on: $0) }
+            state.withLock { state in
+                for checkpoint in checkpoints { state.checkpointed[checkpoint.stream] = checkpoint.seq }
+            }
+        } catch {
+            logger.warning("could not write access-log checkpoints; will retry", metadata: ["itaku.error": "\(error)"])
+        }
+    }
+}
+
+/// A lock for async code: one holder at a time, waiters resumed in order.
+final class AsyncLock: Sendable {
+    private let state = Mutex<(locked: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func withLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await withCheckedContinuation { continuation in
+            let acquired = state.withLock { state -> Bool in
+                if state.locked {
+                    state.waiters.append(continuation)
+                    return false
+                }
+                state.locked = true
+                return true
+            }
+            if acquired { continuation.resume() }
+        }
+        defer {
+            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                if state.waiters.isEmpty {
+                    state.locked = false
+                    return nil
+                }
+                return state.waiters.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
+    }
+}

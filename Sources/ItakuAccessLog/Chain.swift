@@ -1,0 +1,91 @@
+import Crypto
+import Foundation
+import ItakuCore
+
+/// Where an entry stands in its stream's hash chain.
+public struct ChainLink: Sendable, Equatable {
+    public var stream: String
+    public var seq: Int64
+    public var previousHash: [UInt8]
+    public var hash: [UInt8]
+
+    public static let genesis = [UInt8](repeating: 0, count: 32)
+}
+
+extension AccessEntry {
+    /// The bytes an entry's hash covers: every field except the hash itself, in a fixed order,
+    /// as a JSON array. Built from values exactly as the database returns them (times in whole
+    /// microseconds, ids lower-case, the field map sorted by key), so a verifier reading the
+    /// rows back computes the same bytes.
+    public func canonicalBytes(stream: String, seq: Int64) -> [UInt8] {
+        func text(_ value: String?) -> String { value.map(JSONText.string) ?? "null" }
+        func number(_ value: Int?) -> String { value.map(String.init) ?? "null" }
+        func uuid(_ value: UUID?) -> String { text(value?.uuidString.lowercased()) }
+        let parts: [String] = [
+            "\"itaku.access.v1\"",
+            text(stream), String(seq),
+            uuid(id), String(Self.microseconds(occurredAt)), uuid(tenantID),
+            text(actorRole), uuid(actorKeyID), uuid(integrationID), text(agent),
+            agentVerified.map { $0 ? "true" : "false" } ?? "null",
+            text(purposeKey), number(purposeVersion), text(caseRef), text(operation.rawValue), text(dataset),
+            text(target), number(versionBefore), number(versionAfter), text(lookupKind),
+            text(lookupDigest.map(Self.hex)),
+            "[" + recordIDs.map { text($0.uuidString.lowercased()) }.joined(separator: ",") + "]",
+            "[" + subjectDigests.map(text).joined(separator: ",") + "]",
+            fields.map { fields in
+                "{" + fields.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }
+                    .joined(separator: ",") + "}"
+            } ?? "null",
+            text(decision.rawValue), text(reason), String(rowsReturned), text(requestID), text(clientAddress),
+        ]
+        return Array(("[" + parts.joined(separator: ",") + "]").utf8)
+    }
+
+    /// SHA-256 over the previous hash and the canonical bytes.
+    public static func chainHash(previous: [UInt8], canonical: [UInt8]) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(data: previous)
+        hasher.update(data: canonical)
+        return Array(hasher.finalize())
+    }
+
+    /// Times are kept to the microsecond, PostgreSQL's precision, so they survive a round trip.
+    public static func microseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// A signed statement of a stream's head: "stream S had N entries ending in hash H at time T".
+public struct Checkpoint: Sendable, Equatable {
+    public var id: UUID
+    public var createdAt: Date
+    public var stream: String
+    public var tenantID: UUID?
+    public var seq: Int64
+    public var hash: [UInt8]
+    public var keyID: String
+    public var signature: [UInt8]
+
+    /// The signed message.
+    public static func message(stream: String, seq: Int64, hash: [UInt8], createdAt: Date) -> Data {
+        Data("itaku.checkpoint.v1\n\(stream)\n\(seq)\n\(AccessEntry.hex(hash))\n\(AccessEntry.microseconds(createdAt))".utf8)
+    }
+
+    public static func sign(
+        stream: String, tenantID: UUID?, seq: Int64, hash: [UInt8], at createdAt: Date, keyring: Keyring
+    ) throws -> Checkpoint {
+        let signature = try keyring.checkpointSigningKey.signature(for: message(stream: stream, seq: seq, hash: hash, createdAt: createdAt))
+        return Checkpoint(
+            id: UUID(), createdAt: createdAt, stream: stream, tenantID: tenantID, seq: seq, hash: hash,
+            keyID: keyring.checkpointKeyID, signature: Array(signature)
+        )
+    }
+
+    public func isValid(publicKey: Curve25519.Signing.PublicKey) -> Bool {
+        publicKey.isValidSignature(signature, for: Self.message(stream: stream, seq: seq, hash: hash, createdAt: createdAt))
+    }
+}
