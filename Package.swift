@@ -163,6 +163,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ItakuAccessLogTests",
+            dependencies: [
+                "ItakuAccessLog", "ItakuCore", "ItakuPostgres", "ItakuTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ItakuCoreTests",
             dependencies: [
                 "ItakuCore", "ItakuEnforcer",

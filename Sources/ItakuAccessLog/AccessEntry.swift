@@ -61,7 +61,8 @@ public struct AccessEntry: Sendable, Equatable {
 
 /// The access log's SQL.
 public enum AccessLogStore {
-    static let columns = """
+    /// The columns, in the order `entry(_:)` reads them.
+    public static let columns = """
         entry_id, occurred_at, tenant_id, actor_role, actor_key_id, integration_id, agent, agent_verified,
         purpose_key, purpose_version, case_ref, operation, dataset, target, version_before, version_after,
         lookup_kind, lookup_digest, record_ids, subject_digests, fields, decision, reason, rows_returned,
@@ -136,7 +137,7 @@ public enum AccessLogStore {
     }
 
     /// Reads an entry back from a row selected with `columns`.
-    static func entry(_ row: PostgresRow) throws -> AccessEntry {
+    public static func entry(_ row: PostgresRow) throws -> AccessEntry {
         var entry = AccessEntry(
             tenantID: try row.decode(2), actorRole: try row.decode(3), actorKeyID: try row.decode(4),
             operation: AccessEntry.Operation(rawValue: try row.decode(11)) ?? .review,

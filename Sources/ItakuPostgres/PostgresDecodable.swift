@@ -138,7 +138,9 @@ extension Date: PostgresDecodable {
 
 extension Array: PostgresDecodable where Element == String {
     public init(postgres cell: PostgresCell) throws {
-        guard [.textArray, .varcharArray].contains(cell.type) else { throw cell.mismatch([String].self) }
+        // uuid[] elements are 16 raw bytes each; they are read as lower-case UUID strings.
+        let isUUID = cell.type == .uuidArray
+        guard [.textArray, .varcharArray, .uuidArray].contains(cell.type) else { throw cell.mismatch([String].self) }
         let dimensions = try cell.readInteger(Int32.self)
         guard dimensions <= 1 else { throw cell.mismatch([String].self) }
         if dimensions == 0 {
@@ -156,7 +158,13 @@ extension Array: PostgresDecodable where Element == String {
             guard length >= 0 else { throw PostgresError(.decoding, detail: "NULL element in \(cell.columnName)") }
             let start = bytes.startIndex + offset
             guard start + length <= bytes.endIndex else { throw cell.mismatch([String].self) }
-            result.append(String(decoding: bytes[start..<start + length], as: UTF8.self))
+            if isUUID {
+                guard length == 16 else { throw cell.mismatch([String].self) }
+                let element = PostgresCell(bytes: bytes[start..<start + length], type: .uuid, columnName: cell.columnName)
+                result.append(try UUID(postgres: element).uuidString.lowercased())
+            } else {
+                result.append(String(decoding: bytes[start..<start + length], as: UTF8.self))
+            }
             offset += length
         }
         self = result

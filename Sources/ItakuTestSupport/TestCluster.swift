@@ -181,6 +181,21 @@ public final class TestCluster: Sendable {
         return database
     }
 
+    /// A copy of `database` (which must have no open connections), for destructive tests.
+    public func cloneDatabase(_ database: TestDatabase, logger: Logger = Logger(label: "itaku.test")) async throws -> TestDatabase {
+        let name = "itaku_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        let admin = PostgresClient(configuration: configuration(database: "postgres", maximumConnections: 1), logger: logger)
+        do {
+            // Both names are generated here from hex digits, never from input.
+            try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE \(database.name)"))
+            await admin.shutdown()
+        } catch {
+            await admin.shutdown()
+            throw error
+        }
+        return TestDatabase(cluster: self, name: name)
+    }
+
     // MARK: Helpers
 
     private static func binDirectory() throws -> String {

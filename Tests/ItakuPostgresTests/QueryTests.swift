@@ -33,7 +33,8 @@ struct QueryTests {
             SELECT \("名前 テスト 🍣")::text, \(Int16(7))::int2, \(Int32(-70_000))::int4, \(Int64.max)::int8,
                    \(true)::bool, \(id)::uuid, \(when)::timestamptz, '2026-02-28'::date,
                    \(PostgresJSON(#"{"a": [1, "二"]}"#))::jsonb, \(PostgresBytes([0, 1, 255]))::bytea,
-                   \(["東京", "a,b", "", "x\"y"])::text[], NULL::text, NULL::int8, '{}'::text[]
+                   \(["東京", "a,b", "", "x\"y"])::text[], NULL::text, NULL::int8, '{}'::text[],
+                   ARRAY[\(id)]::uuid[]
             """
         )
         let row = rows[0]
@@ -53,6 +54,7 @@ struct QueryTests {
         #expect(try row.decode(11, as: String?.self) == nil)
         #expect(try row.decode(12, as: Int?.self) == nil)
         #expect(try row.decode(13, as: [String].self) == [])
+        #expect(try row.decode(14, as: [String].self) == [id.uuidString.lowercased()])
         // A NULL read as a non-optional is a decoding error, not a crash or an empty string.
         #expect(throws: PostgresError.self) { try row.decode(11, as: String.self) }
         // A type mismatch is a decoding error.

@@ -1,0 +1,191 @@
+import Crypto
+import Foundation
+import ItakuAccessLog
+import ItakuCore
+import ItakuPostgres
+import ItakuTestSupport
+import Logging
+import ServiceLifecycle
+import Testing
+
+/// A log of `count` entries across two tenants, written through the writer with group commit,
+/// checkpointed, in a database that nothing else holds open (so tests can clone it).
+struct WrittenLog {
+    let database: TestDatabase
+    let keyring: Keyring
+    let commits: Int
+
+    static func make(count: Int) async throws -> WrittenLog {
+        let database = try await TestCluster.shared().makeDatabase()
+        let keyring = Keyring.generate()
+        let client = database.makeClient(role: .runtime, maximumConnections: 4)
+        let owner = database.makeClient(role: .owner, maximumConnections: 1)
+        let before = try await owner.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0].decode(0, as: Int64.self)
+        let writer = AccessLogWriter(database: client, keyring: keyring, instanceID: "test", logger: Logger(label: "test"))
+        let service = Task { try await writer.run() }
+        let tenants = [UUID(), UUID()]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // 100 callers at a time, each waiting for its own entry's commit.
+            for worker in 0..<100 {
+                group.addTask {
+                    for n in stride(from: worker, to: count, by: 100) {
+                        var entry = AccessEntry(
+                            tenantID: tenants[n % 2], actorRole: "integration", actorKeyID: UUID(), operation: .lookup,
+                            decision: n % 7 == 0 ? .deny : .allow, reason: n % 7 == 0 ? "not_assigned" : "allowed"
+                        )
+                        entry.agent = "A\(n % 50)"
+                        entry.purposeKey = "order-support"
+                        entry.purposeVersion = 1
+                        entry.caseRef = "CASE-\(n)"
+                        entry.lookupKind = "phone"
+                        entry.lookupDigest = Array(SHA256.hash(data: Data("\(n)".utf8)))
+                        entry.recordIDs = [UUID()]
+                        entry.fields = ["name": "plain", "phone": "last4"]
+                        entry.rowsReturned = 1
+                        let written = try await writer.append(entry)
+                        #expect(written.chain != nil)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        await writer.checkpoint()
+        service.cancel()
+        await client.shutdown()
+        let after = try await owner.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0].decode(0, as: Int64.self)
+        await owner.shutdown()
+        return WrittenLog(database: database, keyring: keyring, commits: Int(after - before))
+    }
+
+    func verify(_ database: TestDatabase) async throws -> AccessLogVerifier.Report {
+        let client = database.makeClient(role: .runtime)
+        do {
+            let report = try await AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey).verify(client)
+            await client.shutdown()
+            return report
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
+    /// A copy of the log with the append-only triggers dropped, tampered with by `sql` as the owner.
+    func tampered(_ sql: String) async throws -> TestDatabase {
+        let copy = try await database.cluster.cloneDatabase(database)
+        let owner = copy.makeClient(role: .owner)
+        try await owner.withConnection { connection in
+            try await connection.executeScript(
+                "DROP TRIGGER access_log_append_only ON itaku.access_log; DROP TRIGGER access_log_checkpoints_append_only ON itaku.access_log_checkpoints;"
+            )
+            try await connection.executeScript(sql)
+        }
+        await owner.shutdown()
+        return copy
+    }
+}
+
+@Suite("Access log", .serialized)
+struct AccessLogTests {
+    static let log = Task { try await WrittenLog.make(count: 10_000) }
+
+    @Test("10,000 concurrent appends are group-committed, every one durable, and the untouched log verifies clean")
+    func writesAndVerifiesClean() async throws {
+        let log = try await Self.log.value
+        let owner = log.database.makeClient(role: .owner)
+        let count = try await owner.query("SELECT count(*), count(DISTINCT stream) FROM itaku.access_log")
+        await owner.shutdown()
+        #expect(try count[0].decode(0, as: Int.self) == 10_000)
+        #expect(try count[0].decode(1, as: Int.self) == 2)
+        // Group commit: far fewer commits than entries.
+        #expect(log.commits < 10_000 / 4, "\(log.commits) commits for 10,000 entries")
+        let report = try await log.verify(log.database)
+        #expect(report.clean)
+        #expect(report.entries == 10_000)
+        #expect(report.checkpoints == 2)
+    }
+
+    @Test("each kind of tampering is detected and located", arguments: [
+        ("UPDATE itaku.access_log SET reason = reason || '!' WHERE seq = 2500", "entry_altered", 2500),
+        ("DELETE FROM itaku.access_log WHERE seq = 1234", "entries_missing", 1234),
+        ("""
+         INSERT INTO itaku.access_log SELECT gen_random_uuid(), occurred_at + interval '1 microsecond', tenant_id, actor_role, actor_key_id,
+           integration_id, agent, agent_verified, purpose_key, purpose_version, case_ref, operation, dataset, target, version_before,
+           version_after, lookup_kind, lookup_digest, record_ids, subject_digests, fields, decision, 'allowed', rows_returned, request_id,
+           client_address, stream, seq, prev_hash, hash FROM itaku.access_log WHERE seq = 3000
+         """, "", 3000),
+        ("""
+         UPDATE itaku.access_log a SET case_ref = b.case_ref, lookup_digest = b.lookup_digest
+         FROM itaku.access_log b WHERE a.stream = b.stream AND ((a.seq = 400 AND b.seq = 401) OR (a.seq = 401 AND b.seq = 400))
+         """, "entry_altered", 400),
+        ("DELETE FROM itaku.access_log WHERE seq > 4000", "truncated", 5000),
+    ] as [(String, String, Int64)])
+    func tamperingIsDetected(sql: String, problem: String, seq: Int64) async throws {
+        let log = try await Self.log.value
+        let copy = try await log.tampered(sql)
+        let report = try await log.verify(copy)
+        #expect(!report.clean)
+        let found = report.streams.compactMap(\.firstProblem)
+        #expect(!found.isEmpty)
+        #expect(found.allSatisfy { $0.seq == seq }, "\(found)")
+        if !problem.isEmpty { #expect(found.allSatisfy { $0.problem == problem }, "\(found)") }
+    }
+
+    @Test("a field changed and the chain recomputed without the signing key is caught by the checkpoint")
+    func recomputedChainFailsCheckpoint() async throws {
+        let log = try await Self.log.value
+        let copy = try await log.tampered("UPDATE itaku.access_log SET reason = reason || '!' WHERE seq = 4321")
+        // Recompute every hash from the changed entry on, as someone with database access but
+        // without the checkpoint key would.
+        let owner = copy.makeClient(role: .owner)
+        let streams = try await owner.query("SELECT DISTINCT stream FROM itaku.access_log").map { try $0.decode(0, as: String.self) }
+        for stream in streams {
+            var previous = ChainLink.genesis
+            let rows = try await owner.query("SELECT entry_id, seq FROM itaku.access_log WHERE stream = \(stream) ORDER BY seq")
+            for row in rows {
+                let id = try row.decode(0, as: UUID.self)
+                let seq = try row.decode(1, as: Int64.self)
+                let entryRows = try await owner.query(
+                    PostgresQuery(unsafeSQL: "SELECT \(AccessLogStore.columns) FROM itaku.access_log WHERE entry_id = $1", binds: {
+                        var binds = PostgresBindings()
+                        binds.append(id)
+                        return binds
+                    }())
+                )
+                let entry = try AccessLogStore.entry(entryRows[0])
+                let hash = AccessEntry.chainHash(previous: previous, canonical: entry.canonicalBytes(stream: stream, seq: seq))
+                if seq >= 4321 || hash != entry.chain?.hash {
+                    try await owner.query(
+                        "UPDATE itaku.access_log SET prev_hash = \(PostgresBytes(previous)), hash = \(PostgresBytes(hash)) WHERE entry_id = \(id)"
+                    )
+                }
+                previous = hash
+            }
+        }
+        await owner.shutdown()
+        let report = try await log.verify(copy)
+        #expect(!report.clean)
+        #expect(report.streams.compactMap(\.firstProblem).allSatisfy { $0.problem == "checkpoint_mismatch" && $0.seq == 5000 })
+    }
+
+    @Test("the runtime role cannot update, delete or truncate the log or its checkpoints", arguments: [
+        "UPDATE itaku.access_log SET reason = 'allowed'",
+        "DELETE FROM itaku.access_log",
+        "TRUNCATE itaku.access_log",
+        "UPDATE itaku.access_log_checkpoints SET seq = 1",
+        "DELETE FROM itaku.access_log_checkpoints",
+        "TRUNCATE itaku.access_log_checkpoints",
+    ])
+    func runtimeRoleCannotChangeTheLog(statement: String) async throws {
+        let log = try await Self.log.value
+        let copy = try await log.database.cluster.cloneDatabase(log.database)
+        let runtime = copy.makeClient(role: .runtime)
+        let error = await #expect(throws: PostgresError.self) {
+            try await runtime.withTransaction { connection in
+                try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
+                try await connection.query(PostgresQuery(unsafeSQL: statement))
+            }
+        }
+        await runtime.shutdown()
+        #expect(error?.sqlState == PostgresError.SQLState.insufficientPrivilege)
+    }
+}
