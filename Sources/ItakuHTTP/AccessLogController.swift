@@ -3,6 +3,8 @@ import Foundation
 import Hummingbird
 import ItakuAccessLog
 import ItakuCore
+import ItakuData
+import NIOCore
 import ItakuPostgres
 import ItakuRegistry
 
@@ -54,11 +56,154 @@ struct AccessLogController: Sendable {
             try await review(principal, context, target: "access-log:verify", rows: report.entries)
             return try admin.json(report)
         }
+        addSearchRoutes(to: &routes)
     }
 
-    private func review(_ principal: Principal, _ context: ItakuRequestContext, target: String, rows: Int) async throws {
+    // MARK: Search and export
+
+    func addSearchRoutes(to routes: inout RouteTable) {
+        routes.on("/v1/access-log", method: .get) { request, context in try await search(request, context, scoped: false) }
+        routes.on("/v1/tenants/:tenant/access-log", method: .get) { request, context in try await search(request, context, scoped: true) }
+        routes.on("/v1/access-log/export", method: .get) { request, context in try await export(request, context, scoped: false) }
+        routes.on("/v1/tenants/:tenant/access-log/export", method: .get) { request, context in try await export(request, context, scoped: true) }
+    }
+
+    struct Page: Encodable {
+        var next_cursor: String?
+        var count: Int
+    }
+
+    static let maxPageSize = 1000
+
+    private func search(_ request: Request, _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
+        let (principal, tenant, query) = try selection(request, context, scoped: scoped)
+        let parameters = request.uri.queryParameters
+        let limit = try parameters.get("limit").map { value -> Int in
+            guard let limit = Int(value), (1...Self.maxPageSize).contains(limit) else { throw Self.badParameter("limit") }
+            return limit
+        } ?? 100
+        let cursor = try parameters.get("cursor").map { token -> AccessLogQuery.Cursor in
+            guard let cursor = AccessLogQuery.Cursor(token: String(token)) else { throw Self.badParameter("cursor") }
+            return cursor
+        }
+        let (entries, next) = try await admin.database.withTransaction { connection in
+            try await Self.scope(connection, tenant: tenant)
+            return try await query.page(after: cursor, limit: limit, on: connection)
+        }
+        try await review(principal, context, target: "access-log:search", rows: entries.count, tenantID: tenant?.id)
+        let body = "{\"entries\":[" + entries.map(\.jsonObject).joined(separator: ",") + "],\"next_cursor\":"
+            + (next.map { JSONText.string($0.token) } ?? "null") + ",\"count\":\(entries.count)}"
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    private func export(_ request: Request, _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
+        let (principal, tenant, query) = try selection(request, context, scoped: scoped)
+        let format = String(request.uri.queryParameters.get("format") ?? "jsonl")
+        guard ["jsonl", "csv", "ocsf"].contains(format) else { throw Self.badParameter("format") }
+        // The export is itself logged before the first byte leaves.
+        try await review(principal, context, target: "access-log:export:\(format)", rows: 0, tenantID: tenant?.id)
+        let database = admin.database
+        let codes = (context.snapshot ?? RegistrySnapshot()).tenants.mapValues(\.code)
+        let contentType = format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson"
+        // Pages of 2,000 entries, each written as soon as it is read: constant memory for any size.
+        return Response(status: .ok, headers: [.contentType: contentType], body: ResponseBody { writer in
+            if format == "csv" { try await writer.write(ByteBuffer(string: AccessEntry.csvHeader)) }
+            var cursor: AccessLogQuery.Cursor?
+            repeat {
+                let after = cursor
+                let (entries, next) = try await database.withTransaction { connection in
+                    try await Self.scope(connection, tenant: tenant)
+                    return try await query.page(after: after, limit: 2000, on: connection)
+                }
+                var text = ""
+                for entry in entries {
+                    switch format {
+                    case "csv": text += entry.csvLine
+                    case "ocsf": text += entry.ocsf(tenantCode: entry.tenantID.flatMap { codes[$0] }) + "\n"
+                    default: text += entry.jsonObject + "\n"
+                    }
+                }
+                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
+                cursor = next
+            } while cursor != nil
+            try await writer.finish(nil)
+        })
+    }
+
+    /// Who may read which part of the log, and the filters of the request.
+    private func selection(
+        _ request: Request, _ context: ItakuRequestContext, scoped: Bool
+    ) throws -> (Principal, Tenant?, AccessLogQuery) {
+        let principal: Principal
+        var tenant: Tenant?
+        if scoped {
+            let found = try admin.tenant(context, [.clientAdmin, .reviewer])
+            principal = found.0
+            tenant = found.1
+        } else {
+            principal = try admin.principal(context, [.reviewer])
+        }
+        let snapshot = context.snapshot ?? RegistrySnapshot()
+        let parameters = request.uri.queryParameters
+        func text(_ name: String) -> String? { parameters.get(name).map { String($0) } }
+        func date(_ name: String) throws -> Date? {
+            guard let value = text(name) else { return nil }
+            guard let date = try? Date(value, strategy: .iso8601) else { throw Self.badParameter(name) }
+            return date
+        }
+        func uuid(_ name: String) throws -> UUID? {
+            guard let value = text(name) else { return nil }
+            guard let id = UUID(uuidString: value) else { throw Self.badParameter(name) }
+            return id
+        }
+        if !scoped, let code = text("tenant") {
+            guard let found = snapshot.tenant(code: code) else { throw Self.badParameter("tenant") }
+            tenant = found
+        }
+        var query = AccessLogQuery()
+        query.from = try date("from")
+        query.to = try date("to")
+        query.tenantID = tenant?.id
+        query.agent = text("agent")
+        query.integrationID = try uuid("integration")
+        query.purposeKey = text("purpose")
+        query.caseRef = text("case")
+        query.operation = text("operation")
+        query.decision = text("decision")
+        query.reason = text("reason")
+        query.recordID = try uuid("record")
+        query.lookupKind = text("lookup_kind")
+        if let value = text("lookup_value") {
+            // The value is digested here, with each candidate tenant's key; it is never stored.
+            guard let kind = query.lookupKind.flatMap(DatasetSchema.LookupKind.init(rawValue:)),
+                let normalized = LookupDigester.normalize(value, as: kind)
+            else { throw Self.badParameter("lookup_value") }
+            let tenants = tenant.map { [$0] } ?? Array(snapshot.tenants.values)
+            query.lookupDigests = tenants.map {
+                LookupDigester(key: keyring.digestKey(tenant: $0.id.uuidString)).digest(normalized: normalized, kind: kind)
+            }
+        }
+        return (principal, tenant, query)
+    }
+
+    /// Row-level security: one tenant, or every tenant for a reviewer's cross-tenant search.
+    static func scope(_ connection: PostgresConnection, tenant: Tenant?) async throws {
+        if let tenant {
+            try await RegistryStore.setTenant(tenant.id, on: connection)
+        } else {
+            try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
+        }
+    }
+
+    static func badParameter(_ name: String) -> Problem {
+        .badRequest(code: "invalid_parameter", "The query parameter is not valid here.", pointer: name)
+    }
+
+    private func review(
+        _ principal: Principal, _ context: ItakuRequestContext, target: String, rows: Int, tenantID: UUID? = nil
+    ) async throws {
         var entry = AccessEntry(
-            tenantID: principal.tenantID, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
+            tenantID: tenantID ?? principal.tenantID, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
             operation: .review, decision: .allow, reason: "allowed"
         )
         entry.target = target

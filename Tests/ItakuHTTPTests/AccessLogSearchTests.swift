@@ -1,0 +1,85 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@Suite("Access-log search and export")
+struct AccessLogSearchTests {
+    @Test("reviewers page through all tenants, client admins through their own; every read is itself logged")
+    func searchAndExport() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        let op = fixture.operatorKey
+        try await app.test(.live) { client in
+            var admins: [String: String] = [:]
+            for code in ["acme-retail", "kobe-insurance"] {
+                _ = try await client.call(.post, "/v1/tenants", key: op, json: ["code": code, "name": code])
+                admins[code] = try await client.call(.post, "/v1/keys", key: op, json: ["role": "client_admin", "tenant": code])["key"] as? String
+                // A caller-chosen request id that a spreadsheet would run as a formula.
+                _ = try await client.call(.put, "/v1/tenants/\(code)/datasets/customers", key: admins[code], json: customersDataset,
+                                          headers: [.itakuRequestIDForTests: "-2-3"])
+            }
+            let reviewer = try #require(try await client.call(.post, "/v1/keys", key: op, json: ["role": "reviewer"])["key"] as? String)
+
+            // Newest first, in pages that neither overlap nor skip.
+            var seen: [String] = []
+            var cursor: String?
+            repeat {
+                let page = try await client.call(
+                    .get, "/v1/access-log?operation=configure&limit=2" + (cursor.map { "&cursor=\($0)" } ?? ""), key: reviewer
+                )
+                #expect(page.status == .ok)
+                let entries = try #require(page["entries"] as? [[String: Any]])
+                #expect(entries.count <= 2)
+                seen += entries.compactMap { $0["entry_id"] as? String }
+                let times = entries.compactMap { $0["occurred_at"] as? String }
+                #expect(times == times.sorted(by: >))
+                cursor = page["next_cursor"] as? String
+            } while cursor != nil
+            #expect(seen.count == 7)
+            #expect(Set(seen).count == seen.count)
+
+            // A client admin sees only its tenant; another tenant's log answers 404.
+            let own = try await client.call(.get, "/v1/tenants/acme-retail/access-log", key: admins["acme-retail"])
+            let ownEntries = try #require(own["entries"] as? [[String: Any]])
+            let acmeID = ownEntries.first?["tenant_id"] as? String
+            #expect(!ownEntries.isEmpty)
+            #expect(ownEntries.allSatisfy { $0["tenant_id"] as? String == acmeID })
+            #expect(try await client.call(.get, "/v1/tenants/kobe-insurance/access-log", key: admins["acme-retail"]).status == .notFound)
+            #expect(try await client.call(.get, "/v1/access-log", key: admins["acme-retail"]).status == .forbidden)
+
+            // Reads of the log are entries too, visible to the tenant they concern.
+            let reviews = try await client.call(.get, "/v1/tenants/acme-retail/access-log?operation=review", key: admins["acme-retail"])
+            #expect((reviews["entries"] as? [[String: Any]])?.contains { $0["target"] as? String == "access-log:search" } == true)
+
+            // Exports: CSV with formula cells neutralised, JSON lines, OCSF API Activity.
+            let csv = try await client.call(.get, "/v1/access-log/export?format=csv&operation=configure", key: reviewer)
+            #expect(csv.headers[.contentType] == "text/csv; charset=utf-8")
+            let lines = csv.text.split(separator: "\n")
+            #expect(lines.first?.hasPrefix("entry_id,occurred_at") == true)
+            #expect(lines.count == 8)
+            #expect(csv.text.contains(",'-2-3,"))
+            #expect(!csv.text.contains(",-2-3,"))
+            let jsonl = try await client.call(.get, "/v1/tenants/acme-retail/access-log/export?format=jsonl", key: admins["acme-retail"])
+            let objects = jsonl.text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(!objects.isEmpty && objects.allSatisfy { $0["tenant_id"] as? String == acmeID })
+            let ocsf = try await client.call(.get, "/v1/access-log/export?format=ocsf&operation=configure", key: reviewer)
+            let events = ocsf.text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(events.count == 7)
+            #expect(events.allSatisfy { $0["class_uid"] as? Int == 6003 && $0["category_uid"] as? Int == 6 && $0["type_uid"] as? Int == 600303 })
+
+            let bad = try await client.call(.get, "/v1/access-log?from=yesterday", key: reviewer)
+            #expect(bad.status == .badRequest)
+            #expect(bad.code == "invalid_parameter")
+            #expect(bad.pointer == "from")
+            #expect(try await client.call(.get, "/v1/access-log?limit=100000", key: reviewer).pointer == "limit")
+
+            // Verification over HTTP, with the checkpoints and the key that checks them.
+            let verified = try await client.call(.post, "/v1/access-log/verify", key: reviewer)
+            #expect(verified["clean"] as? Bool == true)
+            let checkpoints = try await client.call(.get, "/v1/access-log/checkpoints", key: reviewer)
+            #expect((checkpoints["public_key"] as? String)?.isEmpty == false)
+        }
+    }
+}
