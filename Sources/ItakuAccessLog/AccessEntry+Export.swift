@@ -10,7 +10,7 @@ extension AccessEntry {
         func number(_ value: Int?) -> String { value.map(String.init) ?? "null" }
         var pairs: [(String, String)] = [
             ("entry_id", text(id.uuidString.lowercased())),
-            ("occurred_at", text(occurredAt.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))),
+            ("occurred_at", text(Timestamp.iso8601(occurredAt))),
             ("tenant_id", text(tenantID?.uuidString.lowercased())),
             ("actor_role", text(actorRole)), ("actor_key_id", text(actorKeyID?.uuidString.lowercased())),
             ("integration_id", text(integrationID?.uuidString.lowercased())), ("agent", text(agent)),
@@ -38,7 +38,7 @@ extension AccessEntry {
     /// carriage return) are neutralised with a leading apostrophe.
     public var csvLine: String {
         let cells: [String?] = [
-            id.uuidString.lowercased(), occurredAt.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)),
+            id.uuidString.lowercased(), Timestamp.iso8601(occurredAt),
             tenantID?.uuidString.lowercased(), actorRole, agent, agentVerified.map { $0 ? "true" : "false" }, purposeKey,
             purposeVersion.map(String.init), caseRef, operation.rawValue, dataset, target, lookupKind, lookupDigest.map(Self.hex),
             recordIDs.map { $0.uuidString.lowercased() }.joined(separator: " "), decision.rawValue, reason, String(rowsReturned),

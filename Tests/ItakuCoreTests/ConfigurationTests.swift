@@ -71,3 +71,16 @@ struct ConfigurationTests {
         #expect(throws: KeyringError.self) { try Keyring.load(file: "/nonexistent", directory: directory, generate: false) }
     }
 }
+
+@Suite("Timestamps")
+struct TimestampTests {
+    @Test("ISO 8601 with microseconds, exact to the microsecond, across leap days and the epoch", arguments: [
+        (0.0, "1970-01-01T00:00:00.000000Z"),
+        (951_782_400.000_001, "2000-02-29T00:00:00.000001Z"),
+        (1_795_383_927.532_320, "2026-11-22T21:45:27.532320Z"),
+        (-1.5, "1969-12-31T23:59:58.500000Z"),
+    ])
+    func formats(seconds: Double, expected: String) {
+        #expect(Timestamp.iso8601(Date(timeIntervalSince1970: seconds)) == expected)
+    }
+}
