@@ -12,8 +12,8 @@ struct AdminFixture {
     let database: TestDatabase
     let operatorKey: String
 
-    static func make() async throws -> AdminFixture {
-        let database = try await TestCluster.shared().makeDatabase()
+    static func make(on cluster: TestCluster? = nil) async throws -> AdminFixture {
+        let database = try await (cluster ?? TestCluster.shared()).makeDatabase()
         let owner = database.makeClient(role: .runtime)
         let key = APIKeys.generate()
         try await owner.withTransaction { connection in

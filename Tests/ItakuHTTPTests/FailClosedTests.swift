@@ -1,0 +1,76 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import ItakuPostgres
+import ItakuTestSupport
+import Synchronization
+import Testing
+
+@Suite("Fail-closed")
+struct FailClosedTests {
+    @Test("PostgreSQL stops while requests that return data are in flight: each answers data with a committed entry, or 503 with none")
+    func databaseStopsMidFlight() async throws {
+        let cluster = try TestCluster.start()
+        defer { cluster.destroy() }
+        let fixture = try await AdminFixture.make(on: cluster)
+        let app = try await makeApplication(database: fixture.database)
+        let outcomes = Outcomes()
+        try await app.test(.live) { client in
+            _ = try await client.call(.post, "/v1/tenants", key: fixture.operatorKey, json: ["code": "acme-retail", "name": "Acme"])
+            let reviewer = try #require(try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "reviewer"])["key"] as? String)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        for n in 0..<40 {
+                            let id = "fail-closed-\(worker)-\(n)"
+                            let response = try await client.call(.get, "/v1/access-log?limit=5", key: reviewer, headers: [.itakuRequestIDForTests: id])
+                            let carried = response.body["entries"] != nil
+                            outcomes.append(.init(id: id, status: Int(response.status.code), carriedData: carried, problem: response.code))
+                        }
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(150))
+                    try cluster.stopServer()
+                }
+                try await group.waitForAll()
+            }
+            try cluster.restartServer()
+            // Back without a restart of Itaku.
+            var status = 0
+            for _ in 0..<50 where status != 200 {
+                status = Int(try await client.call(.get, "/v1/access-log?limit=1", key: reviewer).status.code)
+                if status != 200 { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(status == 200)
+        }
+        let all = outcomes.all
+        let served = Set(all.filter { $0.status == 200 }.map(\.id))
+        #expect(all.allSatisfy { $0.status == 200 ? $0.carriedData : (!$0.carriedData && $0.status == 503) }, "\(all.filter { $0.status != 200 && $0.status != 503 })")
+        #expect(all.filter { $0.status == 503 }.allSatisfy { ["database_unavailable", "access_log_unavailable"].contains($0.problem ?? "") })
+        #expect(!served.isEmpty)
+        #expect(all.count > served.count, "the database stopped after every request had finished")
+        let owner = fixture.database.makeClient(role: .owner)
+        let committed = Set(try await owner.query(
+            "SELECT request_id FROM itaku.access_log WHERE operation = 'review' AND request_id LIKE 'fail-closed-%'"
+        ).map { try $0.decode(0, as: String.self) })
+        await owner.shutdown()
+        // Every answer that carried data has its committed entry, and no entry lacks its answer.
+        #expect(served == committed)
+    }
+}
+
+/// What each request of the fail-closed run got back.
+final class Outcomes: Sendable {
+    struct Outcome: Sendable {
+        var id: String
+        var status: Int
+        var carriedData: Bool
+        var problem: String?
+    }
+
+    private let outcomes = Mutex<[Outcome]>([])
+    var all: [Outcome] { outcomes.withLock { $0 } }
+    func append(_ outcome: Outcome) { outcomes.withLock { $0.append(outcome) } }
+}
