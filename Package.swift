@@ -184,7 +184,7 @@ let package = Package(
         .testTarget(
             name: "ItakuHTTPTests",
             dependencies: [
-                "ItakuHTTP", "ItakuTestSupport", "ItakuCore", "ItakuPostgres",
+                "ItakuHTTP", "ItakuTestSupport", "ItakuCore", "ItakuPostgres", "ItakuAccessLog", "ItakuData", "ItakuRegistry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),

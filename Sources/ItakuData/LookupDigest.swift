@@ -24,6 +24,12 @@ public struct LookupDigester: Sendable {
         Array(HMAC<SHA256>.authenticationCode(for: Data((kind.rawValue + ":" + normalized).utf8), using: key))
     }
 
+    /// The subject digest of a record: what the access log stores instead of the client's record
+    /// key, so that "every access to this customer" can be searched without the key in the log.
+    public func subjectDigest(externalID: String) -> String {
+        Self.hex(Array(HMAC<SHA256>.authenticationCode(for: Data(("subject:" + externalID).utf8), using: key)))
+    }
+
     /// A digest as lower-case hex, for the access log's subject and value digests.
     public static func hex(_ bytes: [UInt8]) -> String {
         bytes.map { String(format: "%02x", $0) }.joined()

@@ -183,6 +183,13 @@ struct AccessLogController: Sendable {
                 LookupDigester(key: keyring.digestKey(tenant: $0.id.uuidString)).digest(normalized: normalized, kind: kind)
             }
         }
+        if let subject = text("subject") {
+            // The client's record key (e.g. customer_no), digested with each candidate tenant's key.
+            let tenants = tenant.map { [$0] } ?? Array(snapshot.tenants.values)
+            query.subjectDigests = tenants.map {
+                LookupDigester(key: keyring.digestKey(tenant: $0.id.uuidString)).subjectDigest(externalID: subject)
+            }
+        }
         return (principal, tenant, query)
     }
 

@@ -52,9 +52,12 @@ struct TenantsController: Sendable {
         if context.snapshot?.tenant(code: code) != nil { throw Problem.conflict(code: "tenant_exists", "A tenant with this code exists.") }
         let name = body.name ?? "", zone = body.time_zone ?? "Asia/Tokyo"
         do {
-            _ = try await admin.change(context, tenantID: nil, target: "tenant:\(code)") { connection in
+            // The id is chosen here so that the tenant's own log shows its creation.
+            let tenantID = UUID()
+            _ = try await admin.change(context, tenantID: tenantID, target: "tenant:\(code)") { connection in
                 let id = try await RegistryStore.createTenant(
-                    code: code, name: name, timeZone: zone, contractStart: body.contract_start, contractEnd: body.contract_end, on: connection
+                    id: tenantID, code: code, name: name, timeZone: zone, contractStart: body.contract_start,
+                    contractEnd: body.contract_end, on: connection
                 )
                 return (id, nil, 1)
             }

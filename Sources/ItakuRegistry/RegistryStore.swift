@@ -87,12 +87,13 @@ public enum RegistryStore {
     // MARK: Tenants
 
     public static func createTenant(
-        code: String, name: String, timeZone: String, contractStart: String?, contractEnd: String?, on connection: PostgresConnection
+        id: UUID = UUID(), code: String, name: String, timeZone: String, contractStart: String?, contractEnd: String?,
+        on connection: PostgresConnection
     ) async throws -> UUID {
         let rows = try await connection.query(
             """
-            INSERT INTO itaku.tenants (code, name, time_zone, contract_start, contract_end)
-            VALUES (\(code), \(name), \(timeZone), \(contractStart)::date, \(contractEnd)::date)
+            INSERT INTO itaku.tenants (tenant_id, code, name, time_zone, contract_start, contract_end)
+            VALUES (\(id), \(code), \(name), \(timeZone), \(contractStart)::date, \(contractEnd)::date)
             RETURNING tenant_id
             """
         )

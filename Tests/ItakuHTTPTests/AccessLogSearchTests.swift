@@ -2,6 +2,13 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ItakuAccessLog
+import ItakuCore
+import ItakuData
+import ItakuPostgres
+import ItakuRegistry
+import Configuration
+import ItakuTestSupport
 import Testing
 
 @Suite("Access-log search and export")
@@ -81,5 +88,43 @@ struct AccessLogSearchTests {
             let checkpoints = try await client.call(.get, "/v1/access-log/checkpoints", key: reviewer)
             #expect((checkpoints["public_key"] as? String)?.isEmpty == false)
         }
+    }
+}
+
+@Suite("Access-log search by value")
+struct AccessLogValueSearchTests {
+    @Test("a lookup value or a subject is found through its digest; the value itself is stored nowhere in the log")
+    func searchByDigest() async throws {
+        let fixture = try await AdminFixture.make()
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
+        let app = try await makeApplication(database: fixture.database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let op = fixture.operatorKey
+        try await app.test(.live) { client in
+            _ = try await client.call(.post, "/v1/tenants", key: op, json: ["code": "acme-retail", "name": "Acme"])
+            let reviewer = try #require(try await client.call(.post, "/v1/keys", key: op, json: ["role": "reviewer"])["key"] as? String)
+            // An entry as the agent API writes it: digests made with the tenant's key from the same keyring.
+            let keyring = try Keyring.load(file: state + "/keyring.json", directory: nil, generate: false)
+            let tenantID = try #require(UUID(uuidString: try await client.call(.get, "/v1/access-log?tenant=acme-retail&operation=configure&limit=1", key: reviewer)
+                .body["entries"].flatMap { ($0 as? [[String: Any]])?.first?["tenant_id"] as? String } ?? ""))
+            let digester = LookupDigester(key: keyring.digestKey(tenant: tenantID.uuidString))
+            var entry = AccessEntry(tenantID: tenantID, actorRole: "integration", actorKeyID: nil, operation: .lookup, decision: .allow, reason: "allowed")
+            entry.lookupKind = "phone"
+            entry.lookupDigest = digester.digest(normalized: "+819012345678", kind: .phone)
+            entry.subjectDigests = [digester.subjectDigest(externalID: "C000042")]
+            let runtime = fixture.database.makeClient(role: .runtime)
+            try await runtime.withTransaction { try await AccessLogStore.insert(entry, on: $0) }
+            await runtime.shutdown()
+
+            for query in ["lookup_kind=phone&lookup_value=090-1234-5678", "lookup_kind=phone&lookup_value=%2B81%2090%201234%205678", "subject=C000042"] {
+                let found = try await client.call(.get, "/v1/access-log?operation=lookup&" + query, key: reviewer)
+                #expect((found["entries"] as? [[String: Any]])?.map { $0["entry_id"] as? String } == [entry.id.uuidString.lowercased()], "\(query)")
+            }
+            let other = try await client.call(.get, "/v1/access-log?operation=lookup&subject=C000043", key: reviewer)
+            #expect((other["entries"] as? [Any])?.isEmpty == true)
+        }
+        let owner = fixture.database.makeClient(role: .owner)
+        let leaked = try await owner.query("SELECT count(*) FROM itaku.access_log WHERE row_to_json(access_log)::text ~ '(1234.?5678|C000042)'")
+        await owner.shutdown()
+        #expect(try leaked[0].decode(0, as: Int.self) == 0)
     }
 }
