@@ -159,10 +159,14 @@ public enum AccessLogStore {
         entry.lookupDigest = try row.decode(17, as: PostgresBytes?.self)?.bytes
         entry.recordIDs = try row.decode(18, as: [String]?.self)?.compactMap(UUID.init(uuidString:)) ?? []
         entry.subjectDigests = try row.decode(19, as: [String]?.self) ?? []
-        if let json = try row.decode(20, as: PostgresJSON?.self),
-            let object = try JSONSerialization.jsonObject(with: Data(json.text.utf8)) as? [String: String]
-        {
-            entry.fields = object
+        if let json = try row.decode(20, as: PostgresJSON?.self) {
+            // Itaku writes only string values; anything else is read back as its own text, so
+            // an entry whose fields were edited into another shape no longer matches its hash.
+            if let object = try? JSONSerialization.jsonObject(with: Data(json.text.utf8)) as? [String: Any] {
+                entry.fields = object.mapValues { ($0 as? String) ?? "\u{0}\($0)" }
+            } else {
+                entry.fields = ["\u{0}": json.text]
+            }
         }
         entry.rowsReturned = Int(try row.decode(23, as: Int32.self))
         entry.requestID = try row.decode(24)

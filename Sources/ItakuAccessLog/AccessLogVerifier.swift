@@ -55,7 +55,7 @@ public struct AccessLogVerifier: Sendable {
         var streams: [String: StreamState] = [:]
         var total = 0
         var unchained: [Finding] = []
-        var after: (stream: String, seq: Int64)? = nil
+        var after: (stream: String, seq: Int64, id: UUID)? = nil
         // Keyset pages in (stream, seq) order: constant memory however long the log.
         while true {
             let cursor = after
@@ -65,10 +65,10 @@ public struct AccessLogVerifier: Sendable {
                     PostgresQuery(
                         unsafeSQL: """
                             SELECT \(AccessLogStore.columns) FROM itaku.access_log
-                            WHERE stream IS NOT NULL AND (stream, seq) > ($1, $2)
-                            ORDER BY stream, seq LIMIT \(pageSize)
+                            WHERE stream IS NOT NULL AND (stream, seq, entry_id) > ($1, $2, $3)
+                            ORDER BY stream, seq, entry_id LIMIT \(pageSize)
                             """,
-                        binds: Self.binds(cursor?.stream ?? "", cursor?.seq ?? Int64.min)
+                        binds: Self.binds(cursor?.stream ?? "", cursor?.seq ?? Int64.min, cursor?.id ?? UUID(uuid: (0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0)))
                     )
                 )
             }
@@ -77,7 +77,7 @@ public struct AccessLogVerifier: Sendable {
                 guard let link = entry.chain else { continue }
                 total += 1
                 streams[link.stream, default: StreamState(wanted: Set((byStream[link.stream] ?? []).map(\.seq)))].check(entry, link)
-                after = (link.stream, link.seq)
+                after = (link.stream, link.seq, entry.id)
             }
             if rows.count < pageSize { break }
         }
@@ -99,10 +99,11 @@ public struct AccessLogVerifier: Sendable {
         )
     }
 
-    static func binds(_ stream: String, _ seq: Int64) -> PostgresBindings {
+    static func binds(_ stream: String, _ seq: Int64, _ id: UUID) -> PostgresBindings {
         var binds = PostgresBindings()
         binds.append(stream)
         binds.append(seq)
+        binds.append(id)
         return binds
     }
 

@@ -48,6 +48,9 @@ public final class AccessLogWriter: Service, Sendable {
         var running = true
         var heads: [String: Head] = [:]
         var checkpointed: [String: Int64] = [:]
+        /// Bumped after a write whose outcome is unknown (the commit may have landed even though
+        /// its reply was lost): later entries start fresh streams instead of reusing numbers.
+        var generation = 0
     }
 
     let database: PostgresClient
@@ -108,8 +111,13 @@ public final class AccessLogWriter: Service, Sendable {
                 heads[stream] = Head(seq: entry.chain!.seq, hash: entry.chain!.hash, tenantID: entry.tenantID)
                 chained.append(entry)
             }
-            try await AccessLogStore.insert(chained, on: connection)
-            try await connection.query("COMMIT")
+            do {
+                try await AccessLogStore.insert(chained, on: connection)
+                try await connection.query("COMMIT")
+            } catch {
+                abandonStreams()
+                throw error
+            }
             state.withLock { state in
                 for entry in chained { state.heads[entry.chain!.stream] = Head(seq: entry.chain!.seq, hash: entry.chain!.hash, tenantID: entry.tenantID) }
             }
@@ -118,7 +126,14 @@ public final class AccessLogWriter: Service, Sendable {
     }
 
     func stream(for tenantID: UUID?) -> String {
-        "\(streamPrefix)/\(tenantID?.uuidString.lowercased() ?? "global")"
+        let generation = state.withLock { $0.generation }
+        let prefix = generation == 0 ? streamPrefix : "\(streamPrefix).\(generation)"
+        return "\(prefix)/\(tenantID?.uuidString.lowercased() ?? "global")"
+    }
+
+    /// After a failed write: continue in new streams (the old heads stay as checkpointed).
+    private func abandonStreams() {
+        state.withLock { $0.generation += 1 }
     }
 
     static func link(_ entry: inout AccessEntry, stream: String, after head: Head) {
@@ -182,11 +197,13 @@ public final class AccessLogWriter: Service, Sendable {
             try await database.withTransaction { connection in
                 try await AccessLogStore.insert(written, on: connection)
             }
+            // Only the streams this batch wrote: a transactional commit may have moved others.
             state.withLock { state in
-                for (stream, head) in heads { state.heads[stream] = head }
+                for entry in entries { state.heads[entry.chain!.stream] = heads[entry.chain!.stream] }
             }
             for (pending, entry) in zip(batch, entries) { pending.continuation.resume(returning: entry) }
         } catch {
+            abandonStreams()
             logger.error("access log write failed; the batch's requests answer 503", metadata: [
                 "itaku.error": "\(error)", "itaku.access_log.batch": "\(batch.count)",
             ])

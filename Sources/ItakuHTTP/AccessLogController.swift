@@ -34,9 +34,14 @@ struct AccessLogController: Sendable {
 
     func addRoutes(to routes: inout RouteTable) {
         routes.on("/v1/access-log/checkpoints", method: .get) { _, context in
-            let principal = try admin.principal(context, [.reviewer])
+            // Reviewers see every stream's checkpoints; a client admin those of its own tenant, so
+            // the client can verify its export without asking the BPO.
+            let principal = try admin.principal(context, [.reviewer, .clientAdmin])
             let snapshot = context.snapshot ?? RegistrySnapshot()
+            // Sign the current heads first, so the list covers everything exported until now.
+            await admin.accessLog.checkpoint()
             let checkpoints = try await admin.database.withTransaction { try await AccessLogStore.checkpoints(on: $0) }
+                .filter { principal.role == .reviewer || ($0.tenantID != nil && $0.tenantID == principal.tenantID) }
             try await review(principal, context, target: "access-log:checkpoints", rows: checkpoints.count)
             return try admin.json(Checkpoints(
                 key_id: keyring.checkpointKeyID,

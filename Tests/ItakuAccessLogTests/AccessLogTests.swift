@@ -118,6 +118,7 @@ struct AccessLogTests {
          FROM itaku.access_log b WHERE a.stream = b.stream AND ((a.seq = 400 AND b.seq = 401) OR (a.seq = 401 AND b.seq = 400))
          """, "entry_altered", 400),
         ("DELETE FROM itaku.access_log WHERE seq > 4000", "truncated", 5000),
+        ("UPDATE itaku.access_log SET fields = '{\"name\": 1, \"phone\": \"last4\"}' WHERE seq = 777", "entry_altered", 777),
     ] as [(String, String, Int64)])
     func tamperingIsDetected(sql: String, problem: String, seq: Int64) async throws {
         let log = try await Self.log.value

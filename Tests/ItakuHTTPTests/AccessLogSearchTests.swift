@@ -87,6 +87,11 @@ struct AccessLogSearchTests {
             #expect(verified["clean"] as? Bool == true)
             let checkpoints = try await client.call(.get, "/v1/access-log/checkpoints", key: reviewer)
             #expect((checkpoints["public_key"] as? String)?.isEmpty == false)
+            let all = try #require(checkpoints["checkpoints"] as? [[String: Any]])
+            let ownCheckpoints = try await client.call(.get, "/v1/access-log/checkpoints", key: admins["acme-retail"])
+            let ownList = try #require(ownCheckpoints["checkpoints"] as? [[String: Any]])
+            #expect(!ownList.isEmpty && ownList.count < all.count)
+            #expect(ownList.allSatisfy { $0["tenant"] as? String == "acme-retail" })
         }
     }
 }
