@@ -81,7 +81,10 @@ let package = Package(
         ),
         .target(
             name: "ItakuEnforcer",
-            dependencies: ["ItakuCore", "ItakuRegistry"],
+            dependencies: [
+                "ItakuCore", "ItakuRegistry", "ItakuData",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -169,6 +172,14 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ItakuEnforcerTests",
+            dependencies: [
+                "ItakuEnforcer", "ItakuRegistry", "ItakuDemo",
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

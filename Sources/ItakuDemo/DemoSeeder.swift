@@ -183,7 +183,7 @@ public struct DemoSeeder: Sendable {
         keyField: "policy_no", retentionDays: 3650
     )
 
-    static func acmePurposes(start: String, end: String) -> [(String, PurposeDefinition)] {
+    public static func acmePurposes(start: String, end: String) -> [(String, PurposeDefinition)] {
         let orderFields: [String: PurposeDefinition.Transform] = [
             "name": .plain, "name_kana": .plain, "phone": .plain, "address": .plain, "postal_code": .plain,
             "email": .mask, "birth_date": .yearOnly,

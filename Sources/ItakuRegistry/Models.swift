@@ -34,6 +34,14 @@ public struct Agent: Sendable, Codable, Equatable {
     public var name: String
     public var site: String
     public var active: Bool
+
+    public init(id: UUID, employeeID: String, name: String, site: String, active: Bool) {
+        self.id = id
+        self.employeeID = employeeID
+        self.name = name
+        self.site = site
+        self.active = active
+    }
 }
 
 public struct Integration: Sendable, Codable, Equatable {
@@ -42,6 +50,13 @@ public struct Integration: Sendable, Codable, Equatable {
     public var name: String
     public var trustMode: TrustMode
     public var tenantIDs: [UUID]
+
+    public init(id: UUID, name: String, trustMode: TrustMode, tenantIDs: [UUID]) {
+        self.id = id
+        self.name = name
+        self.trustMode = trustMode
+        self.tenantIDs = tenantIDs
+    }
 }
 
 public struct APIKey: Sendable, Equatable {
@@ -75,6 +90,14 @@ public struct Dataset: Sendable, Equatable {
     public var name: String
     public var version: Int
     public var schema: DatasetSchema
+
+    public init(id: UUID, tenantID: UUID, name: String, version: Int, schema: DatasetSchema) {
+        self.id = id
+        self.tenantID = tenantID
+        self.name = name
+        self.version = version
+        self.schema = schema
+    }
 }
 
 /// A stored purpose version.
@@ -84,4 +107,12 @@ public struct Purpose: Sendable, Equatable {
     public var version: Int
     public var definition: PurposeDefinition
     public var createdAt: Date
+
+    public init(tenantID: UUID, key: String, version: Int, definition: PurposeDefinition, createdAt: Date) {
+        self.tenantID = tenantID
+        self.key = key
+        self.version = version
+        self.definition = definition
+        self.createdAt = createdAt
+    }
 }
