@@ -35,6 +35,13 @@ public struct ItakuConfiguration: Sendable {
     public var logFormat: String
     /// `instance.id`: names this gateway instance (access-log chain streams are per instance).
     public var instanceID: String
+    /// `agents.tokenIssuer`, `agents.tokenAudience`: what agent tokens must say; `agents.jwksFile`:
+    /// the issuer's keys (default: the keyring's demo issuer key).
+    public var agentTokenIssuer: String
+    public var agentTokenAudience: String
+    public var agentJWKSFile: String?
+    /// `cases.bindingMinutes`: how long a lookup binds its records to (agent, case).
+    public var caseBindingMinutes: Int
 
     public init(reader: ConfigReader, workingDirectory: String = FileManager.default.currentDirectoryPath) {
         let state = Self.absolute(reader.string(forKey: "state.directory", default: ".itaku"), in: workingDirectory)
@@ -61,6 +68,10 @@ public struct ItakuConfiguration: Sendable {
         logLevel = reader.string(forKey: "log.level", default: "info")
         logFormat = reader.string(forKey: "log.format", default: "json")
         instanceID = reader.string(forKey: "instance.id", default: ProcessInfo.processInfo.hostName)
+        agentTokenIssuer = reader.string(forKey: "agents.tokenIssuer", default: "itaku-demo")
+        agentTokenAudience = reader.string(forKey: "agents.tokenAudience", default: "itaku")
+        agentJWKSFile = reader.string(forKey: "agents.jwksFile").map { Self.absolute($0, in: workingDirectory) }
+        caseBindingMinutes = reader.int(forKey: "cases.bindingMinutes", default: 30)
     }
 
     /// The effective settings as `key = value` lines, with passwords in URLs redacted.
@@ -83,6 +94,10 @@ public struct ItakuConfiguration: Sendable {
             ("log.level", logLevel),
             ("log.format", logFormat),
             ("instance.id", instanceID),
+            ("agents.tokenIssuer", agentTokenIssuer),
+            ("agents.tokenAudience", agentTokenAudience),
+            ("agents.jwksFile", agentJWKSFile ?? "(not set: the keyring's demo issuer key)"),
+            ("cases.bindingMinutes", String(caseBindingMinutes)),
         ]
     }
 

@@ -59,6 +59,12 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     IntegrationsController(admin: admin).addRoutes(to: &routes)
     ImportsController(admin: admin, keyring: keyring).addRoutes(to: &routes)
     AccessLogController(admin: admin, keyring: keyring).addRoutes(to: &routes)
+    let tokens = AgentTokens(
+        keys: try await AgentTokens.demo(keyring: keyring, jwksFile: configuration.agentJWKSFile),
+        issuer: configuration.agentTokenIssuer, audience: configuration.agentTokenAudience
+    )
+    AgentController(admin: admin, keyring: keyring, tokens: tokens, caseBinding: .seconds(configuration.caseBindingMinutes * 60))
+        .addRoutes(to: &routes)
 
     var app = Application(
         router: routes.finish(),

@@ -1,0 +1,274 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ItakuAccessLog
+import ItakuCore
+import ItakuData
+import ItakuEnforcer
+import ItakuPostgres
+import ItakuRegistry
+import NIOCore
+
+extension HTTPField.Name {
+    static let itakuPurpose = Self("Itaku-Purpose")!
+    static let itakuCase = Self("Itaku-Case")!
+    static let itakuAgent = Self("Itaku-Agent")!
+    static let itakuAgentID = Self("Itaku-Agent-Id")!
+}
+
+/// The agent data API: an agent tool looks a caller up and reads the records its case found,
+/// always under a purpose and a case. Every decision, allowed or denied, is one access entry,
+/// and no personal data leaves before that entry is durably committed.
+struct AgentController: Sendable {
+    let admin: Admin
+    let keyring: Keyring
+    let tokens: AgentTokens
+    var caseBinding: Duration = .seconds(30 * 60)
+
+    struct LookupBody: Decodable {
+        var by: String
+        var value: String
+        var fields: [String]?
+    }
+
+    struct Record: Encodable {
+        var record_id: String
+        var fields: [String: String]
+    }
+
+    struct Answer: Encodable {
+        var access_id: String
+        var records: [Record]
+        var withheld: Int
+    }
+
+    func addRoutes(to routes: inout RouteTable) {
+        routes.on("/v1/tenants/:tenant/datasets/:dataset/lookup", method: .post) { request, context in
+            try await lookup(request, context)
+        }
+        routes.on("/v1/tenants/:tenant/datasets/:dataset/records/:record", method: .get) { request, context in
+            try await read(request, context)
+        }
+    }
+
+    // MARK: Lookup
+
+    private func lookup(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        var (access, entry) = try await begin(request, context, operation: .lookup)
+        let body = try await admin.decode(LookupBody.self, from: request, context: context)
+        let snapshot = context.snapshot ?? RegistrySnapshot()
+        access.lookupField = body.by
+        access.fields = body.fields
+        let tenant = snapshot.tenant(code: access.tenantCode)
+        let schema = tenant.flatMap { snapshot.datasets[$0.id]?[access.dataset] }?.schema
+        let kind = schema?.field(body.by)?.lookup
+        var digest: [UInt8]?
+        if let tenant, let kind {
+            // The value is digested at once; only the digest is used and logged.
+            guard let normalized = LookupDigester.normalize(body.value, as: kind) else {
+                throw Problem.badRequest(code: "invalid_lookup_value", "The value is not a valid \(kind.rawValue).", pointer: "value")
+            }
+            digest = digester(tenant.id).digest(normalized: normalized, kind: kind)
+            entry.lookupKind = kind.rawValue
+            entry.lookupDigest = digest
+        }
+        let decision = try await decide(access, entry: &entry, snapshot: snapshot)
+        guard let tenant, let kind, let digest, let schema, let dataset = snapshot.datasets[tenant.id]?[access.dataset] else {
+            throw Problem.internalError
+        }
+        let rows = try await admin.database.withTransaction { connection in
+            try await RegistryStore.setTenant(tenant.id, on: connection)
+            return try await connection.query(
+                """
+                SELECT r.record_id, r.external_id, r.fields, r.status, r.expires_at < now()
+                FROM itaku.lookup_keys k
+                JOIN itaku.records r ON r.tenant_id = k.tenant_id AND r.dataset_id = k.dataset_id AND r.record_id = k.record_id
+                WHERE k.tenant_id = \(tenant.id) AND k.dataset_id = \(dataset.id) AND k.kind = \(kind.rawValue) AND k.digest = \(PostgresBytes(digest))
+                ORDER BY r.external_id LIMIT \(decision.maxResults)
+                """
+            )
+        }
+        return try await answer(rows, decision: decision, entry: entry, tenant: tenant, schema: schema, access: access)
+    }
+
+    // MARK: Read
+
+    private func read(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        var (access, entry) = try await begin(request, context, operation: .read)
+        let snapshot = context.snapshot ?? RegistrySnapshot()
+        access.fields = request.uri.queryParameters.get("fields").map { $0.split(separator: ",").map(String.init) }
+        let recordID = context.parameters.get("record").flatMap(UUID.init(uuidString:))
+        let tenant = snapshot.tenant(code: access.tenantCode)
+        // Bound means: a lookup by this agent under this case returned this record, lately.
+        // A record that does not exist is simply not bound, so ids cannot be probed.
+        if let tenant, let recordID, let agent = access.agent, let caseRef = access.caseRef {
+            access.caseBound = try await admin.database.withTransaction { connection in
+                try await RegistryStore.setTenant(tenant.id, on: connection)
+                return try await connection.query(
+                    """
+                    SELECT 1 FROM itaku.case_bindings WHERE tenant_id = \(tenant.id) AND agent = \(agent)
+                    AND case_ref = \(caseRef) AND record_id = \(recordID) AND expires_at > now()
+                    """
+                ).count == 1
+            }
+        } else {
+            access.caseBound = false
+        }
+        let decision = try await decide(access, entry: &entry, snapshot: snapshot)
+        guard let tenant, let recordID, let dataset = snapshot.datasets[tenant.id]?[access.dataset] else { throw Problem.internalError }
+        let rows = try await admin.database.withTransaction { connection in
+            try await RegistryStore.setTenant(tenant.id, on: connection)
+            return try await connection.query(
+                """
+                SELECT record_id, external_id, fields, status, expires_at < now() FROM itaku.records
+                WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
+                """
+            )
+        }
+        return try await answer(rows, decision: decision, entry: entry, tenant: tenant, schema: dataset.schema, access: access)
+    }
+
+    // MARK: Shared steps
+
+    /// The caller must be an integration; the agent is established from a verified token, or,
+    /// for an asserted integration only, from `Itaku-Agent-Id` (recorded as unverified).
+    private func begin(
+        _ request: Request, _ context: ItakuRequestContext, operation: AccessRequest.Operation
+    ) async throws -> (AccessRequest, AccessEntry) {
+        let principal = try admin.principal(context, [.integration])
+        guard let integrationID = principal.integrationID else { throw Problem.forbidden }
+        var agent: String?
+        var verified = false
+        if let token = request.headers[.itakuAgent] {
+            agent = await tokens.employeeID(from: token)
+            verified = agent != nil
+        } else if let named = request.headers[.itakuAgentID], AgentsController.isEmployeeID(named),
+            context.snapshot?.integrations[integrationID]?.trustMode == .asserted
+        {
+            agent = named
+        }
+        func header(_ name: HTTPField.Name) throws -> String? {
+            guard let value = request.headers[name] else { return nil }
+            guard (1...128).contains(value.utf8.count), value.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
+                throw Problem.badRequest(code: "invalid_header", "The \(name.rawName) header is malformed.", pointer: name.rawName)
+            }
+            return value
+        }
+        var access = AccessRequest(
+            tenantCode: context.parameters.get("tenant") ?? "", dataset: context.parameters.get("dataset") ?? "",
+            operation: operation, integrationID: integrationID, agent: agent, agentVerified: verified
+        )
+        access.purposeKey = try header(.itakuPurpose)
+        access.caseRef = try header(.itakuCase)
+        var entry = AccessEntry(
+            tenantID: nil, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
+            operation: AccessEntry.Operation(rawValue: operation.rawValue) ?? .read, decision: .deny, reason: ""
+        )
+        entry.integrationID = integrationID
+        entry.agent = agent
+        entry.agentVerified = verified
+        entry.purposeKey = access.purposeKey
+        entry.caseRef = access.caseRef
+        entry.dataset = access.dataset
+        entry.requestID = context.requestID
+        return (access, entry)
+    }
+
+    /// Counts recent use for the volume limits, decides, and logs a denial (answering its
+    /// problem) or returns the allowing decision. Counting reads the shared access log, so the
+    /// limits hold across instances.
+    private func decide(_ access: AccessRequest, entry: inout AccessEntry, snapshot: RegistrySnapshot) async throws -> Decision {
+        var access = access
+        if let tenant = snapshot.tenant(code: access.tenantCode), let agent = access.agent, let purpose = access.purposeKey {
+            let usage = try await admin.database.withTransaction { connection in
+                try await RegistryStore.setTenant(tenant.id, on: connection)
+                return try await connection.query(
+                    """
+                    SELECT count(*) FILTER (WHERE operation = 'lookup' AND occurred_at > now() - interval '1 minute'),
+                           coalesce(sum(rows_returned), 0)::bigint
+                    FROM itaku.access_log
+                    WHERE tenant_id = \(tenant.id) AND agent = \(agent) AND purpose_key = \(purpose)
+                      AND decision = 'allow' AND occurred_at > now() - interval '1 hour'
+                    """
+                )
+            }
+            access.lookupsLastMinute = try usage[0].decode(0, as: Int.self)
+            access.recordsLastHour = try usage[0].decode(1, as: Int.self)
+        }
+        let decision = ScopeEnforcer.decide(access, snapshot: snapshot, now: Date())
+        entry.tenantID = decision.tenantID
+        entry.purposeVersion = decision.purposeVersion
+        entry.reason = decision.reason.rawValue
+        guard decision.isAllowed else {
+            entry.decision = .deny
+            if !decision.deniedFields.isEmpty { entry.fields = Dictionary(uniqueKeysWithValues: decision.deniedFields.map { ($0, "denied") }) }
+            let written = try await admin.accessLog.append(entry)
+            var problem = Problem(
+                HTTPResponse.Status(code: decision.reason.httpStatus), code: decision.reason.rawValue, title: "Access denied",
+                detail: decision.deniedFields.isEmpty ? nil : "Not allowed under this purpose: " + decision.deniedFields.joined(separator: ", "),
+                accessID: written.id.uuidString.lowercased()
+            )
+            if let retryAfter = decision.retryAfter { problem.headers[.retryAfter] = String(max(1, retryAfter)) }
+            throw problem
+        }
+        entry.decision = .allow
+        return decision
+    }
+
+    /// Withholds suspended and expired records, transforms the rest, binds them to the case,
+    /// and answers once the entry is durably committed.
+    private func answer(
+        _ rows: PostgresRows, decision: Decision, entry: AccessEntry, tenant: Tenant, schema: DatasetSchema, access: AccessRequest
+    ) async throws -> Response {
+        var entry = entry
+        let transformer = FieldTransformer(key: keyring.digestKey(tenant: tenant.id.uuidString))
+        var records: [Record] = []
+        var withheld: [String] = []
+        for row in rows {
+            let id: UUID = try row.decode(0)
+            let status: String = try row.decode(3)
+            let expired = try row.decode(4, as: Bool?.self) == true
+            if status == "suspended" || expired {
+                withheld.append("\(id.uuidString.lowercased()):\(status == "suspended" ? "subject_suspended" : "record_expired")")
+                continue
+            }
+            let document = try row.decode(2, as: PostgresJSON.self).text
+            let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
+            var fields: [String: String] = [:]
+            for (name, transform) in decision.fields {
+                guard let value = values[name], let field = schema.field(name),
+                    let shown = transformer.apply(transform, to: value, field: field)
+                else { continue }
+                fields[name] = shown
+            }
+            records.append(Record(record_id: id.uuidString.lowercased(), fields: fields))
+            entry.recordIDs.append(id)
+            entry.subjectDigests.append(digester(tenant.id).subjectDigest(externalID: try row.decode(1)))
+        }
+        entry.fields = Dictionary(uniqueKeysWithValues: decision.fields.map { ($0.name, $0.transform.rawValue) })
+        entry.rowsReturned = records.count
+        if !withheld.isEmpty { entry.target = "withheld:" + withheld.joined(separator: ",") }
+        if access.operation == .lookup, !entry.recordIDs.isEmpty, let agent = access.agent, let caseRef = access.caseRef {
+            let ids = entry.recordIDs.map { $0.uuidString }
+            let until = Date().addingTimeInterval(Double(caseBinding.components.seconds))
+            try await admin.database.withTransaction { connection in
+                try await RegistryStore.setTenant(tenant.id, on: connection)
+                try await connection.query(
+                    """
+                    INSERT INTO itaku.case_bindings (tenant_id, agent, case_ref, record_id, expires_at)
+                    SELECT \(tenant.id), \(agent), \(caseRef), r::uuid, \(until) FROM unnest(\(ids)::text[]) AS t(r)
+                    ON CONFLICT (tenant_id, agent, case_ref, record_id) DO UPDATE SET expires_at = excluded.expires_at
+                    """
+                )
+            }
+        }
+        // Invariant 1: the data leaves only after its entry is durably committed.
+        let written = try await admin.accessLog.append(entry)
+        if access.operation == .read && records.isEmpty && withheld.isEmpty { throw Problem.notFound }
+        return try admin.json(Answer(access_id: written.id.uuidString.lowercased(), records: records, withheld: withheld.count))
+    }
+
+    private func digester(_ tenantID: UUID) -> LookupDigester {
+        LookupDigester(key: keyring.digestKey(tenant: tenantID.uuidString))
+    }
+}

@@ -1,0 +1,67 @@
+import Crypto
+import Foundation
+import ItakuCore
+import JWTKit
+import Synchronization
+
+/// Verifies agent tokens (`Itaku-Agent`): signature (EdDSA, ES256 or RS256, keys from a JWKS
+/// file, or the keyring's demo issuer key), issuer, audience, expiry and not-before with a small
+/// leeway. A verified token is remembered until it expires, so a busy agent does not pay a
+/// signature check per request.
+final class AgentTokens: Sendable {
+    struct Claims: JWTPayload {
+        var sub: SubjectClaim
+        var iss: IssuerClaim
+        var aud: AudienceClaim
+        var exp: ExpirationClaim
+        var nbf: NotBeforeClaim?
+
+        func verify(using algorithm: some JWTAlgorithm) async throws {}
+    }
+
+    private let keys: JWTKeyCollection
+    private let issuer: String
+    private let audience: String
+    private let leeway: TimeInterval
+    /// SHA-256 of a token → (employee id, expiry).
+    private let cache = Mutex<[Data: (String, Date)]>([:])
+
+    init(keys: JWTKeyCollection, issuer: String, audience: String, leeway: TimeInterval = 30) {
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+    }
+
+    /// Keys of the local demo issuer: the keyring's agent-token key.
+    static func demo(keyring: Keyring, jwksFile: String?) async throws -> JWTKeyCollection {
+        let keys = JWTKeyCollection()
+        if let jwksFile {
+            try await keys.add(jwksJSON: String(contentsOfFile: jwksFile, encoding: .utf8))
+        } else {
+            try await keys.add(eddsa: EdDSA.PublicKey(backing: keyring.agentTokenKey.publicKey), kid: JWKIdentifier(string: keyring.agentTokenKeyID))
+        }
+        return keys
+    }
+
+    /// The employee id the token vouches for, or nil when it does not verify.
+    func employeeID(from token: String, now: Date = Date()) async -> String? {
+        guard token.utf8.count < 8192 else { return nil }
+        let digest = Data(SHA256.hash(data: Data(token.utf8)))
+        if let (subject, expiry) = cache.withLock({ $0[digest] }) {
+            if expiry.addingTimeInterval(leeway) > now { return subject }
+            cache.withLock { _ = $0.removeValue(forKey: digest) }
+        }
+        guard let claims = try? await keys.verify(token, as: Claims.self) else { return nil }
+        guard claims.iss.value == issuer, claims.aud.value.contains(audience),
+            claims.exp.value.addingTimeInterval(leeway) > now,
+            (claims.nbf?.value.addingTimeInterval(-leeway) ?? .distantPast) <= now,
+            AgentsController.isEmployeeID(claims.sub.value)
+        else { return nil }
+        cache.withLock { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[digest] = (claims.sub.value, claims.exp.value)
+        }
+        return claims.sub.value
+    }
+}
