@@ -30,7 +30,8 @@ public struct RecordValidator: Sendable {
         return issues
     }
 
-    static func problem(_ value: String, _ field: DatasetSchema.Field) -> String? {
+    /// The code of what is wrong with `value` for `field`, or nil when it is fine.
+    public static func problem(_ value: String, _ field: DatasetSchema.Field) -> String? {
         if value.utf8.count > 4096 { return "too_long" }
         if field.category == .individualNumber && !Normalization.isIndividualNumber(value) { return "invalid_individual_number" }
         switch field.type {

@@ -49,6 +49,9 @@ struct AgentController: Sendable {
         routes.on("/v1/tenants/:tenant/datasets/:dataset/records/:record", method: .get) { request, context in
             try await read(request, context)
         }
+        routes.on("/v1/tenants/:tenant/datasets/:dataset/records/:record", method: .patch) { request, context in
+            try await update(request, context)
+        }
     }
 
     // MARK: Lookup
@@ -99,21 +102,7 @@ struct AgentController: Sendable {
         access.fields = request.uri.queryParameters.get("fields").map { $0.split(separator: ",").map(String.init) }
         let recordID = context.parameters.get("record").flatMap(UUID.init(uuidString:))
         let tenant = snapshot.tenant(code: access.tenantCode)
-        // Bound means: a lookup by this agent under this case returned this record, lately.
-        // A record that does not exist is simply not bound, so ids cannot be probed.
-        if let tenant, let recordID, let agent = access.agent, let caseRef = access.caseRef {
-            access.caseBound = try await admin.database.withTransaction { connection in
-                try await RegistryStore.setTenant(tenant.id, on: connection)
-                return try await connection.query(
-                    """
-                    SELECT 1 FROM itaku.case_bindings WHERE tenant_id = \(tenant.id) AND agent = \(agent)
-                    AND case_ref = \(caseRef) AND record_id = \(recordID) AND expires_at > now()
-                    """
-                ).count == 1
-            }
-        } else {
-            access.caseBound = false
-        }
+        access.caseBound = try await isBound(recordID, tenant: tenant, access: access)
         let decision = try await decide(access, entry: &entry, snapshot: snapshot)
         guard let tenant, let recordID, let dataset = snapshot.datasets[tenant.id]?[access.dataset] else { throw Problem.internalError }
         let rows = try await admin.database.withTransaction { connection in
@@ -128,7 +117,126 @@ struct AgentController: Sendable {
         return try await answer(rows, decision: decision, entry: entry, tenant: tenant, schema: dataset.schema, access: access)
     }
 
+    // MARK: Update
+
+    struct UpdateBody: Decodable {
+        var fields: [String: String]
+    }
+
+    struct Updated: Encodable {
+        var access_id: String
+        var record_id: String
+        var updated: [String]
+    }
+
+    private func update(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        var (access, entry) = try await begin(request, context, operation: .update)
+        let body = try await admin.decode(UpdateBody.self, from: request, context: context)
+        let snapshot = context.snapshot ?? RegistrySnapshot()
+        let recordID = context.parameters.get("record").flatMap(UUID.init(uuidString:))
+        let tenant = snapshot.tenant(code: access.tenantCode)
+        let dataset = tenant.flatMap { snapshot.datasets[$0.id]?[access.dataset] }
+        guard !body.fields.isEmpty else { throw Problem.invalid([.init(code: "fields_required", pointer: "fields")]) }
+        // Values are checked against the schema before anything is decided (the value is never echoed).
+        if let schema = dataset?.schema {
+            let issues: [Problem.Issue] = body.fields.keys.sorted().compactMap { name in
+                guard let field = schema.field(name), let value = body.fields[name], !value.isEmpty else { return nil }
+                return RecordValidator.problem(value, field).map { Problem.Issue(code: $0, pointer: "fields.\(name)") }
+            }
+            if !issues.isEmpty {
+                var problem = Problem.invalid(issues)
+                problem.code = "invalid_value"
+                throw problem
+            }
+        }
+        access.fields = []
+        access.updating = body.fields.keys.sorted()
+        access.caseBound = try await isBound(recordID, tenant: tenant, access: access)
+        let decision = try await decide(access, entry: &entry, snapshot: snapshot)
+        guard let tenant, let dataset, let recordID else { throw Problem.internalError }
+        entry.recordIDs = [recordID]
+        entry.fields = Dictionary(uniqueKeysWithValues: access.updating.map { ($0, "updated") })
+        entry.purposeVersion = decision.purposeVersion
+        let patch = "{" + body.fields.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }.joined(separator: ",") + "}"
+        let accessLog = admin.accessLog
+        let digester = self.digester(tenant.id)
+        let prepared = entry
+        let written: AccessEntry = try await admin.database.withConnection { connection in
+            try await connection.query("BEGIN")
+            do {
+                try await RegistryStore.setTenant(tenant.id, on: connection)
+                let current = try await connection.query(
+                    """
+                    SELECT status, coalesce(expires_at < now(), false) FROM itaku.records
+                    WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID) FOR UPDATE
+                    """
+                )
+                var entry = prepared
+                guard let row = current.first else { throw Problem.notFound }
+                let status: String = try row.decode(0)
+                let expired = try row.decode(1, as: Bool.self)
+                if status == "suspended" || expired {
+                    // Withheld: the denial is the entry, committed in place of the change.
+                    try await connection.query("ROLLBACK")
+                    try await connection.query("BEGIN")
+                    entry.decision = .deny
+                    entry.reason = status == "suspended" ? "subject_suspended" : "record_expired"
+                    let denied = try await accessLog.commit(with: [entry], on: connection)[0]
+                    throw Problem(.forbidden, code: entry.reason, title: "Access denied", accessID: denied.id.uuidString.lowercased())
+                }
+                let updated = try await connection.query(
+                    """
+                    UPDATE itaku.records SET fields = fields || \(PostgresJSON(patch)), updated_at = now()
+                    WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
+                    RETURNING external_id, fields
+                    """
+                )
+                let externalID: String = try updated[0].decode(0)
+                let document = try updated[0].decode(1, as: PostgresJSON.self).text
+                let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
+                // The lookup index follows the record: rebuilt from its new values.
+                try await connection.query(
+                    "DELETE FROM itaku.lookup_keys WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)"
+                )
+                for field in dataset.schema.fields {
+                    guard let kind = field.lookup, let value = values[field.name],
+                        let normalized = LookupDigester.normalize(value, as: kind)
+                    else { continue }
+                    try await connection.query(
+                        """
+                        INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
+                        VALUES (\(tenant.id), \(dataset.id), \(kind.rawValue), \(PostgresBytes(digester.digest(normalized: normalized, kind: kind))), \(recordID))
+                        ON CONFLICT DO NOTHING
+                        """
+                    )
+                }
+                entry.subjectDigests = [digester.subjectDigest(externalID: externalID)]
+                // The change and its entry commit together, or neither does.
+                return try await accessLog.commit(with: [entry], on: connection)[0]
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                throw error
+            }
+        }
+        return try admin.json(Updated(access_id: written.id.uuidString.lowercased(), record_id: recordID.uuidString.lowercased(), updated: access.updating))
+    }
+
     // MARK: Shared steps
+
+    /// Bound means: a lookup by this agent under this case returned this record, lately. A
+    /// record that does not exist is simply not bound, so record ids cannot be probed.
+    private func isBound(_ recordID: UUID?, tenant: Tenant?, access: AccessRequest) async throws -> Bool {
+        guard let tenant, let recordID, let agent = access.agent, let caseRef = access.caseRef else { return false }
+        return try await admin.database.withTransaction { connection in
+            try await RegistryStore.setTenant(tenant.id, on: connection)
+            return try await connection.query(
+                """
+                SELECT 1 FROM itaku.case_bindings WHERE tenant_id = \(tenant.id) AND agent = \(agent)
+                AND case_ref = \(caseRef) AND record_id = \(recordID) AND expires_at > now()
+                """
+            ).count == 1
+        }
+    }
 
     /// The caller must be an integration; the agent is established from a verified token, or,
     /// for an asserted integration only, from `Itaku-Agent-Id` (recorded as unverified).

@@ -28,7 +28,8 @@ struct AgentAPITests {
         let token = try #require(credentials["ITAKU_AGENT_TOKEN"]), phone = try #require(credentials["ITAKU_DEMO_PHONE"])
         let agent: HTTPFields = [.init("Itaku-Agent")!: token, .init("Itaku-Purpose")!: "order-support", .init("Itaku-Case")!: "CALL-1001"]
         let lookup = "/v1/tenants/acme-retail/datasets/customers/lookup"
-        let requestIDs = [0, 1, 2, 10, 11, 12, 20, 21, 22, 23, 24, 25].map { "agent-test-\($0)" }
+        // 33 never reaches a decision (its value is invalid), so it has no entry.
+        let requestIDs = [0, 1, 2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 30, 31, 32, 34].map { "agent-test-\($0)" }
         @Sendable func headers(_ base: HTTPFields, _ n: Int) -> HTTPFields {
             var headers = base
             headers[.itakuRequestIDForTests] = "agent-test-\(n)"
@@ -81,6 +82,23 @@ struct AgentAPITests {
             var survey = agent
             survey[.init("Itaku-Purpose")!] = "survey-outreach"
             #expect(try await client.call(.post, lookup, key: integration, json: ["by": "phone", "value": phone], headers: headers(survey, 25)).code == "lookup_key_not_allowed")
+
+            // Updates: allowed fields of the case-bound record; the change and its entry commit together.
+            let record = "/v1/tenants/acme-retail/datasets/customers/records/\(id)"
+            let updated = try await client.call(.patch, record, key: integration, json: ["fields": ["address": "大阪府大阪市北区梅田3-1-1", "email": "new.address@example.jp"]], headers: headers(agent, 30))
+            #expect(updated.status == .ok, "\(updated.text)")
+            #expect(updated["updated"] as? [String] == ["address", "email"])
+            let after = try await client.call(.get, record, key: integration, headers: headers(agent, 31))
+            let fields = try #require((after["records"] as? [[String: Any]])?.first?["fields"] as? [String: String])
+            #expect(fields["address"] == "大阪府大阪市北区梅田3-1-1")
+            #expect(fields["email"] == "n***@example.jp")
+            #expect(try await client.call(.patch, record, key: integration, json: ["fields": ["name": "別人"]], headers: headers(agent, 32)).code == "field_not_allowed")
+            let badEmail = try await client.call(.patch, record, key: integration, json: ["fields": ["email": "not-an-email"]], headers: headers(agent, 33))
+            #expect(badEmail.status == .unprocessableContent && badEmail.code == "invalid_value" && badEmail.pointer == "fields.email")
+            #expect(!badEmail.text.contains("not-an-email"))
+            var billing = agent
+            billing[.init("Itaku-Purpose")!] = "billing-inquiry"
+            #expect(try await client.call(.patch, record, key: integration, json: ["fields": ["address": "x"]], headers: headers(billing, 34)).code != nil)
         }
 
         // Exactly one entry per request, with the right decision, code and verification flag.
@@ -96,5 +114,8 @@ struct AgentAPITests {
         #expect(byID["agent-test-20"]?.2 == "field_not_allowed")
         #expect(byID["agent-test-22"]?.1 == "allow" && byID["agent-test-22"]?.3 == false)
         #expect(byID["agent-test-21"]?.2 == "agent_unverified")
+        #expect(byID["agent-test-30"]?.1 == "allow")
+        #expect(byID["agent-test-32"]?.2 == "field_not_allowed")
+        #expect(["operation_not_allowed", "outside_hours"].contains(byID["agent-test-34"]?.2 ?? ""))
     }
 }
