@@ -198,6 +198,7 @@ let package = Package(
             name: "ItakuHTTPTests",
             dependencies: [
                 "ItakuHTTP", "ItakuTestSupport", "ItakuCore", "ItakuPostgres", "ItakuAccessLog", "ItakuData", "ItakuRegistry",
+                "ItakuDemo", "ItakuEnforcer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -205,6 +206,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            resources: [.copy("Resources")],
             swiftSettings: swiftSettings
         ),
     ]
