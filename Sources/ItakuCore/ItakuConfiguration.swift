@@ -71,7 +71,7 @@ public struct ItakuConfiguration: Sendable {
         agentTokenIssuer = reader.string(forKey: "agents.tokenIssuer", default: "itaku-demo")
         agentTokenAudience = reader.string(forKey: "agents.tokenAudience", default: "itaku")
         agentJWKSFile = reader.string(forKey: "agents.jwksFile").map { Self.absolute($0, in: workingDirectory) }
-        caseBindingMinutes = reader.int(forKey: "cases.bindingMinutes", default: 30)
+        caseBindingMinutes = max(1, reader.int(forKey: "cases.bindingMinutes", default: 30))
     }
 
     /// The effective settings as `key = value` lines, with passwords in URLs redacted.

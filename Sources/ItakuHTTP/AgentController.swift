@@ -62,7 +62,9 @@ struct AgentController: Sendable {
         let snapshot = context.snapshot ?? RegistrySnapshot()
         access.lookupField = body.by
         access.fields = body.fields
-        let tenant = snapshot.tenant(code: access.tenantCode)
+        // Only a tenant this integration serves is looked at before the decision: for any other,
+        // "not yours" must answer exactly like "does not exist".
+        let tenant = served(snapshot.tenant(code: access.tenantCode), access, snapshot)
         let schema = tenant.flatMap { snapshot.datasets[$0.id]?[access.dataset] }?.schema
         let kind = schema?.field(body.by)?.lookup
         var digest: [UInt8]?
@@ -101,9 +103,12 @@ struct AgentController: Sendable {
         let snapshot = context.snapshot ?? RegistrySnapshot()
         access.fields = request.uri.queryParameters.get("fields").map { $0.split(separator: ",").map(String.init) }
         let recordID = context.parameters.get("record").flatMap(UUID.init(uuidString:))
-        let tenant = snapshot.tenant(code: access.tenantCode)
+        let tenant = served(snapshot.tenant(code: access.tenantCode), access, snapshot)
         access.caseBound = try await isBound(recordID, tenant: tenant, access: access)
+        // The record asked for is in the entry, allowed or not (an id is not personal data).
+        if let recordID { entry.recordIDs = [recordID] }
         let decision = try await decide(access, entry: &entry, snapshot: snapshot)
+        entry.recordIDs = []
         guard let tenant, let recordID, let dataset = snapshot.datasets[tenant.id]?[access.dataset] else { throw Problem.internalError }
         let rows = try await admin.database.withTransaction { connection in
             try await RegistryStore.setTenant(tenant.id, on: connection)
@@ -134,7 +139,7 @@ struct AgentController: Sendable {
         let body = try await admin.decode(UpdateBody.self, from: request, context: context)
         let snapshot = context.snapshot ?? RegistrySnapshot()
         let recordID = context.parameters.get("record").flatMap(UUID.init(uuidString:))
-        let tenant = snapshot.tenant(code: access.tenantCode)
+        let tenant = served(snapshot.tenant(code: access.tenantCode), access, snapshot)
         let dataset = tenant.flatMap { snapshot.datasets[$0.id]?[access.dataset] }
         guard !body.fields.isEmpty else { throw Problem.invalid([.init(code: "fields_required", pointer: "fields")]) }
         // Values are checked against the schema before anything is decided (the value is never echoed).
@@ -152,10 +157,9 @@ struct AgentController: Sendable {
         access.fields = []
         access.updating = body.fields.keys.sorted()
         access.caseBound = try await isBound(recordID, tenant: tenant, access: access)
+        if let recordID { entry.recordIDs = [recordID] }
         let decision = try await decide(access, entry: &entry, snapshot: snapshot)
         guard let tenant, let dataset, let recordID else { throw Problem.internalError }
-        entry.recordIDs = [recordID]
-        entry.fields = Dictionary(uniqueKeysWithValues: access.updating.map { ($0, "updated") })
         entry.purposeVersion = decision.purposeVersion
         let patch = "{" + body.fields.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }.joined(separator: ",") + "}"
         let accessLog = admin.accessLog
@@ -172,18 +176,21 @@ struct AgentController: Sendable {
                     """
                 )
                 var entry = prepared
-                guard let row = current.first else { throw Problem.notFound }
-                let status: String = try row.decode(0)
-                let expired = try row.decode(1, as: Bool.self)
-                if status == "suspended" || expired {
-                    // Withheld: the denial is the entry, committed in place of the change.
+                let row = current.first
+                let status: String? = try row?.decode(0)
+                let expired = try row?.decode(1, as: Bool.self) ?? false
+                if row == nil || status == "suspended" || expired {
+                    // Withheld (or bound but not in this dataset): the denial is the entry,
+                    // committed in place of the change.
                     try await connection.query("ROLLBACK")
                     try await connection.query("BEGIN")
                     entry.decision = .deny
-                    entry.reason = status == "suspended" ? "subject_suspended" : "record_expired"
+                    entry.reason = row == nil ? "not_found" : status == "suspended" ? "subject_suspended" : "record_expired"
                     let denied = try await accessLog.commit(with: [entry], on: connection)[0]
-                    throw Problem(.forbidden, code: entry.reason, title: "Access denied", accessID: denied.id.uuidString.lowercased())
+                    throw Problem(row == nil ? .notFound : .forbidden, code: entry.reason, title: "Access denied",
+                                  accessID: denied.id.uuidString.lowercased())
                 }
+                entry.fields = Dictionary(uniqueKeysWithValues: access.updating.map { ($0, "updated") })
                 let updated = try await connection.query(
                     """
                     UPDATE itaku.records SET fields = fields || \(PostgresJSON(patch)), updated_at = now()
@@ -372,8 +379,18 @@ struct AgentController: Sendable {
         }
         // Invariant 1: the data leaves only after its entry is durably committed.
         let written = try await admin.accessLog.append(entry)
-        if access.operation == .read && records.isEmpty && withheld.isEmpty { throw Problem.notFound }
+        if access.operation == .read && records.isEmpty && withheld.isEmpty {
+            var problem = Problem.notFound
+            problem.accessID = written.id.uuidString.lowercased()
+            throw problem
+        }
         return try admin.json(Answer(access_id: written.id.uuidString.lowercased(), records: records, withheld: withheld.count))
+    }
+
+    /// The tenant, if the calling integration serves it; otherwise nil, as for an unknown one.
+    private func served(_ tenant: Tenant?, _ access: AccessRequest, _ snapshot: RegistrySnapshot) -> Tenant? {
+        guard let tenant, snapshot.integrations[access.integrationID]?.tenantIDs.contains(tenant.id) == true else { return nil }
+        return tenant
     }
 
     private func digester(_ tenantID: UUID) -> LookupDigester {

@@ -1,0 +1,108 @@
+import Configuration
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import ItakuCore
+import ItakuDemo
+import ItakuPostgres
+import ItakuTestSupport
+import Logging
+import NIOCore
+import Testing
+
+@Suite("Agent data API edges")
+struct AgentEdgeTests {
+    struct Demo {
+        let app: any ApplicationProtocol
+        let database: TestDatabase
+        let keyring: Keyring
+        let credentials: [String: String]
+        let customer: [String: String]
+    }
+
+    static func demo(settings: [AbsoluteConfigKey: ConfigValue] = [:]) async throws -> (TestDatabase, String, Keyring, [String: String]) {
+        let database = try await TestCluster.shared().makeDatabase()
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
+        // The keyring is made the way the application makes it, before the app starts.
+        let keyring = try Keyring.load(file: state + "/keyring.json", directory: nil, generate: true)
+        let runtime = database.makeClient(role: .runtime)
+        var seeder = DemoSeeder(database: runtime, keyring: keyring, logger: Logger(label: "test"))
+        seeder.customers = 50
+        seeder.policyholders = 5
+        let credentials = Dictionary(uniqueKeysWithValues: try await seeder.seed(url: "").values.map { ($0.0, $0.1) })
+        await runtime.shutdown()
+        return (database, state, keyring, credentials)
+    }
+
+    @Test("volume limits answer 429 with Retry-After; a suspended record is withheld and logged; bad tokens and malformed requests get 4xx, never 500")
+    func edges() async throws {
+        let (database, state, keyring, credentials) = try await Self.demo()
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let customer = try #require(Array(DemoCustomers(count: 2)).last)
+        let integration = credentials["ITAKU_INTEGRATION_KEY"]
+        let token = try #require(credentials["ITAKU_AGENT_TOKEN"])
+        let lookup = "/v1/tenants/acme-retail/datasets/customers/lookup"
+        let headers: HTTPFields = [.init("Itaku-Agent")!: token, .init("Itaku-Purpose")!: "survey-outreach", .init("Itaku-Case")!: "CALL-9"]
+        let bodyText = jsonText(["by": "customer_no", "value": customer["customer_no"] ?? ""])
+
+        // Suspend the second customer (利用停止) before anything is asked.
+        let owner = database.makeClient(role: .owner)
+        try await owner.query("UPDATE itaku.records SET status = 'suspended' WHERE external_id = \(customer["customer_no"] ?? "")")
+
+        try await app.test(.live) { client in
+            let withheld = try await client.call(.post, lookup, key: integration, json: jsonObject(bodyText), headers: headers)
+            #expect(withheld.status == .ok)
+            #expect((withheld["records"] as? [Any])?.isEmpty == true)
+            #expect(withheld["withheld"] as? Int == 1)
+            #expect(!withheld.text.contains(customer["name"] ?? "-"))
+
+            // survey-outreach allows 10 lookups a minute: the 11th is refused with Retry-After.
+            for _ in 0..<9 { _ = try await client.call(.post, lookup, key: integration, json: jsonObject(bodyText), headers: headers) }
+            let limited = try await client.call(.post, lookup, key: integration, json: jsonObject(bodyText), headers: headers)
+            #expect(limited.status == .tooManyRequests)
+            #expect(limited.code == "volume_exceeded")
+            #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            #expect(limited.body["access_id"] != nil)
+
+            // Tokens that do not verify: expired, for another audience, or garbage.
+            var expired = headers
+            expired[.init("Itaku-Agent")!] = try AgentToken.mint(employeeID: "A0001", keyring: keyring, lifetime: -3600)
+            var stranger = headers
+            stranger[.init("Itaku-Agent")!] = try AgentToken.mint(employeeID: "A0001", keyring: Keyring.generate(), lifetime: 3600)
+            var garbage = headers
+            garbage[.init("Itaku-Agent")!] = "not.a.token"
+            for variant in [expired, stranger, garbage] {
+                let refused = try await client.call(.post, lookup, key: integration, json: jsonObject(bodyText), headers: variant)
+                #expect(refused.status == .unauthorized && refused.code == "agent_unverified")
+            }
+
+            // Malformed requests: a clear 4xx problem, never a 500.
+            var badCase = headers
+            badCase[.init("Itaku-Case")!] = String(repeating: "x", count: 300)
+            let responses = [
+                try await client.call(.post, lookup, key: integration, json: jsonObject(bodyText), headers: badCase),
+                try await client.call(.post, lookup, key: integration, text: "{not json", contentType: "application/json", headers: headers),
+                try await client.call(.post, lookup, key: integration, json: ["by": "phone"], headers: headers),
+                try await client.call(.post, lookup, key: integration, json: ["by": "phone", "value": "abc"], headers: headers),
+                try await client.call(.post, lookup, key: integration, text: String(repeating: "a", count: 2 << 20), contentType: "application/json", headers: headers),
+                try await client.call(.get, "/v1/tenants/acme-retail/datasets/customers/records/not-a-uuid", key: integration, headers: headers),
+                try await client.call(.post, lookup, key: credentials["ITAKU_REVIEWER_KEY"], json: jsonObject(bodyText), headers: headers),
+            ]
+            for response in responses {
+                #expect((400..<500).contains(Int(response.status.code)), "\(response.status.code) \(response.text.prefix(200))")
+                #expect(response.headers[.contentType] == "application/problem+json")
+            }
+            #expect(responses.map { $0.code ?? "" } == [
+                "invalid_header", "invalid_json", "invalid_json", "invalid_lookup_value", "payload_too_large", "operation_not_allowed", "forbidden",
+            ])
+        }
+        let entries = try await owner.query(
+            "SELECT reason, target FROM itaku.access_log WHERE operation = 'lookup' AND agent = 'A0001' ORDER BY occurred_at"
+        ).map { (try $0.decode(0, as: String.self), try $0.decode(1, as: String?.self)) }
+        await owner.shutdown()
+        #expect(entries.first?.1?.hasPrefix("withheld:") == true && entries.first?.1?.hasSuffix(":subject_suspended") == true)
+        #expect(entries.filter { $0.0 == "volume_exceeded" }.count == 1)
+    }
+}
