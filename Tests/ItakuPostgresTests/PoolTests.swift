@@ -119,7 +119,7 @@ struct PoolTests {
         let start = clock.now
         waiter.cancel()
         let result = await waiter.result
-        #expect(clock.now - start < .milliseconds(500))
+        #expect(clock.now - start < .seconds(1))
         guard case .failure(let error) = result else {
             Issue.record("the cancelled waiter got a connection")
             return
