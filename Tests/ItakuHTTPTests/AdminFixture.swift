@@ -2,7 +2,10 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ItakuCore
+import ItakuDemo
 import ItakuPostgres
+import Logging
 import ItakuRegistry
 import ItakuTestSupport
 import NIOCore
@@ -98,4 +101,25 @@ func jsonText(_ object: Any) -> String {
 
 func jsonObject(_ text: String) -> Any {
     (try? JSONSerialization.jsonObject(with: Data(text.utf8))) ?? [:]
+}
+
+/// A migrated database with the demo seeded (`customers` acme-retail customers), and the state
+/// folder whose keyring made its digests and tokens: build the application on that folder.
+func seededDemo(customers: Int, policyholders: Int) async throws -> (TestDatabase, String, Keyring, [String: String]) {
+    let database = try await TestCluster.shared().makeDatabase()
+    let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
+    // The keyring is made the way the application makes it, before the application starts.
+    let keyring = try Keyring.load(file: state + "/keyring.json", directory: nil, generate: true)
+    let runtime = database.makeClient(role: .runtime)
+    var seeder = DemoSeeder(database: runtime, keyring: keyring, logger: Logger(label: "test"))
+    seeder.customers = customers
+    seeder.policyholders = policyholders
+    do {
+        let credentials = Dictionary(uniqueKeysWithValues: try await seeder.seed(url: "").values.map { ($0.0, $0.1) })
+        await runtime.shutdown()
+        return (database, state, keyring, credentials)
+    } catch {
+        await runtime.shutdown()
+        throw error
+    }
 }

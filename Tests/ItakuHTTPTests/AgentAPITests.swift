@@ -14,16 +14,8 @@ import Testing
 struct AgentAPITests {
     @Test("an agent looks a caller up by phone in any form, reads the case-bound record, and sees only the purpose's fields through their transforms")
     func lookupAndRead() async throws {
-        let database = try await TestCluster.shared().makeDatabase()
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
+        let (database, state, keyring, credentials) = try await seededDemo(customers: 300, policyholders: 20)
         let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
-        let keyring = try Keyring.load(file: state + "/keyring.json", directory: nil, generate: false)
-        let runtime = database.makeClient(role: .runtime)
-        var seeder = DemoSeeder(database: runtime, keyring: keyring, logger: Logger(label: "test"))
-        seeder.customers = 300
-        seeder.policyholders = 20
-        let credentials = Dictionary(uniqueKeysWithValues: try await seeder.seed(url: "").values.map { ($0.0, $0.1) })
-        await runtime.shutdown()
         let integration = try #require(credentials["ITAKU_INTEGRATION_KEY"]), asserted = try #require(credentials["ITAKU_ASSERTED_INTEGRATION_KEY"])
         let token = try #require(credentials["ITAKU_AGENT_TOKEN"]), phone = try #require(credentials["ITAKU_DEMO_PHONE"])
         let agent: HTTPFields = [.init("Itaku-Agent")!: token, .init("Itaku-Purpose")!: "order-support", .init("Itaku-Case")!: "CALL-1001"]

@@ -14,31 +14,9 @@ import Testing
 
 @Suite("Agent data API edges")
 struct AgentEdgeTests {
-    struct Demo {
-        let app: any ApplicationProtocol
-        let database: TestDatabase
-        let keyring: Keyring
-        let credentials: [String: String]
-        let customer: [String: String]
-    }
-
-    static func demo(settings: [AbsoluteConfigKey: ConfigValue] = [:]) async throws -> (TestDatabase, String, Keyring, [String: String]) {
-        let database = try await TestCluster.shared().makeDatabase()
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
-        // The keyring is made the way the application makes it, before the app starts.
-        let keyring = try Keyring.load(file: state + "/keyring.json", directory: nil, generate: true)
-        let runtime = database.makeClient(role: .runtime)
-        var seeder = DemoSeeder(database: runtime, keyring: keyring, logger: Logger(label: "test"))
-        seeder.customers = 50
-        seeder.policyholders = 5
-        let credentials = Dictionary(uniqueKeysWithValues: try await seeder.seed(url: "").values.map { ($0.0, $0.1) })
-        await runtime.shutdown()
-        return (database, state, keyring, credentials)
-    }
-
     @Test("volume limits answer 429 with Retry-After; a suspended record is withheld and logged; bad tokens and malformed requests get 4xx, never 500")
     func edges() async throws {
-        let (database, state, keyring, credentials) = try await Self.demo()
+        let (database, state, keyring, credentials) = try await seededDemo(customers: 50, policyholders: 5)
         let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
         let customer = try #require(Array(DemoCustomers(count: 2)).last)
         let integration = credentials["ITAKU_INTEGRATION_KEY"]

@@ -38,16 +38,8 @@ struct AgentMatrixTests {
     func matrix() async throws {
         let url = try #require(Bundle.module.url(forResource: "agent-matrix", withExtension: "json", subdirectory: "Resources"))
         let matrix = try JSONDecoder().decode(Matrix.self, from: Data(contentsOf: url))
-        let database = try await TestCluster.shared().makeDatabase()
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
+        let (database, state, keyring, credentials) = try await seededDemo(customers: 200, policyholders: 200)
         let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
-        let keyring = try Keyring.load(file: state + "/keyring.json", directory: nil, generate: false)
-        let runtime = database.makeClient(role: .runtime)
-        var seeder = DemoSeeder(database: runtime, keyring: keyring, logger: Logger(label: "test"))
-        seeder.customers = 200
-        seeder.policyholders = 200
-        let credentials = Dictionary(uniqueKeysWithValues: try await seeder.seed(url: "").values.map { ($0.0, $0.1) })
-        await runtime.shutdown()
         // The first customer of each dataset, as stored: what every answer is checked against.
         let customer = try #require(Array(DemoCustomers(count: 1)).first)
         let holderPhone = try #require(Array(DemoCustomers(count: 1, seed: 7)).first?["phone"])
