@@ -1,0 +1,68 @@
+import Configuration
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import ItakuDemo
+import Testing
+
+@Suite("Agent tokens from an external issuer")
+struct AgentTokenTests {
+    static func base64URL(_ data: some DataProtocol) -> String {
+        Data(data).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    /// An ES256 JWS, signed with `key`: what an identity provider of the contact center issues.
+    static func es256(subject: String, issuer: String, audience: String, kid: String, key: P256.Signing.PrivateKey) throws -> String {
+        let now = Int(Date().timeIntervalSince1970)
+        let header = try JSONSerialization.data(withJSONObject: ["alg": "ES256", "typ": "JWT", "kid": kid], options: .sortedKeys)
+        let claims = try JSONSerialization.data(
+            withJSONObject: ["sub": subject, "iss": issuer, "aud": audience, "iat": now, "exp": now + 600] as [String: Any], options: .sortedKeys
+        )
+        let input = base64URL(header) + "." + base64URL(claims)
+        return input + "." + base64URL(try key.signature(for: Data(input.utf8)).rawRepresentation)
+    }
+
+    @Test("an ES256 token verifies against the issuer's JWKS file; one signed by another key, or for another issuer, does not")
+    func jwks() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 20, policyholders: 2)
+        let key = P256.Signing.PrivateKey()
+        let raw = key.publicKey.x963Representation  // 0x04 || X || Y
+        let jwks = ["keys": [[
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "idp-2026",
+            "x": Self.base64URL(raw[1..<33]), "y": Self.base64URL(raw[33..<65]),
+        ]]]
+        let jwksFile = state + "/jwks.json"
+        try JSONSerialization.data(withJSONObject: jwks).write(to: URL(fileURLWithPath: jwksFile))
+        let app = try await makeApplication(database: database, settings: [
+            "state.directory": .init(.string(state), isSecret: false),
+            "agents.jwksFile": .init(.string(jwksFile), isSecret: false),
+            "agents.tokenIssuer": .init(.string("https://idp.contact-center.example"), isSecret: false),
+        ])
+        let customer = try #require(Array(DemoCustomers(count: 1)).first)
+        let issuer = "https://idp.contact-center.example"
+        let good = try Self.es256(subject: "A0001", issuer: issuer, audience: "itaku", kid: "idp-2026", key: key)
+        let forged = try Self.es256(subject: "A0001", issuer: issuer, audience: "itaku", kid: "idp-2026", key: P256.Signing.PrivateKey())
+        let elsewhere = try Self.es256(subject: "A0001", issuer: "https://other.example", audience: "itaku", kid: "idp-2026", key: key)
+        let body = jsonText(["by": "customer_no", "value": customer["customer_no"] ?? ""])
+        try await app.test(.live) { client in
+            func lookup(_ token: String) async throws -> JSONResponse {
+                try await client.call(
+                    .post, "/v1/tenants/acme-retail/datasets/customers/lookup", key: credentials["ITAKU_INTEGRATION_KEY"], json: jsonObject(body),
+                    headers: [.init("Itaku-Agent")!: token, .init("Itaku-Purpose")!: "order-support", .init("Itaku-Case")!: "CALL-7"]
+                )
+            }
+            let accepted = try await lookup(good)
+            let forgedAnswer = try await lookup(forged)
+            let elsewhereAnswer = try await lookup(elsewhere)
+            // The demo issuer's own tokens are not trusted once a JWKS file names the issuer's keys.
+            let demoAnswer = try await lookup(credentials["ITAKU_AGENT_TOKEN"] ?? "")
+            #expect(accepted.status == .ok)
+            #expect(forgedAnswer.code == "agent_unverified")
+            #expect(elsewhereAnswer.code == "agent_unverified")
+            #expect(demoAnswer.code == "agent_unverified")
+        }
+    }
+}
