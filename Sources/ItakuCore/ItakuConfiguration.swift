@@ -40,6 +40,9 @@ public struct ItakuConfiguration: Sendable {
     public var agentTokenIssuer: String
     public var agentTokenAudience: String
     public var agentJWKSFile: String?
+    /// `agents.publicKeyFile`: the issuer's one public key as PEM (Ed25519, P-256 or RSA), when
+    /// there is no JWKS.
+    public var agentPublicKeyFile: String?
     /// `cases.bindingMinutes`: how long a lookup binds its records to (agent, case).
     public var caseBindingMinutes: Int
 
@@ -71,6 +74,7 @@ public struct ItakuConfiguration: Sendable {
         agentTokenIssuer = reader.string(forKey: "agents.tokenIssuer", default: "itaku-demo")
         agentTokenAudience = reader.string(forKey: "agents.tokenAudience", default: "itaku")
         agentJWKSFile = reader.string(forKey: "agents.jwksFile").map { Self.absolute($0, in: workingDirectory) }
+        agentPublicKeyFile = reader.string(forKey: "agents.publicKeyFile").map { Self.absolute($0, in: workingDirectory) }
         caseBindingMinutes = max(1, reader.int(forKey: "cases.bindingMinutes", default: 30))
     }
 
@@ -96,7 +100,8 @@ public struct ItakuConfiguration: Sendable {
             ("instance.id", instanceID),
             ("agents.tokenIssuer", agentTokenIssuer),
             ("agents.tokenAudience", agentTokenAudience),
-            ("agents.jwksFile", agentJWKSFile ?? "(not set: the keyring's demo issuer key)"),
+            ("agents.jwksFile", agentJWKSFile ?? "(not set)"),
+            ("agents.publicKeyFile", agentPublicKeyFile ?? "(not set: with neither, the keyring's demo issuer key)"),
             ("cases.bindingMinutes", String(caseBindingMinutes)),
         ]
     }

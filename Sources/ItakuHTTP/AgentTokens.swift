@@ -33,11 +33,21 @@ final class AgentTokens: Sendable {
         self.leeway = leeway
     }
 
-    /// Keys of the local demo issuer: the keyring's agent-token key.
-    static func demo(keyring: Keyring, jwksFile: String?) async throws -> JWTKeyCollection {
+    /// The issuer's keys: a JWKS file, or one public key in a PEM file (Ed25519, P-256 or RSA),
+    /// or else the keyring's demo issuer key.
+    static func demo(keyring: Keyring, jwksFile: String?, pemFile: String? = nil) async throws -> JWTKeyCollection {
         let keys = JWTKeyCollection()
         if let jwksFile {
             try await keys.add(jwksJSON: String(contentsOfFile: jwksFile, encoding: .utf8))
+        } else if let pemFile {
+            let pem = try String(contentsOfFile: pemFile, encoding: .utf8)
+            if let key = try? EdDSA.PublicKey(pem: pem) {
+                await keys.add(eddsa: key)
+            } else if let key = try? ES256PublicKey(pem: pem) {
+                await keys.add(ecdsa: key)
+            } else {
+                await keys.add(rsa: try Insecure.RSA.PublicKey(pem: pem), digestAlgorithm: .sha256)
+            }
         } else {
             try await keys.add(eddsa: EdDSA.PublicKey(backing: keyring.agentTokenKey.publicKey), kid: JWKIdentifier(string: keyring.agentTokenKeyID))
         }

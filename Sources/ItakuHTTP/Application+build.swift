@@ -60,7 +60,9 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     ImportsController(admin: admin, keyring: keyring).addRoutes(to: &routes)
     AccessLogController(admin: admin, keyring: keyring).addRoutes(to: &routes)
     let tokens = AgentTokens(
-        keys: try await AgentTokens.demo(keyring: keyring, jwksFile: configuration.agentJWKSFile),
+        keys: try await AgentTokens.demo(
+            keyring: keyring, jwksFile: configuration.agentJWKSFile, pemFile: configuration.agentPublicKeyFile
+        ),
         issuer: configuration.agentTokenIssuer, audience: configuration.agentTokenAudience
     )
     AgentController(admin: admin, keyring: keyring, tokens: tokens, caseBinding: .seconds(configuration.caseBindingMinutes * 60))

@@ -15,9 +15,11 @@ struct AgentTokenTests {
     }
 
     /// An ES256 JWS, signed with `key`: what an identity provider of the contact center issues.
-    static func es256(subject: String, issuer: String, audience: String, kid: String, key: P256.Signing.PrivateKey) throws -> String {
+    static func es256(subject: String, issuer: String, audience: String, kid: String?, key: P256.Signing.PrivateKey) throws -> String {
         let now = Int(Date().timeIntervalSince1970)
-        let header = try JSONSerialization.data(withJSONObject: ["alg": "ES256", "typ": "JWT", "kid": kid], options: .sortedKeys)
+        var fields = ["alg": "ES256", "typ": "JWT"]
+        if let kid { fields["kid"] = kid }
+        let header = try JSONSerialization.data(withJSONObject: fields, options: .sortedKeys)
         let claims = try JSONSerialization.data(
             withJSONObject: ["sub": subject, "iss": issuer, "aud": audience, "iat": now, "exp": now + 600] as [String: Any], options: .sortedKeys
         )
@@ -63,6 +65,33 @@ struct AgentTokenTests {
             #expect(forgedAnswer.code == "agent_unverified")
             #expect(elsewhereAnswer.code == "agent_unverified")
             #expect(demoAnswer.code == "agent_unverified")
+        }
+    }
+
+    @Test("an ES256 token verifies against the issuer's public key in a PEM file")
+    func pem() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 20, policyholders: 2)
+        let key = P256.Signing.PrivateKey()
+        let pemFile = state + "/issuer.pem"
+        try key.publicKey.pemRepresentation.write(toFile: pemFile, atomically: true, encoding: .utf8)
+        let app = try await makeApplication(database: database, settings: [
+            "state.directory": .init(.string(state), isSecret: false),
+            "agents.publicKeyFile": .init(.string(pemFile), isSecret: false),
+        ])
+        let customer = try #require(Array(DemoCustomers(count: 1)).first)
+        let good = try Self.es256(subject: "A0001", issuer: "itaku-demo", audience: "itaku", kid: nil, key: key)
+        let forged = try Self.es256(subject: "A0001", issuer: "itaku-demo", audience: "itaku", kid: nil, key: P256.Signing.PrivateKey())
+        let body = jsonText(["by": "customer_no", "value": customer["customer_no"] ?? ""])
+        try await app.test(.live) { client in
+            var answers: [String] = []
+            for token in [good, forged] {
+                let response = try await client.call(
+                    .post, "/v1/tenants/acme-retail/datasets/customers/lookup", key: credentials["ITAKU_INTEGRATION_KEY"], json: jsonObject(body),
+                    headers: [.init("Itaku-Agent")!: token, .init("Itaku-Purpose")!: "order-support", .init("Itaku-Case")!: "CALL-8"]
+                )
+                answers.append(response.status == .ok ? "ok" : response.code ?? "?")
+            }
+            #expect(answers == ["ok", "agent_unverified"])
         }
     }
 }
