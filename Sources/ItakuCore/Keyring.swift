@@ -48,7 +48,7 @@ public struct Keyring: Sendable, CustomStringConvertible {
     }
 
     static func keyID(_ publicKey: some DataProtocol) -> String {
-        SHA256.hash(data: Array(publicKey)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Array(publicKey)).prefix(8))
     }
 }
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ItakuCore
 import ItakuRegistry
 
 /// Keyed digests of lookup values: HMAC-SHA-256 with the tenant's digest key over the lookup
@@ -32,6 +33,6 @@ public struct LookupDigester: Sendable {
 
     /// A digest as lower-case hex, for the access log's subject and value digests.
     public static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        Hex.encode(bytes)
     }
 }

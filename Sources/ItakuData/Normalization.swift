@@ -3,6 +3,9 @@ import Foundation
 /// How lookup values are normalised before they are digested, so that every common way of
 /// writing the same phone number or address finds the same record.
 public enum Normalization {
+    /// What a written phone number may contain besides digits (after width folding).
+    static let phoneCharacters = Set("0123456789+-() .ー−‐")
+
     /// Folds full-width ASCII (Ａ-Ｚ, ０-９, ＋, ＠, …) and the ideographic space to ASCII.
     public static func foldWidth(_ text: String) -> String {
         var result = String.UnicodeScalarView()
@@ -21,8 +24,7 @@ public enum Normalization {
     /// full-width forms all normalise alike. Nil when it cannot be a phone number.
     public static func phone(_ text: String) -> String? {
         let folded = foldWidth(text).trimmingCharacters(in: .whitespaces)
-        let allowed = Set("0123456789+-() .ー−‐")
-        guard !folded.isEmpty, folded.allSatisfy({ allowed.contains($0) }) else { return nil }
+        guard !folded.isEmpty, folded.allSatisfy({ phoneCharacters.contains($0) }) else { return nil }
         let digits = folded.filter(\.isASCIIDigit)
         let international = folded.hasPrefix("+") || folded.hasPrefix("00")
         var e164: String

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ItakuCore
 import ItakuData
 import ItakuRegistry
 
@@ -24,7 +25,7 @@ public struct FieldTransformer: Sendable {
         case .redact: return nil
         case .token:
             let code = HMAC<SHA256>.authenticationCode(for: Data("token:\(field.name):\(value)".utf8), using: key)
-            return "tok_" + code.prefix(12).map { String(format: "%02x", $0) }.joined()
+            return "tok_" + Hex.encode(code.prefix(12))
         case .yearOnly:
             let year = value.prefix(4)
             return year.count == 4 && year.allSatisfy(\.isNumber) ? String(year) : nil

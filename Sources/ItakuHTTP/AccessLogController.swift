@@ -50,7 +50,7 @@ struct AccessLogController: Sendable {
                 checkpoints: checkpoints.map {
                     CheckpointBody(
                         stream: $0.stream, tenant: $0.tenantID.flatMap { snapshot.tenants[$0]?.code }, seq: $0.seq,
-                        hash: $0.hash.map { String(format: "%02x", $0) }.joined(), created_at: Timestamp.iso8601($0.createdAt), key_id: $0.keyID,
+                        hash: Hex.encode($0.hash), created_at: Timestamp.iso8601($0.createdAt), key_id: $0.keyID,
                         signature: Data($0.signature).base64EncodedString()
                     )
                 }
