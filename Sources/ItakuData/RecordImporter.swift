@@ -5,7 +5,8 @@ import ItakuRegistry
 
 /// Imports records into a dataset, whole or not at all.
 ///
-/// Rows are inserted in batches as they arrive (`INSERT … SELECT FROM unnest(…)` with arrays
+/// Rows are inserted in batches as they arrive, each batch while the next is being read and
+/// checked (`INSERT … SELECT FROM unnest(…)` with arrays
 /// as bound parameters: PostgreSQL refuses COPY into tables with row-level security, and the
 /// batches keep memory flat for a million rows). Any invalid line stops the writing; the rest
 /// is still checked so the caller learns every bad line (up to `maxIssues`); the caller's
@@ -78,9 +79,52 @@ public struct RecordImporter: Sendable {
             if recordIDs.count >= importer.batchSize { try await flush() }
         }
 
+        /// The batch being inserted while the next one is read and checked. At most one, and it
+        /// is always awaited before the connection is used for anything else.
+        var inFlight: Task<Void, any Error>?
+
+        /// Hands the current batch to the database and returns as soon as the previous one is in.
         func flush() async throws {
             guard !recordIDs.isEmpty else { return }
-            let tenant = importer.tenantID, dataset = importer.dataset.id
+            let batch = Batch(
+                recordIDs: recordIDs, externalIDs: externalIDs, documents: documents,
+                lookupKinds: lookupKinds, lookupDigests: lookupDigests, lookupRecords: lookupRecords
+            )
+            recordIDs.removeAll(keepingCapacity: true)
+            externalIDs.removeAll(keepingCapacity: true)
+            documents.removeAll(keepingCapacity: true)
+            lookupKinds.removeAll(keepingCapacity: true)
+            lookupDigests.removeAll(keepingCapacity: true)
+            lookupRecords.removeAll(keepingCapacity: true)
+            try await settle()
+            inFlight = Self.start(batch, tenant: importer.tenantID, dataset: importer.dataset.id, expires: expires, on: connection)
+        }
+
+        /// Waits for the batch in flight, if any; its error surfaces here.
+        func settle() async throws {
+            guard let inFlight else { return }
+            self.inFlight = nil
+            try await inFlight.value
+        }
+
+        struct Batch: Sendable {
+            var recordIDs: [String]
+            var externalIDs: [String]
+            var documents: [String]
+            var lookupKinds: [String]
+            var lookupDigests: [String]
+            var lookupRecords: [String]
+        }
+
+        static func start(
+            _ batch: Batch, tenant: UUID, dataset: UUID, expires: Date?, on connection: PostgresConnection
+        ) -> Task<Void, any Error> {
+            Task { try await insert(batch, tenant: tenant, dataset: dataset, expires: expires, on: connection) }
+        }
+
+        static func insert(_ batch: Batch, tenant: UUID, dataset: UUID, expires: Date?, on connection: PostgresConnection) async throws {
+            let (recordIDs, externalIDs, documents) = (batch.recordIDs, batch.externalIDs, batch.documents)
+            let (lookupKinds, lookupDigests, lookupRecords) = (batch.lookupKinds, batch.lookupDigests, batch.lookupRecords)
             try await connection.query(
                 """
                 INSERT INTO itaku.records (tenant_id, dataset_id, record_id, external_id, fields, expires_at)
@@ -97,12 +141,6 @@ public struct RecordImporter: Sendable {
                     """
                 )
             }
-            recordIDs.removeAll(keepingCapacity: true)
-            externalIDs.removeAll(keepingCapacity: true)
-            documents.removeAll(keepingCapacity: true)
-            lookupKinds.removeAll(keepingCapacity: true)
-            lookupDigests.removeAll(keepingCapacity: true)
-            lookupRecords.removeAll(keepingCapacity: true)
         }
 
         static func json(_ values: [String: String], order: [DatasetSchema.Field]) -> String {
@@ -144,9 +182,19 @@ public struct RecordImporter: Sendable {
             existing.insert(try row.decode(0, as: String.self).hashValue)
         }
         let sink = Sink(importer: self, connection: connection, existingKeys: existing)
-        try await feed(sink)
-        guard sink.isClean else { return .rejected(sink.issues) }
+        do {
+            try await feed(sink)
+        } catch {
+            // Nothing else may touch the connection while a batch is still being inserted.
+            try? await sink.settle()
+            throw error
+        }
+        guard sink.isClean else {
+            try? await sink.settle()
+            return .rejected(sink.issues)
+        }
         try await sink.flush()
+        try await sink.settle()
         return .imported(sink.count)
     }
 }
