@@ -294,7 +294,12 @@ struct AgentController: Sendable {
     /// limits hold across instances.
     private func decide(_ access: AccessRequest, entry: inout AccessEntry, snapshot: RegistrySnapshot) async throws -> Decision {
         var access = access
-        if let tenant = snapshot.tenant(code: access.tenantCode), let agent = access.agent, let purpose = access.purposeKey {
+        // Counted only when the purpose sets limits: with limits, the allowed entries of the
+        // window are bounded by them; without, there is nothing to count.
+        if let tenant = snapshot.tenant(code: access.tenantCode), let agent = access.agent, let purpose = access.purposeKey,
+            let limits = snapshot.purposes[tenant.id]?[purpose]?.definition.limits,
+            limits.lookupsPerMinute != nil || limits.recordsPerHour != nil
+        {
             let usage = try await admin.database.withTransaction { connection in
                 try await RegistryStore.setTenant(tenant.id, on: connection)
                 return try await connection.query(
@@ -368,6 +373,9 @@ struct AgentController: Sendable {
             let until = Date().addingTimeInterval(Double(caseBinding.components.seconds))
             try await admin.database.withTransaction { connection in
                 try await RegistryStore.setTenant(tenant.id, on: connection)
+                // A binding lost in a crash only means looking the caller up again, so this
+                // commit need not wait for the disk; the access entry below does.
+                try await connection.query("SELECT set_config('synchronous_commit', 'off', true)")
                 try await connection.query(
                     """
                     INSERT INTO itaku.case_bindings (tenant_id, agent, case_ref, record_id, expires_at)
