@@ -49,7 +49,7 @@ final class AgentTokens: Sendable {
                 await keys.add(rsa: try Insecure.RSA.PublicKey(pem: pem), digestAlgorithm: .sha256)
             }
         } else {
-            try await keys.add(eddsa: EdDSA.PublicKey(backing: keyring.agentTokenKey.publicKey), kid: JWKIdentifier(string: keyring.agentTokenKeyID))
+            await keys.add(eddsa: EdDSA.PublicKey(backing: keyring.agentTokenKey.publicKey), kid: JWKIdentifier(string: keyring.agentTokenKeyID))
         }
         return keys
     }

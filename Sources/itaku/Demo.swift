@@ -21,7 +21,9 @@ struct Demo: AsyncParsableCommand {
             let url = "http://\(configuration.httpHost):\(configuration.httpPort)"
             let credentials = try await DemoSeeder(database: database, keyring: keyring, logger: logger).seed(url: url)
             let path = envFile ?? configuration.stateDirectory + "/demo.env"
-            FileManager.default.createFile(atPath: path, contents: Data(credentials.envFile.utf8), attributes: [.posixPermissions: 0o600])
+            guard FileManager.default.createFile(atPath: path, contents: Data(credentials.envFile.utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw ValidationError("could not write \(path)")
+            }
             print("demo credentials written to \(path)")
             await database.shutdown()
         } catch {

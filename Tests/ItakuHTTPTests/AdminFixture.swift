@@ -66,6 +66,20 @@ extension TestClientProtocol {
     }
 }
 
+extension TestClientProtocol {
+    /// Creates tenant `code` as the operator, issues its client-admin key, and (unless told
+    /// otherwise) defines its `customers` dataset; returns the client-admin key.
+    func setUpTenant(_ code: String, operatorKey: String, withDataset: Bool = true) async throws -> String {
+        _ = try await call(.post, "/v1/tenants", key: operatorKey, json: ["code": code, "name": code])
+        let created = try await call(.post, "/v1/keys", key: operatorKey, json: ["role": "client_admin", "tenant": code])
+        guard let key = created["key"] as? String else { throw TestSetupError.noKey(created.text) }
+        if withDataset { _ = try await call(.put, "/v1/tenants/\(code)/datasets/customers", key: key, json: customersDataset) }
+        return key
+    }
+}
+
+enum TestSetupError: Error { case noKey(String) }
+
 /// The customers dataset of the tests: a phone lookup, an e-mail lookup and an exact key.
 var customersDataset: [String: Any] { [
     "key_field": "customer_no",

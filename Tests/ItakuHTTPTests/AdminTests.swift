@@ -109,9 +109,7 @@ struct AdminTests {
         let fixture = try await AdminFixture.make()
         let app = try await makeApplication(database: fixture.database)
         try await app.test(.live) { client in
-            _ = try await client.call(.post, "/v1/tenants", key: fixture.operatorKey, json: ["code": "acme-retail", "name": "Acme"])
-            let admin = try #require(try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "client_admin", "tenant": "acme-retail"])["key"] as? String)
-            _ = try await client.call(.put, "/v1/tenants/acme-retail/datasets/customers", key: admin, json: customersDataset)
+            let admin = try await client.setUpTenant("acme-retail", operatorKey: fixture.operatorKey)
             let refused = try await client.call(.put, "/v1/tenants/acme-retail/purposes/order-support", key: admin, json: jsonObject(bodyText))
             #expect(refused.status == .unprocessableContent)
             #expect(refused.headers[.contentType] == "application/problem+json")
@@ -134,9 +132,7 @@ struct AdminTests {
         let fixture = try await AdminFixture.make()
         let app = try await makeApplication(database: fixture.database)
         try await app.test(.live) { client in
-            _ = try await client.call(.post, "/v1/tenants", key: fixture.operatorKey, json: ["code": "acme-retail", "name": "Acme"])
-            let admin = try #require(try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "client_admin", "tenant": "acme-retail"])["key"] as? String)
-            _ = try await client.call(.put, "/v1/tenants/acme-retail/datasets/customers", key: admin, json: customersDataset)
+            let admin = try await client.setUpTenant("acme-retail", operatorKey: fixture.operatorKey)
             var csv = "customer_no,name,phone,birth_date\n"
             for n in 1...3000 { csv += "C\(n),顧客 \(n),090-\(1000 + n % 9000)-\(1000 + n % 9000),1990-01-01\n" }
             csv += "C9999,壊れた 行,not-a-phone,1990-02-30\n"
@@ -172,9 +168,7 @@ struct AdminTests {
         let app = try await makeApplication(database: fixture.database)
         try await app.test(.live) { client in
             for code in ["tenant-a", "tenant-b"] {
-                _ = try await client.call(.post, "/v1/tenants", key: fixture.operatorKey, json: ["code": code, "name": code])
-                let admin = try #require(try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "client_admin", "tenant": code])["key"] as? String)
-                _ = try await client.call(.put, "/v1/tenants/\(code)/datasets/customers", key: admin, json: customersDataset)
+                let admin = try await client.setUpTenant(code, operatorKey: fixture.operatorKey)
                 let imported = try await client.call(
                     .post, "/v1/tenants/\(code)/datasets/customers/imports", key: admin,
                     text: "customer_no,name,phone\n\(code)-1,A,090-1111-2222\n\(code)-2,B,090-3333-4444\n"

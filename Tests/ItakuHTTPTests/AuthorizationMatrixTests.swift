@@ -64,10 +64,8 @@ struct AuthorizationMatrixTests {
             // Two tenants, each with a dataset and a purpose, an agent assigned in acme, and one key per role.
             var keys: [Caller: String] = [.operator_: op, .badKey: "itk_not-a-real-key-000000000000000000"]
             for code in ["acme-retail", "kobe-insurance"] {
-                _ = try await client.call(.post, "/v1/tenants", key: op, json: ["code": code, "name": code])
-                let admin = try #require(try await client.call(.post, "/v1/keys", key: op, json: ["role": "client_admin", "tenant": code])["key"] as? String)
+                let admin = try await client.setUpTenant(code, operatorKey: op)
                 keys[code == "acme-retail" ? .ownAdmin : .foreignAdmin] = admin
-                _ = try await client.call(.put, "/v1/tenants/\(code)/datasets/customers", key: admin, json: customersDataset)
                 _ = try await client.call(.put, "/v1/tenants/\(code)/purposes/order-support", key: admin, json: purpose())
             }
             _ = try await client.call(.post, "/v1/agents", key: op, json: ["employee_id": "A0001", "name": "A"])
