@@ -189,6 +189,7 @@ let package = Package(
             name: "ItakuCoreTests",
             dependencies: [
                 "ItakuCore", "ItakuEnforcer",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -22,31 +22,38 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var object: [String: Any] = [
-            "time": Self.timestamp(),
-            "level": event.level.rawValue,
-            "label": label,
-            "message": event.message.description,
+        FileHandle.standardError.write(Data(line(level: event.level, message: event.message.description, metadata: event.metadata, time: Date()).utf8))
+    }
+
+    /// One record as its JSON line (newline included).
+    public func line(level: Logger.Level, message: String, metadata: Logger.Metadata?, time: Date) -> String {
+        var fields: [(String, String)] = [
+            ("time", JSONText.string(Timestamp.iso8601(time))),
+            ("level", JSONText.string(level.rawValue)),
+            ("label", JSONText.string(label)),
+            ("message", JSONText.string(message)),
         ]
-        let merged = self.metadata.merging(event.metadata ?? [:]) { $1 }
-        for (key, value) in merged { object[key] = Self.plain(value) }
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-            return
+        let merged = metadata.map { self.metadata.merging($0) { $1 } } ?? self.metadata
+        for (key, value) in merged where !["time", "level", "label", "message"].contains(key) {
+            fields.append((key, Self.json(value)))
         }
-        data.append(0x0A)
-        FileHandle.standardError.write(data)
+        // Keys in plain code-point order: the same line for the same record, cheaply.
+        fields.sort { $0.0 < $1.0 }
+        var line = "{"
+        for (index, field) in fields.enumerated() {
+            if index > 0 { line += "," }
+            line += JSONText.string(field.0) + ":" + field.1
+        }
+        return line + "}\n"
     }
 
-    private static func plain(_ value: Logger.MetadataValue) -> Any {
+    private static func json(_ value: Logger.MetadataValue) -> String {
         switch value {
-        case .string(let string): string
-        case .stringConvertible(let convertible): convertible.description
-        case .array(let array): array.map(plain)
-        case .dictionary(let dictionary): dictionary.mapValues(plain)
+        case .string(let string): JSONText.string(string)
+        case .stringConvertible(let convertible): JSONText.string(convertible.description)
+        case .array(let array): "[" + array.map(json).joined(separator: ",") + "]"
+        case .dictionary(let dictionary):
+            "{" + dictionary.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + json($0.value) }.joined(separator: ",") + "}"
         }
-    }
-
-    private static func timestamp() -> String {
-        Timestamp.iso8601(Date())
     }
 }

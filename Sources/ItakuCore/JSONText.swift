@@ -3,6 +3,10 @@
 public enum JSONText {
     /// `value` as a JSON string literal, quotes included.
     public static func string(_ value: String) -> String {
+        // Most values need no escaping at all.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "\"" + value + "\""
+        }
         var out = "\""
         out.reserveCapacity(value.utf8.count + 2)
         for scalar in value.unicodeScalars {

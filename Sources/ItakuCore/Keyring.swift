@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 
 /// The secrets Itaku needs, kept outside PostgreSQL (DESIGN.md §7):
 /// - the HMAC master secret, from which each tenant's digest key is derived;
@@ -12,6 +13,8 @@ public struct Keyring: Sendable, CustomStringConvertible {
     public let hmacMaster: SymmetricKey
     public let checkpointSigningKey: Curve25519.Signing.PrivateKey
     public let agentTokenKey: Curve25519.Signing.PrivateKey
+    /// Derived digest keys by tenant: derivation is an HKDF each time, asked for on every request.
+    private let digestKeys = DigestKeyCache()
 
     public init(
         hmacMaster: SymmetricKey,
@@ -38,9 +41,12 @@ public struct Keyring: Sendable, CustomStringConvertible {
 
     /// The per-tenant key for digests of lookup values and subjects (HKDF from the master).
     public func digestKey(tenant: String) -> SymmetricKey {
-        HKDF<SHA256>.deriveKey(
+        if let key = digestKeys.keys.withLock({ $0[tenant] }) { return key }
+        let key = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: hmacMaster, salt: Data("itaku.digest.v1".utf8), info: Data(tenant.utf8), outputByteCount: 32
         )
+        digestKeys.keys.withLock { $0[tenant] = key }
+        return key
     }
 
     public var description: String {
@@ -137,4 +143,8 @@ public enum KeyringError: Error, CustomStringConvertible {
         case .cannotWrite(let file): "keyring: cannot create \(file) (it may exist already)"
         }
     }
+}
+
+private final class DigestKeyCache: Sendable {
+    let keys = Mutex<[String: SymmetricKey]>([:])
 }

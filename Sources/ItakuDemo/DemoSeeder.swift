@@ -14,6 +14,8 @@ public struct DemoSeeder: Sendable {
     public struct Credentials: Sendable {
         public var values: [(String, String)]
 
+        public init(values: [(String, String)]) { self.values = values }
+
         /// Shell `KEY='value'` lines.
         public var envFile: String {
             values.map { "\($0.0)='\($0.1.replacingOccurrences(of: "'", with: "'\\''"))'" }.joined(separator: "\n") + "\n"

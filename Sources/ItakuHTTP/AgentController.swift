@@ -81,15 +81,13 @@ struct AgentController: Sendable {
         guard let tenant, let kind, let digest, let schema, let dataset = snapshot.datasets[tenant.id]?[access.dataset] else {
             throw Problem.internalError
         }
-        let rows = try await admin.database.withTransaction { connection in
-            try await RegistryStore.setTenant(tenant.id, on: connection)
-            return try await connection.query(
+        // Found and, under a case, bound to it, in one round trip (migration 0007).
+        let until = Date().addingTimeInterval(Double(caseBinding.components.seconds))
+        let rows = try await admin.database.withConnection { connection in
+            try await connection.query(
                 """
-                SELECT r.record_id, r.external_id, r.fields, r.status, r.expires_at < now()
-                FROM itaku.lookup_keys k
-                JOIN itaku.records r ON r.tenant_id = k.tenant_id AND r.dataset_id = k.dataset_id AND r.record_id = k.record_id
-                WHERE k.tenant_id = \(tenant.id) AND k.dataset_id = \(dataset.id) AND k.kind = \(kind.rawValue) AND k.digest = \(PostgresBytes(digest))
-                ORDER BY r.external_id LIMIT \(decision.maxResults)
+                SELECT * FROM itaku.agent_lookup(\(tenant.id), \(dataset.id), \(kind.rawValue), \(PostgresBytes(digest)),
+                    \(decision.maxResults)::integer, \(access.agent), \(access.caseRef), \(until))
                 """
             )
         }
@@ -110,14 +108,8 @@ struct AgentController: Sendable {
         let decision = try await decide(access, entry: &entry, snapshot: snapshot)
         entry.recordIDs = []
         guard let tenant, let recordID, let dataset = snapshot.datasets[tenant.id]?[access.dataset] else { throw Problem.internalError }
-        let rows = try await admin.database.withTransaction { connection in
-            try await RegistryStore.setTenant(tenant.id, on: connection)
-            return try await connection.query(
-                """
-                SELECT record_id, external_id, fields, status, expires_at < now() FROM itaku.records
-                WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
-                """
-            )
+        let rows = try await admin.database.withConnection { connection in
+            try await connection.query("SELECT * FROM itaku.agent_read(\(tenant.id), \(dataset.id), \(recordID))")
         }
         return try await answer(rows, decision: decision, entry: entry, tenant: tenant, schema: dataset.schema, access: access)
     }
@@ -171,7 +163,7 @@ struct AgentController: Sendable {
                 try await RegistryStore.setTenant(tenant.id, on: connection)
                 let current = try await connection.query(
                     """
-                    SELECT status, coalesce(expires_at < now(), false) FROM itaku.records
+                    SELECT status, coalesce(expires_at < now(), false), fields FROM itaku.records
                     WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID) FOR UPDATE
                     """
                 )
@@ -200,19 +192,26 @@ struct AgentController: Sendable {
                 )
                 let externalID: String = try updated[0].decode(0)
                 let document = try updated[0].decode(1, as: PostgresJSON.self).text
-                let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
-                // The lookup index follows the record: rebuilt from its new values.
-                try await connection.query(
-                    "DELETE FROM itaku.lookup_keys WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)"
-                )
-                for field in dataset.schema.fields {
-                    guard let kind = field.lookup, let value = values[field.name],
-                        let normalized = LookupDigester.normalize(value, as: kind)
-                    else { continue }
+                // The lookup index follows the record: keys of the old values that are gone are
+                // removed, keys of the new values added (each by its primary key).
+                let before = try Self.lookupKeys(of: row?.decode(2, as: PostgresJSON.self).text, schema: dataset.schema, digester: digester)
+                let after = try Self.lookupKeys(of: document, schema: dataset.schema, digester: digester)
+                let removed = before.subtracting(after), added = after.subtracting(before)
+                if !removed.isEmpty {
+                    try await connection.query(
+                        """
+                        DELETE FROM itaku.lookup_keys k USING unnest(\(removed.map(\.kind))::text[], \(removed.map(\.digest))::text[]) AS t(kind, digest)
+                        WHERE k.tenant_id = \(tenant.id) AND k.dataset_id = \(dataset.id) AND k.kind = t.kind
+                          AND k.digest = decode(t.digest, 'hex') AND k.record_id = \(recordID)
+                        """
+                    )
+                }
+                if !added.isEmpty {
                     try await connection.query(
                         """
                         INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
-                        VALUES (\(tenant.id), \(dataset.id), \(kind.rawValue), \(PostgresBytes(digester.digest(normalized: normalized, kind: kind))), \(recordID))
+                        SELECT \(tenant.id), \(dataset.id), kind, decode(digest, 'hex'), \(recordID)
+                        FROM unnest(\(added.map(\.kind))::text[], \(added.map(\.digest))::text[]) AS t(kind, digest)
                         ON CONFLICT DO NOTHING
                         """
                     )
@@ -228,21 +227,33 @@ struct AgentController: Sendable {
         return try admin.json(Updated(access_id: written.id.uuidString.lowercased(), record_id: recordID.uuidString.lowercased(), updated: access.updating))
     }
 
+    struct LookupKey: Hashable {
+        var kind: String
+        var digest: String
+    }
+
+    /// The lookup keys of a record's stored document (hex digests).
+    static func lookupKeys(of document: String?, schema: DatasetSchema, digester: LookupDigester) throws -> Set<LookupKey> {
+        guard let document else { return [] }
+        let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
+        var keys: Set<LookupKey> = []
+        for field in schema.fields {
+            guard let kind = field.lookup, let value = values[field.name], let normalized = LookupDigester.normalize(value, as: kind) else { continue }
+            keys.insert(LookupKey(kind: kind.rawValue, digest: LookupDigester.hex(digester.digest(normalized: normalized, kind: kind))))
+        }
+        return keys
+    }
+
     // MARK: Shared steps
 
     /// Bound means: a lookup by this agent under this case returned this record, lately. A
     /// record that does not exist is simply not bound, so record ids cannot be probed.
     private func isBound(_ recordID: UUID?, tenant: Tenant?, access: AccessRequest) async throws -> Bool {
         guard let tenant, let recordID, let agent = access.agent, let caseRef = access.caseRef else { return false }
-        return try await admin.database.withTransaction { connection in
-            try await RegistryStore.setTenant(tenant.id, on: connection)
-            return try await connection.query(
-                """
-                SELECT 1 FROM itaku.case_bindings WHERE tenant_id = \(tenant.id) AND agent = \(agent)
-                AND case_ref = \(caseRef) AND record_id = \(recordID) AND expires_at > now()
-                """
-            ).count == 1
+        let rows = try await admin.database.withConnection { connection in
+            try await connection.query("SELECT itaku.case_bound(\(tenant.id), \(agent), \(caseRef), \(recordID))")
         }
+        return try rows.first?.decode(0, as: Bool.self) == true
     }
 
     /// The caller must be an integration; the agent is established from a verified token, or,
@@ -368,23 +379,6 @@ struct AgentController: Sendable {
         entry.fields = Dictionary(uniqueKeysWithValues: decision.fields.map { ($0.name, $0.transform.rawValue) })
         entry.rowsReturned = records.count
         if !withheld.isEmpty { entry.target = "withheld:" + withheld.joined(separator: ",") }
-        if access.operation == .lookup, !entry.recordIDs.isEmpty, let agent = access.agent, let caseRef = access.caseRef {
-            let ids = entry.recordIDs.map { $0.uuidString }
-            let until = Date().addingTimeInterval(Double(caseBinding.components.seconds))
-            try await admin.database.withTransaction { connection in
-                try await RegistryStore.setTenant(tenant.id, on: connection)
-                // A binding lost in a crash only means looking the caller up again, so this
-                // commit need not wait for the disk; the access entry below does.
-                try await connection.query("SELECT set_config('synchronous_commit', 'off', true)")
-                try await connection.query(
-                    """
-                    INSERT INTO itaku.case_bindings (tenant_id, agent, case_ref, record_id, expires_at)
-                    SELECT \(tenant.id), \(agent), \(caseRef), r::uuid, \(until) FROM unnest(\(ids)::text[]) AS t(r)
-                    ON CONFLICT (tenant_id, agent, case_ref, record_id) DO UPDATE SET expires_at = excluded.expires_at
-                    """
-                )
-            }
-        }
         // Invariant 1: the data leaves only after its entry is durably committed.
         let written = try await admin.accessLog.append(entry)
         if access.operation == .read && records.isEmpty && withheld.isEmpty {

@@ -4,8 +4,10 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import ItakuCore
+import ItakuData
 import ItakuDemo
 import ItakuPostgres
+import ItakuRegistry
 import ItakuTestSupport
 import Logging
 import Testing
@@ -84,6 +86,15 @@ struct AgentAPITests {
             let fields = try #require((after["records"] as? [[String: Any]])?.first?["fields"] as? [String: String])
             #expect(fields["address"] == "大阪府大阪市北区梅田3-1-1")
             #expect(fields["email"] == "n***@example.jp")
+            // The lookup index follows the change: the new email's key replaced the old one's.
+            let keys = database.makeClient(role: .owner)
+            let emailKeys = try await keys.query(
+                "SELECT tenant_id::text, encode(digest, 'hex') FROM itaku.lookup_keys WHERE record_id = \(try #require(UUID(uuidString: id))) AND kind = 'email'"
+            ).map { (try $0.decode(0, as: String.self), try $0.decode(1, as: String.self)) }
+            await keys.shutdown()
+            let newEmail = try #require(LookupDigester.normalize("new.address@example.jp", as: .email))
+            #expect(emailKeys.count == 1)
+            #expect(emailKeys.first.map { LookupDigester.hex(LookupDigester(key: keyring.digestKey(tenant: $0.0.uppercased())).digest(normalized: newEmail, kind: .email)) } == emailKeys.first?.1)
             #expect(try await client.call(.patch, record, key: integration, json: ["fields": ["name": "別人"]], headers: headers(agent, 32)).code == "field_not_allowed")
             let badEmail = try await client.call(.patch, record, key: integration, json: ["fields": ["email": "not-an-email"]], headers: headers(agent, 33))
             #expect(badEmail.status == .unprocessableContent && badEmail.code == "invalid_value" && badEmail.pointer == "fields.email")
