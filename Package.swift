@@ -164,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ItakuDataTests",
-            dependencies: ["ItakuData", "ItakuRegistry", "ItakuDemo"],
+            dependencies: ["ItakuData", "ItakuRegistry", "ItakuDemo", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -7,9 +7,18 @@ import ItakuRegistry
 /// kind and the normalised value. The database and the access log see only these digests.
 public struct LookupDigester: Sendable {
     let key: SymmetricKey
+    /// HMAC state after the key is absorbed; each digest continues from a copy of it.
+    let keyed: HMAC<SHA256>
 
     public init(key: SymmetricKey) {
         self.key = key
+        self.keyed = HMAC<SHA256>(key: key)
+    }
+
+    private func mac(_ text: String) -> [UInt8] {
+        var mac = keyed
+        mac.update(data: Array(text.utf8))
+        return Array(mac.finalize())
     }
 
     /// The normalised form of `value` for `kind`, or nil when it is not a valid value.
@@ -22,13 +31,13 @@ public struct LookupDigester: Sendable {
     }
 
     public func digest(normalized: String, kind: DatasetSchema.LookupKind) -> [UInt8] {
-        Array(HMAC<SHA256>.authenticationCode(for: Data((kind.rawValue + ":" + normalized).utf8), using: key))
+        mac(kind.rawValue + ":" + normalized)
     }
 
     /// The subject digest of a record: what the access log stores instead of the client's record
     /// key, so that "every access to this customer" can be searched without the key in the log.
     public func subjectDigest(externalID: String) -> String {
-        Self.hex(Array(HMAC<SHA256>.authenticationCode(for: Data(("subject:" + externalID).utf8), using: key)))
+        Self.hex(mac("subject:" + externalID))
     }
 
     /// A digest as lower-case hex, for the access log's subject and value digests.

@@ -8,6 +8,7 @@ public enum Normalization {
 
     /// Folds full-width ASCII (Ａ-Ｚ, ０-９, ＋, ＠, …) and the ideographic space to ASCII.
     public static func foldWidth(_ text: String) -> String {
+        if text.utf8.allSatisfy({ $0 < 0x80 }) { return text }
         var result = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
             switch scalar.value {
@@ -23,7 +24,7 @@ public enum Normalization {
     /// `090-1234-5678`, `09012345678`, `+81 90 1234 5678`, `(03) 1234-5678` and their
     /// full-width forms all normalise alike. Nil when it cannot be a phone number.
     public static func phone(_ text: String) -> String? {
-        let folded = foldWidth(text).trimmingCharacters(in: .whitespaces)
+        let folded = trimmed(foldWidth(text))
         guard !folded.isEmpty, folded.allSatisfy({ phoneCharacters.contains($0) }) else { return nil }
         let digits = folded.filter(\.isASCIIDigit)
         let international = folded.hasPrefix("+") || folded.hasPrefix("00")
@@ -49,7 +50,7 @@ public enum Normalization {
 
     /// An e-mail address, lower-cased and trimmed; nil when it is not one.
     public static func email(_ text: String) -> String? {
-        let folded = foldWidth(text).trimmingCharacters(in: .whitespaces).lowercased()
+        let folded = trimmed(foldWidth(text)).lowercased()
         let parts = folded.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),
             !folded.contains(where: { $0.isWhitespace })
@@ -59,8 +60,15 @@ public enum Normalization {
 
     /// An exact key: width-folded and trimmed, case kept.
     public static func exact(_ text: String) -> String? {
-        let folded = foldWidth(text).trimmingCharacters(in: .whitespaces)
+        let folded = trimmed(foldWidth(text))
         return folded.isEmpty ? nil : folded
+    }
+
+    /// `text` without leading and trailing white space.
+    static func trimmed(_ text: String) -> String {
+        guard let first = text.firstIndex(where: { !$0.isWhitespace }) else { return "" }
+        let last = text.lastIndex(where: { !$0.isWhitespace })!
+        return first == text.startIndex && last == text.index(before: text.endIndex) ? text : String(text[first...last])
     }
 
     /// Whether `text` is a valid 12-digit individual number (マイナンバー) with its check digit.

@@ -1,4 +1,7 @@
+import Crypto
+import Foundation
 import ItakuData
+import ItakuRegistry
 import Testing
 
 @Suite("Lookup normalisation")
@@ -38,5 +41,44 @@ struct NormalizationTests {
         #expect(Normalization.isIndividualNumber("1234-5678-9018"))
         #expect(!Normalization.isIndividualNumber("123456789019"))
         #expect(!Normalization.isIndividualNumber("12345678901"))
+    }
+}
+
+@Suite("Lookup digests")
+struct LookupDigestTests {
+    @Test("digests are HMAC-SHA-256 over kind and value with the tenant's key, the same however many are taken in a row")
+    func keyedDigests() {
+        let key = SymmetricKey(size: .bits256)
+        let digester = LookupDigester(key: key)
+        for value in ["+819012345678", "taro@example.jp", "C000001", "+819012345678"] {
+            let expected = Array(HMAC<SHA256>.authenticationCode(for: Array(("phone:" + value).utf8), using: key))
+            #expect(digester.digest(normalized: value, kind: .phone) == expected)
+            let subject = Array(HMAC<SHA256>.authenticationCode(for: Array(("subject:" + value).utf8), using: key))
+            #expect(digester.subjectDigest(externalID: value) == LookupDigester.hex(subject))
+        }
+        #expect(LookupDigester(key: SymmetricKey(size: .bits256)).digest(normalized: "x", kind: .exact) != digester.digest(normalized: "x", kind: .exact))
+    }
+
+    @Test("surrounding white space, ASCII or ideographic, does not change a value", arguments: [
+        ("  C000042 ", "C000042"), ("\u{3000}C000042\u{3000}", "C000042"), ("C 42", "C 42"), ("　", nil),
+    ])
+    func trimming(text: String, expected: String?) {
+        #expect(Normalization.exact(text) == expected)
+    }
+}
+
+@Suite("Record ids")
+struct RecordIDTests {
+    @Test("imported records get version-7 ids that sort by creation time and never repeat")
+    func timeOrdered() {
+        let start = Date(timeIntervalSince1970: 1_790_000_000)
+        let ids = (0..<1000).map { RecordImporter.timeOrderedID(now: start.addingTimeInterval(Double($0) / 100)) }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.uuidString.dropFirst(14).first == "7" })
+        #expect(ids.allSatisfy { ["8", "9", "A", "B"].contains($0.uuidString.dropFirst(19).first.map(String.init)) })
+        // Ids of different milliseconds sort in time order.
+        let firsts = stride(from: 0, to: 1000, by: 10).map { ids[$0].uuidString }
+        #expect(firsts == firsts.sorted())
+        #expect(ids[0].uuidString.hasPrefix("01A0C450-6C00-7"))
     }
 }

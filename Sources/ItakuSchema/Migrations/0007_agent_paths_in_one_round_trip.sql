@@ -6,6 +6,12 @@
 -- small, went quadratic on a fresh installation. What it cascaded, a trigger now does.
 ALTER TABLE itaku.lookup_keys DROP CONSTRAINT lookup_keys_tenant_id_dataset_id_record_id_fkey;
 
+-- The lookup index leads with the digest. Digests are random, so a search or an insert is
+-- decided by the first column compared, where the old order compared tenant, dataset and kind
+-- (equal for every key of a dataset) first, at every level of the tree.
+ALTER TABLE itaku.lookup_keys DROP CONSTRAINT lookup_keys_pkey;
+ALTER TABLE itaku.lookup_keys ADD PRIMARY KEY (digest, kind, dataset_id, tenant_id, record_id);
+
 CREATE FUNCTION itaku.records_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM itaku.lookup_keys k USING gone g
