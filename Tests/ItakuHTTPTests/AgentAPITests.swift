@@ -121,4 +121,20 @@ struct AgentAPITests {
         #expect(byID["agent-test-32"]?.2 == "field_not_allowed")
         #expect(["operation_not_allowed", "outside_hours"].contains(byID["agent-test-34"]?.2 ?? ""))
     }
+
+    @Test("a record deleted by the owner (e.g. a retention purge) takes its lookup keys with it; other records keep theirs")
+    func deletionRemovesLookupKeys() async throws {
+        let (database, _, _, credentials) = try await seededDemo(customers: 20, policyholders: 5)
+        let customerNo = try #require(credentials["ITAKU_DEMO_CUSTOMER_NO"])
+        let owner = database.makeClient(role: .owner)
+        let others = try await owner.query("SELECT count(*) FROM itaku.lookup_keys")[0].decode(0, as: Int.self)
+        let mine = try await owner.query(
+            "SELECT count(*) FROM itaku.lookup_keys k JOIN itaku.records r USING (tenant_id, dataset_id, record_id) WHERE r.external_id = \(customerNo)"
+        )[0].decode(0, as: Int.self)
+        #expect(mine == 3)
+        try await owner.query("DELETE FROM itaku.records WHERE external_id = \(customerNo)")
+        let after = try await owner.query("SELECT count(*) FROM itaku.lookup_keys")[0].decode(0, as: Int.self)
+        await owner.shutdown()
+        #expect(after == others - mine)
+    }
 }
