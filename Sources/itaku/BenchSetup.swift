@@ -25,9 +25,7 @@ struct BenchSetup: AsyncParsableCommand {
     static let purpose = "bench-support"
 
     func run() async throws {
-        let (configuration, logger, database) = try await options.runtimeDatabase()
-        let keyring = try Keyring.load(file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: configuration.generateKeyring)
-        do {
+        try await options.withRuntimeDatabase { configuration, logger, database, keyring in
             let url = "http://\(configuration.httpHost):\(configuration.httpPort)"
             let credentials = try await DemoSeeder(database: database, keyring: keyring, logger: logger).seed(url: url)
             let accessLog = try options.accessLog(configuration, database: database, logger: logger)
@@ -58,10 +56,6 @@ struct BenchSetup: AsyncParsableCommand {
             }
             await accessLog.checkpoint()
             try writeFiles(credentials)
-            await database.shutdown()
-        } catch {
-            await database.shutdown()
-            throw error
         }
     }
 

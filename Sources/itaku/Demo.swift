@@ -15,9 +15,7 @@ struct Demo: AsyncParsableCommand {
     var envFile: String?
 
     func run() async throws {
-        let (configuration, logger, database) = try await options.runtimeDatabase()
-        let keyring = try Keyring.load(file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: configuration.generateKeyring)
-        do {
+        try await options.withRuntimeDatabase { configuration, logger, database, keyring in
             let url = "http://\(configuration.httpHost):\(configuration.httpPort)"
             let credentials = try await DemoSeeder(database: database, keyring: keyring, logger: logger).seed(url: url)
             let path = envFile ?? configuration.stateDirectory + "/demo.env"
@@ -25,10 +23,6 @@ struct Demo: AsyncParsableCommand {
                 throw ValidationError("could not write \(path)")
             }
             print("demo credentials written to \(path)")
-            await database.shutdown()
-        } catch {
-            await database.shutdown()
-            throw error
         }
     }
 }

@@ -45,6 +45,21 @@ struct SettingsOptions: ParsableArguments {
 }
 
 extension SettingsOptions {
+    /// Runs `body` with the configuration, a logger, a runtime-role client and the keyring, and
+    /// shuts the client down however `body` ends.
+    func withRuntimeDatabase<T>(_ body: (ItakuConfiguration, Logger, PostgresClient, Keyring) async throws -> T) async throws -> T {
+        let (configuration, logger, database) = try await runtimeDatabase()
+        do {
+            let keyring = try Keyring.load(file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: configuration.generateKeyring)
+            let result = try await body(configuration, logger, database, keyring)
+            await database.shutdown()
+            return result
+        } catch {
+            await database.shutdown()
+            throw error
+        }
+    }
+
     /// A writer for the CLI's own `configure` entries (its own stream; no service running).
     func accessLog(_ configuration: ItakuConfiguration, database: PostgresClient, logger: Logger) throws -> AccessLogWriter {
         let keyring = try Keyring.load(file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: configuration.generateKeyring)
