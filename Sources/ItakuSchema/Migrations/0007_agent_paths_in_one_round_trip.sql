@@ -29,6 +29,8 @@ CREATE TRIGGER records_deleted AFTER DELETE ON itaku.records
 -- A lookup by keyed digest; with an agent and a case, binds the active records found to
 -- (agent, case) until p_until. Bindings need not wait for the disk: one lost in a crash only
 -- means looking the caller up again. The access entry of the lookup is written apart, durably.
+-- Call it on its own statement, outside any transaction block: it turns synchronous_commit off
+-- for the transaction it runs in.
 CREATE FUNCTION itaku.agent_lookup(
     p_tenant uuid, p_dataset uuid, p_kind text, p_digest bytea, p_limit integer,
     p_agent text, p_case text, p_until timestamptz
