@@ -3,6 +3,7 @@
 
   report.py pgbench NAME OUTPUT LOG...   pgbench's output and per-transaction logs -> NAME.json
   report.py latencies NAME FILE          one latency in seconds per line -> NAME.json
+  report.py rate NAME FILE               {"rows", "seconds"} -> NAME.json with rows_per_second
   report.py table DIR RESULTS            every NAME.json of DIR -> printed table and RESULTS
 """
 import json
@@ -36,6 +37,12 @@ def latencies(name, path):
     values = [float(line) * 1000 for line in open(path) if line.strip()]
     write(name, {"queries": len(values), "p50_ms": percentile(values, 50), "p95_ms": percentile(values, 95),
                  "max_ms": max(values)})
+
+
+def rate(name, path):
+    figures = json.load(open(path))
+    figures["rows_per_second"] = round(figures["rows"] / figures["seconds"])
+    write(name, figures)
 
 
 def write(name, figures):
@@ -79,7 +86,7 @@ def table(directory, results_path):
             results["ratios"][f"g1_b0_{conns}"] = ratios["g1_b0"]
             results["ratios"][f"g1_b1_{conns}"] = ratios["g1_b1"]
             print(f"G1/B0 at {conns:>2} connections: {ratios['g1_b0']:.3f}    G1/B1 at {conns:>2} connections: {ratios['g1_b1']:.3f}")
-    search, imported, rss = load("l1"), load("l2"), load("rss")
+    search, imported, alone, rss = load("l1"), load("l2"), load("p2"), load("rss")
     if search:
         results["access_log_search"] = search
         print(f"L1 access-log search, first page, agent + one day, over {settings.get('log_entries', '?')} entries: "
@@ -87,6 +94,10 @@ def table(directory, results_path):
     if imported:
         results["import"] = imported
         print(f"L2 CSV import of {imported['rows']} records: {imported['seconds']:.1f} s, {imported['rows_per_second']:.0f} rows/s")
+    if alone:
+        results["postgresql_alone_import"] = alone
+        print(f"P2 PostgreSQL alone, the same records and lookup keys: {alone['seconds']:.1f} s, {alone['rows_per_second']:.0f} rows/s"
+              + (f" (L2 is {imported['rows_per_second'] / alone['rows_per_second']:.0%} of it)" if imported else ""))
     if rss:
         results["peak_rss_mb"] = rss["peak_rss_mb"]
         print(f"Peak RSS of the Itaku process over the run: {rss['peak_rss_mb']:.0f} MB")
@@ -104,6 +115,8 @@ if __name__ == "__main__":
         pgbench(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif command == "latencies":
         latencies(sys.argv[2], sys.argv[3])
+    elif command == "rate":
+        rate(sys.argv[2], sys.argv[3])
     elif command == "table":
         table(sys.argv[2], sys.argv[3])
     else:
