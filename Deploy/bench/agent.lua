@@ -50,7 +50,7 @@ function done(summary, latency, requests)
   local file = io.open(os.getenv("BENCH_RESULT"), "w")
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
   file:write(string.format(
-    '{"requests":%d,"seconds":%.3f,"rps":%.1f,"p50_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,"non_2xx":%d,"socket_errors":%d}\n',
+    '{"requests":%d,"seconds":%.3f,"rps":%.1f,"p50_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,"failed":%d,"socket_errors":%d}\n',
     summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000, summary.errors.status, errors))
   file:close()

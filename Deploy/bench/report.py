@@ -7,6 +7,7 @@
   report.py table DIR RESULTS            every NAME.json of DIR -> printed table and RESULTS
 """
 import json
+import math
 import os
 import re
 import sys
@@ -16,7 +17,8 @@ def percentile(values, p):
     if not values:
         return 0.0
     values = sorted(values)
-    rank = max(0, min(len(values) - 1, int(round(p / 100 * len(values) + 0.5)) - 1))
+    # Nearest rank: the smallest value with at least p% of the values at or below it.
+    rank = max(0, min(len(values) - 1, math.ceil(p / 100 * len(values)) - 1))
     return values[rank]
 
 

@@ -113,6 +113,9 @@ public final class AccessLogWriter: Service, Sendable {
             }
             do {
                 try await AccessLogStore.insert(chained, on: connection)
+                // Durable whatever ran earlier in the transaction (a statement may have turned
+                // synchronous_commit off for it, as itaku.agent_lookup does).
+                try await connection.query("SET LOCAL synchronous_commit TO on")
                 try await connection.query("COMMIT")
             } catch {
                 abandonStreams()

@@ -64,11 +64,15 @@ public enum Normalization {
         return folded.isEmpty ? nil : folded
     }
 
-    /// `text` without leading and trailing white space.
+    /// `text` without leading and trailing spaces: tab and the space separators (Zs: ASCII and
+    /// ideographic spaces among them), as Foundation's `.whitespaces`; line breaks are kept.
     static func trimmed(_ text: String) -> String {
-        guard let first = text.firstIndex(where: { !$0.isWhitespace }) else { return "" }
-        let last = text.lastIndex(where: { !$0.isWhitespace })!
-        return first == text.startIndex && last == text.index(before: text.endIndex) ? text : String(text[first...last])
+        func isSpace(_ scalar: Unicode.Scalar) -> Bool { scalar == "\t" || scalar.properties.generalCategory == .spaceSeparator }
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !isSpace($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !isSpace($0) })!
+        if first == scalars.startIndex && last == scalars.index(before: scalars.endIndex) { return text }
+        return String(String.UnicodeScalarView(scalars[first...last]))
     }
 
     /// Whether `text` is a valid 12-digit individual number (マイナンバー) with its check digit.

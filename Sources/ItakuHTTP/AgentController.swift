@@ -163,7 +163,7 @@ struct AgentController: Sendable {
                 try await RegistryStore.setTenant(tenant.id, on: connection)
                 let current = try await connection.query(
                     """
-                    SELECT status, coalesce(expires_at < now(), false), fields FROM itaku.records
+                    SELECT status, coalesce(expires_at < now(), false) FROM itaku.records
                     WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID) FOR UPDATE
                     """
                 )
@@ -192,30 +192,25 @@ struct AgentController: Sendable {
                 )
                 let externalID: String = try updated[0].decode(0)
                 let document = try updated[0].decode(1, as: PostgresJSON.self).text
-                // The lookup index follows the record: keys of the old values that are gone are
-                // removed, keys of the new values added (each by its primary key).
-                let before = try Self.lookupKeys(of: row?.decode(2, as: PostgresJSON.self).text, schema: dataset.schema, digester: digester)
-                let after = try Self.lookupKeys(of: document, schema: dataset.schema, digester: digester)
-                let removed = before.subtracting(after), added = after.subtracting(before)
-                if !removed.isEmpty {
-                    try await connection.query(
-                        """
-                        DELETE FROM itaku.lookup_keys k USING unnest(\(removed.map(\.kind))::text[], \(removed.map(\.digest))::text[]) AS t(kind, digest)
-                        WHERE k.tenant_id = \(tenant.id) AND k.dataset_id = \(dataset.id) AND k.kind = t.kind
-                          AND k.digest = decode(t.digest, 'hex') AND k.record_id = \(recordID)
-                        """
-                    )
-                }
-                if !added.isEmpty {
-                    try await connection.query(
-                        """
-                        INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
-                        SELECT \(tenant.id), \(dataset.id), kind, decode(digest, 'hex'), \(recordID)
-                        FROM unnest(\(added.map(\.kind))::text[], \(added.map(\.digest))::text[]) AS t(kind, digest)
-                        ON CONFLICT DO NOTHING
-                        """
-                    )
-                }
+                // The lookup index follows the record: every key of it that its new values do not
+                // give is removed (whatever normalisation made it), and theirs are added.
+                let keys = Array(Self.lookupKeys(of: document, schema: dataset.schema, digester: digester))
+                let (kinds, digests) = (keys.map(\.kind), keys.map(\.digest))
+                try await connection.query(
+                    """
+                    DELETE FROM itaku.lookup_keys
+                    WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
+                      AND (kind, encode(digest, 'hex')) NOT IN (SELECT * FROM unnest(\(kinds)::text[], \(digests)::text[]))
+                    """
+                )
+                try await connection.query(
+                    """
+                    INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
+                    SELECT \(tenant.id), \(dataset.id), kind, decode(digest, 'hex'), \(recordID)
+                    FROM unnest(\(kinds)::text[], \(digests)::text[]) AS t(kind, digest)
+                    ON CONFLICT DO NOTHING
+                    """
+                )
                 entry.subjectDigests = [digester.subjectDigest(externalID: externalID)]
                 // The change and its entry commit together, or neither does.
                 return try await accessLog.commit(with: [entry], on: connection)[0]
@@ -233,8 +228,7 @@ struct AgentController: Sendable {
     }
 
     /// The lookup keys of a record's stored document (hex digests).
-    static func lookupKeys(of document: String?, schema: DatasetSchema, digester: LookupDigester) throws -> Set<LookupKey> {
-        guard let document else { return [] }
+    static func lookupKeys(of document: String, schema: DatasetSchema, digester: LookupDigester) -> Set<LookupKey> {
         let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
         var keys: Set<LookupKey> = []
         for field in schema.fields {
@@ -346,8 +340,8 @@ struct AgentController: Sendable {
         return decision
     }
 
-    /// Withholds suspended and expired records, transforms the rest, binds them to the case,
-    /// and answers once the entry is durably committed.
+    /// Withholds suspended and expired records, transforms the rest, and answers once the entry
+    /// is durably committed. (A lookup bound its records to the case in the same round trip.)
     private func answer(
         _ rows: PostgresRows, decision: Decision, entry: AccessEntry, tenant: Tenant, schema: DatasetSchema, access: AccessRequest
     ) async throws -> Response {

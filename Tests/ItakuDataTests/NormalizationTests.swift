@@ -59,8 +59,9 @@ struct LookupDigestTests {
         #expect(LookupDigester(key: SymmetricKey(size: .bits256)).digest(normalized: "x", kind: .exact) != digester.digest(normalized: "x", kind: .exact))
     }
 
-    @Test("surrounding white space, ASCII or ideographic, does not change a value", arguments: [
-        ("  C000042 ", "C000042"), ("\u{3000}C000042\u{3000}", "C000042"), ("C 42", "C 42"), ("　", nil),
+    @Test("surrounding spaces and tabs, ASCII or ideographic, do not change a value; line breaks do", arguments: [
+        ("  C000042 ", "C000042"), ("\u{3000}C000042\u{3000}", "C000042"), ("\tC000042\t", "C000042"), ("C 42", "C 42"), ("　", nil),
+        ("C000042\n", "C000042\n"), ("\u{2028}C000042", "\u{2028}C000042"),
     ])
     func trimming(text: String, expected: String?) {
         #expect(Normalization.exact(text) == expected)

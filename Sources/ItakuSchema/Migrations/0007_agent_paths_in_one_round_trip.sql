@@ -3,14 +3,20 @@
 -- Lookup keys are written only by Itaku, in the same transaction as their record, and the
 -- runtime role cannot delete records. The foreign key to records checked every key one by one
 -- (three keys a record: most of an import's time) and, with its plan made while the table was
--- small, went quadratic on a fresh installation. What it cascaded, a trigger now does.
+-- small, went quadratic on a fresh installation. What it cascaded, triggers now do; what it
+-- protected, the record's key columns, the runtime role may no longer update.
 ALTER TABLE itaku.lookup_keys DROP CONSTRAINT lookup_keys_tenant_id_dataset_id_record_id_fkey;
+REVOKE UPDATE ON itaku.records FROM itaku_runtime;
+GRANT UPDATE (fields, updated_at) ON itaku.records TO itaku_runtime;
 
 -- The lookup index leads with the digest. Digests are random, so a search or an insert is
 -- decided by the first column compared, where the old order compared tenant, dataset and kind
 -- (equal for every key of a dataset) first, at every level of the tree.
 ALTER TABLE itaku.lookup_keys DROP CONSTRAINT lookup_keys_pkey;
 ALTER TABLE itaku.lookup_keys ADD PRIMARY KEY (digest, kind, dataset_id, tenant_id, record_id);
+-- A record's keys, for updates (which replace all of them) and deletions. Record ids are
+-- time-ordered, so an import appends to this index rather than scattering over it.
+CREATE INDEX lookup_keys_record ON itaku.lookup_keys (tenant_id, dataset_id, record_id);
 
 CREATE FUNCTION itaku.records_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -22,6 +28,15 @@ $$;
 CREATE TRIGGER records_deleted AFTER DELETE ON itaku.records
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION itaku.records_deleted();
 
+CREATE FUNCTION itaku.records_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE itaku.lookup_keys;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER records_truncated AFTER TRUNCATE ON itaku.records
+    FOR EACH STATEMENT EXECUTE FUNCTION itaku.records_truncated();
+
 -- The functions below run as the caller (SECURITY INVOKER): row-level security applies to
 -- every row they touch. Each sets the tenant for its own statement's transaction first, so an
 -- agent request costs one round trip where BEGIN, set_config, query and COMMIT cost four.
@@ -29,8 +44,9 @@ CREATE TRIGGER records_deleted AFTER DELETE ON itaku.records
 -- A lookup by keyed digest; with an agent and a case, binds the active records found to
 -- (agent, case) until p_until. Bindings need not wait for the disk: one lost in a crash only
 -- means looking the caller up again. The access entry of the lookup is written apart, durably.
--- Call it on its own statement, outside any transaction block: it turns synchronous_commit off
--- for the transaction it runs in.
+-- It turns synchronous_commit off for the transaction it runs in: call it as a statement of its
+-- own. (Access entries committed with a change set it back on before their COMMIT, whatever ran
+-- before them in the transaction: AccessLogWriter.commit(with:on:).)
 CREATE FUNCTION itaku.agent_lookup(
     p_tenant uuid, p_dataset uuid, p_kind text, p_digest bytea, p_limit integer,
     p_agent text, p_case text, p_until timestamptz
