@@ -192,25 +192,26 @@ struct AgentController: Sendable {
                 )
                 let externalID: String = try updated[0].decode(0)
                 let document = try updated[0].decode(1, as: PostgresJSON.self).text
-                // The lookup index follows the record: every key of it that its new values do not
-                // give is removed (whatever normalisation made it), and theirs are added.
-                let keys = Array(Self.lookupKeys(of: document, schema: dataset.schema, digester: digester))
-                let (kinds, digests) = (keys.map(\.kind), keys.map(\.digest))
-                try await connection.query(
-                    """
-                    DELETE FROM itaku.lookup_keys
-                    WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
-                      AND (kind, encode(digest, 'hex')) NOT IN (SELECT * FROM unnest(\(kinds)::text[], \(digests)::text[]))
-                    """
-                )
-                try await connection.query(
-                    """
-                    INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
-                    SELECT \(tenant.id), \(dataset.id), kind, decode(digest, 'hex'), \(recordID)
-                    FROM unnest(\(kinds)::text[], \(digests)::text[]) AS t(kind, digest)
-                    ON CONFLICT DO NOTHING
-                    """
-                )
+                // When a lookup field changed, the lookup index follows: every key of the record
+                // that its new values do not give is removed (whatever normalisation made it), and
+                // theirs are added, in one statement.
+                if access.updating.contains(where: { dataset.schema.field($0)?.lookup != nil }) {
+                    let keys = Array(Self.lookupKeys(of: document, schema: dataset.schema, digester: digester))
+                    let (kinds, digests) = (keys.map(\.kind), keys.map(\.digest))
+                    try await connection.query(
+                        """
+                        WITH new AS (SELECT * FROM unnest(\(kinds)::text[], \(digests)::text[]) AS t(kind, digest)),
+                        gone AS (
+                            DELETE FROM itaku.lookup_keys
+                            WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
+                              AND (kind, encode(digest, 'hex')) NOT IN (SELECT kind, digest FROM new)
+                        )
+                        INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
+                        SELECT \(tenant.id), \(dataset.id), kind, decode(digest, 'hex'), \(recordID) FROM new
+                        ON CONFLICT DO NOTHING
+                        """
+                    )
+                }
                 entry.subjectDigests = [digester.subjectDigest(externalID: externalID)]
                 // The change and its entry commit together, or neither does.
                 return try await accessLog.commit(with: [entry], on: connection)[0]
