@@ -5,7 +5,7 @@
 -- (three keys a record: most of an import's time) and, with its plan made while the table was
 -- small, went quadratic on a fresh installation. What it cascaded, triggers now do; what it
 -- protected, the record's key columns, the runtime role may no longer update.
-ALTER TABLE itaku.lookup_keys DROP CONSTRAINT lookup_keys_tenant_id_dataset_id_record_id_fkey;
+ALTER TABLE itaku.lookup_keys DROP CONSTRAINT IF EXISTS lookup_keys_tenant_id_dataset_id_record_id_fkey;
 REVOKE UPDATE ON itaku.records FROM itaku_runtime;
 GRANT UPDATE (fields, updated_at) ON itaku.records TO itaku_runtime;
 
