@@ -34,6 +34,19 @@ public struct LookupDigester: Sendable {
         mac(kind.rawValue + ":" + normalized)
     }
 
+    /// A record's lookup keys: the kind and hex digest of each lookup field's valid value, each
+    /// key once. Imports and updates write exactly these.
+    public func lookupKeys(of values: [String: String], schema: DatasetSchema) -> [(kind: String, digest: String)] {
+        var keys: [(kind: String, digest: String)] = []
+        var seen: Set<String> = []
+        for field in schema.fields {
+            guard let kind = field.lookup, let value = values[field.name], let normalized = Self.normalize(value, as: kind) else { continue }
+            let digest = Self.hex(digest(normalized: normalized, kind: kind))
+            if seen.insert(kind.rawValue + ":" + digest).inserted { keys.append((kind.rawValue, digest)) }
+        }
+        return keys
+    }
+
     /// The subject digest of a record: what the access log stores instead of the client's record
     /// key, so that "every access to this customer" can be searched without the key in the log.
     public func subjectDigest(externalID: String) -> String {

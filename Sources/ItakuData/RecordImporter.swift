@@ -67,12 +67,9 @@ public struct RecordImporter: Sendable {
             recordIDs.append(recordID)
             externalIDs.append(key)
             documents.append(Self.json(values, order: schema.fields))
-            for field in schema.fields {
-                guard let kind = field.lookup, let value = values[field.name], !value.isEmpty,
-                    let normalized = LookupDigester.normalize(value, as: kind)
-                else { continue }
-                lookupKinds.append(kind.rawValue)
-                lookupDigests.append(LookupDigester.hex(importer.digester.digest(normalized: normalized, kind: kind)))
+            for key in importer.digester.lookupKeys(of: values, schema: schema) {
+                lookupKinds.append(key.kind)
+                lookupDigests.append(key.digest)
                 lookupRecords.append(recordID)
             }
             count += 1

@@ -196,7 +196,8 @@ struct AgentController: Sendable {
                 // that its new values do not give is removed (whatever normalisation made it), and
                 // theirs are added, in one statement.
                 if access.updating.contains(where: { dataset.schema.field($0)?.lookup != nil }) {
-                    let keys = Array(Self.lookupKeys(of: document, schema: dataset.schema, digester: digester))
+                    let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
+                    let keys = digester.lookupKeys(of: values, schema: dataset.schema)
                     let (kinds, digests) = (keys.map(\.kind), keys.map(\.digest))
                     try await connection.query(
                         """
@@ -221,22 +222,6 @@ struct AgentController: Sendable {
             }
         }
         return try admin.json(Updated(access_id: written.id.uuidString.lowercased(), record_id: recordID.uuidString.lowercased(), updated: access.updating))
-    }
-
-    struct LookupKey: Hashable {
-        var kind: String
-        var digest: String
-    }
-
-    /// The lookup keys of a record's stored document (hex digests).
-    static func lookupKeys(of document: String, schema: DatasetSchema, digester: LookupDigester) -> Set<LookupKey> {
-        let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
-        var keys: Set<LookupKey> = []
-        for field in schema.fields {
-            guard let kind = field.lookup, let value = values[field.name], let normalized = LookupDigester.normalize(value, as: kind) else { continue }
-            keys.insert(LookupKey(kind: kind.rawValue, digest: LookupDigester.hex(digester.digest(normalized: normalized, kind: kind))))
-        }
-        return keys
     }
 
     // MARK: Shared steps
