@@ -27,7 +27,8 @@ extension AccessEntry {
         ]
         if let chain {
             pairs += [("stream", text(chain.stream)), ("seq", String(chain.seq)),
-                      ("prev_hash", text(Self.hex(chain.previousHash))), ("hash", text(Self.hex(chain.hash)))]
+                      ("prev_hash", text(Self.hex(chain.previousHash))), ("hash", text(Self.hex(chain.hash))),
+                      ("seal", text(chain.seal.map(Self.hex)))]
         }
         return "{" + pairs.map { JSONText.string($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"
     }

@@ -66,8 +66,16 @@ public enum AccessLogStore {
         entry_id, occurred_at, tenant_id, actor_role, actor_key_id, integration_id, agent, agent_verified,
         purpose_key, purpose_version, case_ref, operation, dataset, target, version_before, version_after,
         lookup_kind, lookup_digest, record_ids, subject_digests, fields, decision, reason, rows_returned,
-        request_id, client_address, stream, seq, prev_hash, hash
+        request_id, client_address, stream, seq, prev_hash, hash, seal
         """
+
+    /// Whether every value of the entry can be stored: text without NUL, times PostgreSQL holds.
+    /// Checked before an entry joins a batch, so one bad entry cannot fail the others.
+    public static func isStorable(_ entry: AccessEntry) -> Bool {
+        var binds = PostgresBindings(capacity: 31)
+        bind(entry, into: &binds)
+        return binds.encodingError == nil
+    }
 
     /// Inserts one entry on a connection the caller holds, unchained, in the caller's transaction.
     public static func insert(_ entry: AccessEntry, on connection: PostgresConnection) async throws {
@@ -78,13 +86,13 @@ public enum AccessLogStore {
     /// of rows; every value is a bound parameter.
     public static func insert(_ entries: [AccessEntry], on connection: PostgresConnection) async throws {
         guard !entries.isEmpty else { return }
-        var binds = PostgresBindings(capacity: entries.count * 30)
+        var binds = PostgresBindings(capacity: entries.count * 31)
         var rows: [String] = []
         rows.reserveCapacity(entries.count)
         for entry in entries {
             let first = binds.count + 1
             bind(entry, into: &binds)
-            let placeholders = (first..<first + 30).map { n -> String in
+            let placeholders = (first..<first + 31).map { n -> String in
                 switch n - first {
                 case 18: "$\(n)::uuid[]"
                 default: "$\(n)"
@@ -97,7 +105,7 @@ public enum AccessLogStore {
         )
     }
 
-    private static func bind(_ entry: AccessEntry, into binds: inout PostgresBindings) {
+    static func bind(_ entry: AccessEntry, into binds: inout PostgresBindings) {
         func optional<T: PostgresEncodable>(_ value: T?, _ type: PostgresType) {
             if let value { binds.append(value) } else { binds.appendNull(type) }
         }
@@ -113,13 +121,13 @@ public enum AccessLogStore {
         optional(entry.agent, .text)
         optional(entry.agentVerified, .bool)
         optional(entry.purposeKey, .text)
-        optional(entry.purposeVersion.map(Int32.init), .int4)
+        optional(entry.purposeVersion.map { Int32(clamping: $0) }, .int4)
         optional(entry.caseRef, .text)
         binds.append(entry.operation.rawValue)
         optional(entry.dataset, .text)
         optional(entry.target, .text)
-        optional(entry.versionBefore.map(Int32.init), .int4)
-        optional(entry.versionAfter.map(Int32.init), .int4)
+        optional(entry.versionBefore.map { Int32(clamping: $0) }, .int4)
+        optional(entry.versionAfter.map { Int32(clamping: $0) }, .int4)
         optional(entry.lookupKind, .text)
         optional(entry.lookupDigest.map(PostgresBytes.init), .bytea)
         binds.append(entry.recordIDs.map { $0.uuidString.lowercased() })
@@ -127,13 +135,14 @@ public enum AccessLogStore {
         optional(fields, .jsonb)
         binds.append(entry.decision.rawValue)
         binds.append(entry.reason)
-        binds.append(Int32(entry.rowsReturned))
+        binds.append(Int32(clamping: entry.rowsReturned))
         optional(entry.requestID, .text)
         optional(entry.clientAddress, .text)
         optional(entry.chain?.stream, .text)
         optional(entry.chain?.seq, .int8)
         optional(entry.chain.map { PostgresBytes($0.previousHash) }, .bytea)
         optional(entry.chain.map { PostgresBytes($0.hash) }, .bytea)
+        optional(entry.chain?.seal.map(PostgresBytes.init), .bytea)
     }
 
     /// Reads an entry back from a row selected with `columns`.
@@ -175,7 +184,8 @@ public enum AccessLogStore {
             entry.chain = ChainLink(
                 stream: stream, seq: seq,
                 previousHash: try row.decode(28, as: PostgresBytes?.self)?.bytes ?? [],
-                hash: try row.decode(29, as: PostgresBytes?.self)?.bytes ?? []
+                hash: try row.decode(29, as: PostgresBytes?.self)?.bytes ?? [],
+                seal: try row.decode(30, as: PostgresBytes?.self)?.bytes
             )
         }
         return entry
@@ -195,16 +205,35 @@ public enum AccessLogStore {
         }
     }
 
+    /// Every checkpoint the connection's role may see (the reader role: all of them).
     public static func checkpoints(on connection: PostgresConnection) async throws -> [Checkpoint] {
-        try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
-        return try await connection.query(
+        try await connection.query(
             "SELECT checkpoint_id, created_at, stream, tenant_id, seq, hash, key_id, signature FROM itaku.access_log_checkpoints ORDER BY stream, seq"
-        ).map { row in
-            Checkpoint(
-                id: try row.decode(0), createdAt: try row.decode(1), stream: try row.decode(2), tenantID: try row.decode(3),
-                seq: try row.decode(4), hash: try row.decode(5, as: PostgresBytes.self).bytes, keyID: try row.decode(6),
-                signature: try row.decode(7, as: PostgresBytes.self).bytes
-            )
-        }
+        ).map(checkpoint)
+    }
+
+    /// One page of checkpoints, newest first, after `cursor` (created_at, id), under the
+    /// connection's row-level security; and the cursor of the next page when there may be one.
+    public static func checkpoints(
+        after cursor: AccessLogQuery.Cursor?, limit: Int, on connection: PostgresConnection
+    ) async throws -> ([Checkpoint], AccessLogQuery.Cursor?) {
+        let rows = try await connection.query(
+            """
+            SELECT checkpoint_id, created_at, stream, tenant_id, seq, hash, key_id, signature FROM itaku.access_log_checkpoints
+            WHERE \(cursor == nil) OR (created_at, checkpoint_id) < (\(cursor?.occurredAt), \(cursor?.entryID))
+            ORDER BY created_at DESC, checkpoint_id DESC LIMIT \(limit + 1)
+            """
+        )
+        let page = try rows.prefix(limit).map(checkpoint)
+        let next = rows.count > limit ? page.last.map { AccessLogQuery.Cursor(occurredAt: $0.createdAt, entryID: $0.id) } : nil
+        return (page, next)
+    }
+
+    private static func checkpoint(_ row: PostgresRow) throws -> Checkpoint {
+        Checkpoint(
+            id: try row.decode(0), createdAt: try row.decode(1), stream: try row.decode(2), tenantID: try row.decode(3),
+            seq: try row.decode(4), hash: try row.decode(5, as: PostgresBytes.self).bytes, keyID: try row.decode(6),
+            signature: try row.decode(7, as: PostgresBytes.self).bytes
+        )
     }
 }

@@ -42,7 +42,10 @@ public struct AccessLogQuery: Sendable {
             let base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
             guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else { return nil }
             let parts = text.split(separator: ":")
-            guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else { return nil }
+            // A cursor names a time Itaku could have written: 1970 to 9999, to the microsecond.
+            guard parts.count == 2, let micros = Int64(parts[0]), (0...253_402_300_799_999_999).contains(micros),
+                let id = UUID(uuidString: String(parts[1]))
+            else { return nil }
             self.occurredAt = Date(timeIntervalSince1970: Double(micros) / 1_000_000)
             self.entryID = id
         }

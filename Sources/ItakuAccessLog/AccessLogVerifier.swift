@@ -2,15 +2,20 @@ import Crypto
 import Foundation
 import ItakuPostgres
 
-/// Checks every chain and every checkpoint of the access log with the checkpoint public key
-/// alone, and names the first bad entry of each stream.
+/// Checks every chain, seal and checkpoint of the access log with the checkpoint public key
+/// alone, and names every problem of each stream (up to `maxProblems` a stream).
+///
+/// An entry is verified when its chain leads to a valid seal or checkpoint: a stream whose
+/// newest entries are covered by neither (`unsealed_tail`) was extended by someone who does not
+/// hold the key (the gateway seals the last entry of every write in the same transaction).
 public struct AccessLogVerifier: Sendable {
     public struct Finding: Sendable, Equatable, Encodable {
         /// `entry_altered` (content differs from its hash), `chain_broken` (an entry's previous
         /// hash is not its predecessor's: inserted or reordered), `entries_missing` (a sequence
         /// gap: deleted), `sequence_duplicated`, `truncated` (a checkpoint names entries that are
         /// gone), `checkpoint_mismatch` (the chain was recomputed), `checkpoint_signature_invalid`,
-        /// `unchained_entry` (an entry outside every chain).
+        /// `seal_invalid` (a seal that the key did not make), `unsealed_tail` (entries after the
+        /// last seal or checkpoint: unverified), `unchained_entry` (an entry outside every chain).
         public var problem: String
         public var seq: Int64?
         public var entryID: UUID?
@@ -25,16 +30,23 @@ public struct AccessLogVerifier: Sendable {
         public var stream: String
         public var entries: Int
         public var checkpoints: Int
+        /// The highest sequence number a valid seal or checkpoint covers (0: none).
+        public var verifiedThrough: Int64
         public var firstProblem: Finding?
+        public var problems: [Finding]
 
         enum CodingKeys: String, CodingKey {
-            case stream, entries, checkpoints
+            case stream, entries, checkpoints, problems
+            case verifiedThrough = "verified_through"
             case firstProblem = "first_problem"
         }
     }
 
     public struct Report: Sendable, Encodable {
+        /// No problem found, and every stream read to its end.
         public var clean: Bool
+        /// False when the time bound ended the walk first: what was read is reported.
+        public var complete: Bool
         public var entries: Int
         public var checkpoints: Int
         public var streams: [StreamReport]
@@ -42,30 +54,42 @@ public struct AccessLogVerifier: Sendable {
         public var unchained: [Finding]
     }
 
+    public static let maxProblems = 100
+
     let publicKey: Curve25519.Signing.PublicKey
     var pageSize = 5_000
+    /// How long a verification may take before it reports what it has (`complete: false`).
+    public var timeLimit: Duration?
 
-    public init(publicKey: Curve25519.Signing.PublicKey) {
+    public init(publicKey: Curve25519.Signing.PublicKey, timeLimit: Duration? = nil) {
         self.publicKey = publicKey
+        self.timeLimit = timeLimit
     }
 
+    /// Verifies the whole log, read through `database`: a client of the reader role
+    /// (`itaku_reader`), the only role that sees every tenant's entries.
     public func verify(_ database: PostgresClient) async throws -> Report {
+        let deadline = timeLimit.map { ContinuousClock.now + $0 }
         let checkpoints = try await database.withTransaction { try await AccessLogStore.checkpoints(on: $0) }
         let byStream = Dictionary(grouping: checkpoints, by: \.stream)
         var streams: [String: StreamState] = [:]
         var total = 0
-        var unchained: [Finding] = []
+        var complete = true
         var after: (stream: String, seq: Int64, id: UUID)? = nil
-        // Keyset pages in (stream, seq) order: constant memory however long the log.
+        // Keyset pages in (stream, seq, id) order: constant memory however long the log, and a
+        // cursor taken from every row read, so each page starts past the last.
         while true {
+            if let deadline, ContinuousClock.now >= deadline {
+                complete = false
+                break
+            }
             let cursor = after
             let rows = try await database.withTransaction { connection in
-                try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
                 return try await connection.query(
                     PostgresQuery(
                         unsafeSQL: """
                             SELECT \(AccessLogStore.columns) FROM itaku.access_log
-                            WHERE stream IS NOT NULL AND (stream, seq, entry_id) > ($1, $2, $3)
+                            WHERE (stream, seq, entry_id) > ($1, $2, $3)
                             ORDER BY stream, seq, entry_id LIMIT \(pageSize)
                             """,
                         binds: Self.binds(cursor?.stream ?? "", cursor?.seq ?? Int64.min, cursor?.id ?? UUID(uuid: (0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0)))
@@ -76,26 +100,26 @@ public struct AccessLogVerifier: Sendable {
                 let entry = try AccessLogStore.entry(row)
                 guard let link = entry.chain else { continue }
                 total += 1
-                streams[link.stream, default: StreamState(wanted: Set((byStream[link.stream] ?? []).map(\.seq)))].check(entry, link)
+                streams[link.stream, default: StreamState(wanted: Set((byStream[link.stream] ?? []).map(\.seq)))]
+                    .check(entry, link, publicKey: publicKey)
                 after = (link.stream, link.seq, entry.id)
             }
             if rows.count < pageSize { break }
         }
-        let loose = try await database.withTransaction { connection in
-            try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
-            return try await connection.query("SELECT entry_id FROM itaku.access_log WHERE stream IS NULL OR seq IS NULL LIMIT 100")
-        }
-        for row in loose { unchained.append(Finding(problem: "unchained_entry", seq: nil, entryID: try row.decode(0))) }
 
         var reports: [StreamReport] = []
         for name in Set(streams.keys).union(byStream.keys).sorted() {
             var state = streams[name] ?? StreamState(wanted: [])
-            for checkpoint in byStream[name] ?? [] { state.check(checkpoint, publicKey: publicKey) }
-            reports.append(StreamReport(stream: name, entries: state.count, checkpoints: byStream[name]?.count ?? 0, firstProblem: state.problem))
+            for checkpoint in byStream[name] ?? [] { state.check(checkpoint, publicKey: publicKey, complete: complete) }
+            if complete { state.finish() }
+            reports.append(StreamReport(
+                stream: name, entries: state.count, checkpoints: byStream[name]?.count ?? 0, verifiedThrough: state.covered,
+                firstProblem: state.problems.first, problems: state.problems
+            ))
         }
         return Report(
-            clean: unchained.isEmpty && reports.allSatisfy { $0.firstProblem == nil }, entries: total,
-            checkpoints: checkpoints.count, streams: reports, unchained: unchained
+            clean: complete && reports.allSatisfy { $0.problems.isEmpty }, complete: complete, entries: total,
+            checkpoints: checkpoints.count, streams: reports, unchained: []
         )
     }
 
@@ -107,46 +131,79 @@ public struct AccessLogVerifier: Sendable {
         return binds
     }
 
-    /// One stream's walk: expected sequence, previous hash, and the hash at each sequence
-    /// number (for checkpoints) kept only as far as needed.
+    /// One stream's walk: expected sequence, previous hash, coverage by seals and checkpoints,
+    /// and the hash at each sequence number that a checkpoint names.
     struct StreamState {
         var count = 0
         var expectedSeq: Int64 = 1
         var previous = ChainLink.genesis
+        var last: (seq: Int64, id: UUID)?
+        /// The highest sequence number covered by a valid seal or matching checkpoint.
+        var covered: Int64 = 0
         /// Sequence numbers that checkpoints name: only their hashes are kept.
         var wanted: Set<Int64>
         var hashes: [Int64: [UInt8]] = [:]
-        var problem: Finding?
+        var problems: [Finding] = []
 
         init(wanted: Set<Int64>) {
             self.wanted = wanted
         }
 
-        mutating func check(_ entry: AccessEntry, _ link: ChainLink) {
-            count += 1
-            if wanted.contains(link.seq) { hashes[link.seq] = link.hash }
-            guard problem == nil else { return }
-            if link.seq < expectedSeq {
-                problem = Finding(problem: "sequence_duplicated", seq: link.seq, entryID: entry.id)
-            } else if link.seq > expectedSeq {
-                problem = Finding(problem: "entries_missing", seq: expectedSeq, entryID: entry.id)
-            } else if AccessEntry.chainHash(previous: link.previousHash, canonical: entry.canonicalBytes(stream: link.stream, seq: link.seq)) != link.hash {
-                problem = Finding(problem: "entry_altered", seq: link.seq, entryID: entry.id)
-            } else if link.previousHash != previous {
-                problem = Finding(problem: "chain_broken", seq: link.seq, entryID: entry.id)
-            }
-            previous = link.hash
-            expectedSeq = link.seq + 1
+        mutating func report(_ problem: String, seq: Int64?, entryID: UUID?) {
+            guard problems.count < AccessLogVerifier.maxProblems else { return }
+            problems.append(Finding(problem: problem, seq: seq, entryID: entryID))
         }
 
-        mutating func check(_ checkpoint: Checkpoint, publicKey: Curve25519.Signing.PublicKey) {
-            guard problem == nil else { return }
+        mutating func check(_ entry: AccessEntry, _ link: ChainLink, publicKey: Curve25519.Signing.PublicKey) {
+            count += 1
+            if wanted.contains(link.seq) { hashes[link.seq] = link.hash }
+            let intact = AccessEntry.chainHash(
+                previous: link.previousHash, canonical: entry.canonicalBytes(stream: link.stream, seq: link.seq)
+            ) == link.hash
+            if link.seq < expectedSeq {
+                report("sequence_duplicated", seq: link.seq, entryID: entry.id)
+            } else if link.seq > expectedSeq {
+                report("entries_missing", seq: expectedSeq, entryID: entry.id)
+            }
+            if !intact {
+                report("entry_altered", seq: link.seq, entryID: entry.id)
+            } else if link.seq >= expectedSeq && link.previousHash != previous {
+                report("chain_broken", seq: link.seq, entryID: entry.id)
+            }
+            if link.seal != nil {
+                if !link.isSealValid(publicKey: publicKey) {
+                    report("seal_invalid", seq: link.seq, entryID: entry.id)
+                } else if intact {
+                    covered = max(covered, link.seq)
+                }
+            }
+            // A duplicate does not move the walk back: what follows is compared with the
+            // highest entry read so far.
+            if link.seq >= expectedSeq {
+                previous = link.hash
+                expectedSeq = link.seq + 1
+                last = (link.seq, entry.id)
+            }
+        }
+
+        mutating func check(_ checkpoint: Checkpoint, publicKey: Curve25519.Signing.PublicKey, complete: Bool) {
             if !checkpoint.isValid(publicKey: publicKey) {
-                problem = Finding(problem: "checkpoint_signature_invalid", seq: checkpoint.seq, entryID: nil)
+                report("checkpoint_signature_invalid", seq: checkpoint.seq, entryID: nil)
             } else if let hash = hashes[checkpoint.seq] {
-                if hash != checkpoint.hash { problem = Finding(problem: "checkpoint_mismatch", seq: checkpoint.seq, entryID: nil) }
-            } else {
-                problem = Finding(problem: "truncated", seq: checkpoint.seq, entryID: nil)
+                if hash == checkpoint.hash {
+                    covered = max(covered, checkpoint.seq)
+                } else {
+                    report("checkpoint_mismatch", seq: checkpoint.seq, entryID: nil)
+                }
+            } else if complete {
+                report("truncated", seq: checkpoint.seq, entryID: nil)
+            }
+        }
+
+        /// At the end of the stream: entries past the last seal or checkpoint are unverified.
+        mutating func finish() {
+            if let last, last.seq > covered {
+                report("unsealed_tail", seq: covered + 1, entryID: last.id)
             }
         }
     }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import ItakuCore
 import ItakuPostgres
@@ -10,6 +11,10 @@ public enum AccessLogError: Error, Sendable, Equatable {
     case overloaded
     /// The writer is not running (shutting down).
     case unavailable
+    /// The entry was not written: the database failed, or refused this entry (alone).
+    case writeFailed
+    /// The entry holds a value no column can store (text with NUL): refused before writing.
+    case unstorable
 }
 
 /// Writes access entries with group commit, fail-closed, chained per stream.
@@ -17,12 +22,18 @@ public enum AccessLogError: Error, Sendable, Equatable {
 /// Callers `append` an entry and wait until the batch holding it is durably committed
 /// (`synchronous_commit` is on for every pooled connection). Entries that arrive while a batch
 /// is being written form the next batch: one multi-row INSERT and one commit for all of them.
-/// If the write fails, every caller of that batch gets the error (and answers 503 with no
-/// data); the chain heads stay where they were. A caller whose client disconnects still waits:
+/// The last entry of each stream in a batch carries a seal (the checkpoint key's signature of
+/// its position and hash), committed with it: every committed entry is covered by a signature.
+///
+/// If the database refuses a batch, the batch is split in halves and written again, until the
+/// entry it refuses is alone: that one caller gets `writeFailed` (503, no data), the others are
+/// written. If the connection fails, the outcome is unknown: every caller of the batch gets the
+/// error, and later entries start fresh streams. A caller whose client disconnects still waits:
 /// the write itself belongs to the writer's task and is never cancelled half-way.
 ///
 /// Streams are per process and tenant (`instance/boot/tenant`), so instances never contend for
-/// a chain head; checkpoints sign every stream's head every few seconds and at shutdown.
+/// a chain head; checkpoints sign every stream's head every few seconds and at shutdown. Heads of
+/// abandoned streams are dropped once checkpointed, so the map holds one head per tenant.
 public final class AccessLogWriter: Service, Sendable {
     public struct Configuration: Sendable {
         public var maxBatch = 500
@@ -80,6 +91,7 @@ public final class AccessLogWriter: Service, Sendable {
     public func append(_ entry: AccessEntry) async throws -> AccessEntry {
         var entry = entry
         entry.occurredAt = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(entry.occurredAt)) / 1_000_000)
+        guard AccessLogStore.isStorable(entry) else { throw AccessLogError.unstorable }
         let prepared = entry
         return try await withCheckedThrowingContinuation { continuation in
             let error: AccessLogError? = state.withLock { state in
@@ -102,6 +114,7 @@ public final class AccessLogWriter: Service, Sendable {
             entry.occurredAt = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(entry.occurredAt)) / 1_000_000)
             return entry
         }
+        guard prepared.allSatisfy(AccessLogStore.isStorable) else { throw AccessLogError.unstorable }
         return try await transactional.withLock {
             var heads = state.withLock { $0.heads }
             var chained: [AccessEntry] = []
@@ -111,13 +124,19 @@ public final class AccessLogWriter: Service, Sendable {
                 heads[stream] = Head(seq: entry.chain!.seq, hash: entry.chain!.hash, tenantID: entry.tenantID)
                 chained.append(entry)
             }
+            seal(&chained)
             do {
                 try await AccessLogStore.insert(chained, on: connection)
                 // Durable whatever ran earlier in the transaction (a statement may have turned
                 // synchronous_commit off for it, as itaku.agent_lookup does).
                 try await connection.query("SET LOCAL synchronous_commit TO on")
                 try await connection.query("COMMIT")
+            } catch let error as PostgresError where !error.isConnectionError {
+                // Refused and rolled back: nothing was written, the heads stand.
+                logger.error("access log refused a transactional entry", metadata: ["itaku.error": "\(error)"])
+                throw AccessLogError.writeFailed
             } catch {
+                // The commit's outcome is unknown: continue in fresh streams.
                 abandonStreams()
                 throw error
             }
@@ -134,9 +153,22 @@ public final class AccessLogWriter: Service, Sendable {
         return "\(prefix)/\(tenantID?.uuidString.lowercased() ?? "global")"
     }
 
-    /// After a failed write: continue in new streams (the old heads stay as checkpointed).
+    /// After a write whose outcome is unknown: continue in new streams (the old heads stay as
+    /// checkpointed, and are dropped from memory once they are).
     private func abandonStreams() {
         state.withLock { $0.generation += 1 }
+    }
+
+    /// Seals the last entry of each stream in `entries` (they are in stream order per stream).
+    func seal(_ entries: inout [AccessEntry]) {
+        var last: [String: Int] = [:]
+        for (index, entry) in entries.enumerated() { if let stream = entry.chain?.stream { last[stream] = index } }
+        for index in last.values {
+            guard let message = entries[index].chain?.sealMessage,
+                let signature = try? keyring.checkpointSigningKey.signature(for: message)
+            else { continue }
+            entries[index].chain?.seal = Array(signature)
+        }
     }
 
     static func link(_ entry: inout AccessEntry, stream: String, after head: Head) {
@@ -195,6 +227,7 @@ public final class AccessLogWriter: Service, Sendable {
             heads[stream] = Head(seq: entry.chain!.seq, hash: entry.chain!.hash, tenantID: entry.tenantID)
             entries.append(entry)
         }
+        seal(&entries)
         do {
             let written = entries
             try await database.withTransaction { connection in
@@ -205,12 +238,22 @@ public final class AccessLogWriter: Service, Sendable {
                 for entry in entries { state.heads[entry.chain!.stream] = heads[entry.chain!.stream] }
             }
             for (pending, entry) in zip(batch, entries) { pending.continuation.resume(returning: entry) }
+        } catch let error as PostgresError where !error.isConnectionError && error.kind != .poolClosed {
+            // The database refused the statement and rolled it back: nothing of it is written,
+            // so the heads stand. Halve until the refused entry is alone; the rest are written.
+            guard batch.count > 1 else {
+                logger.error("access log refused an entry; its request answers 503", metadata: ["itaku.error": "\(error)"])
+                batch[0].continuation.resume(throwing: AccessLogError.writeFailed)
+                return
+            }
+            await write(Array(batch[..<(batch.count / 2)]))
+            await write(Array(batch[(batch.count / 2)...]))
         } catch {
             abandonStreams()
             logger.error("access log write failed; the batch's requests answer 503", metadata: [
                 "itaku.error": "\(error)", "itaku.access_log.batch": "\(batch.count)",
             ])
-            for pending in batch { pending.continuation.resume(throwing: error) }
+            for pending in batch { pending.continuation.resume(throwing: AccessLogError.writeFailed) }
         }
     }
 
@@ -233,6 +276,12 @@ public final class AccessLogWriter: Service, Sendable {
             try await database.withTransaction { try await AccessLogStore.insert(signed, on: $0) }
             state.withLock { state in
                 for checkpoint in checkpoints { state.checkpointed[checkpoint.stream] = checkpoint.seq }
+                // Abandoned streams take no more entries: once their heads are signed, forget them.
+                let current = state.generation == 0 ? streamPrefix + "/" : "\(streamPrefix).\(state.generation)/"
+                for stream in state.heads.keys where !stream.hasPrefix(current) && state.checkpointed[stream] == state.heads[stream]?.seq {
+                    state.heads[stream] = nil
+                    state.checkpointed[stream] = nil
+                }
             }
         } catch {
             logger.warning("could not write access-log checkpoints; will retry", metadata: ["itaku.error": "\(error)"])

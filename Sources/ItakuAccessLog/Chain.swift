@@ -8,8 +8,30 @@ public struct ChainLink: Sendable, Equatable {
     public var seq: Int64
     public var previousHash: [UInt8]
     public var hash: [UInt8]
+    /// On the last entry of its stream in each write: the checkpoint key's Ed25519 signature of
+    /// `sealMessage`, so that entries appended without the key stand out.
+    public var seal: [UInt8]?
+
+    public init(stream: String, seq: Int64, previousHash: [UInt8], hash: [UInt8], seal: [UInt8]? = nil) {
+        self.stream = stream
+        self.seq = seq
+        self.previousHash = previousHash
+        self.hash = hash
+        self.seal = seal
+    }
 
     public static let genesis = [UInt8](repeating: 0, count: 32)
+
+    /// What a seal signs: the stream, the position and the entry's hash (which covers its content
+    /// and, through the previous hash, everything before it in the stream).
+    public var sealMessage: Data {
+        Data("itaku.seal.v1\n\(stream)\n\(seq)\n\(AccessEntry.hex(hash))".utf8)
+    }
+
+    public func isSealValid(publicKey: Curve25519.Signing.PublicKey) -> Bool {
+        guard let seal else { return false }
+        return publicKey.isValidSignature(seal, for: sealMessage)
+    }
 }
 
 extension AccessEntry {
@@ -50,8 +72,10 @@ extension AccessEntry {
     }
 
     /// Times are kept to the microsecond, PostgreSQL's precision, so they survive a round trip.
+    /// Clamped to the years 1–9999, so no date (a cursor's, a filter's) can trap here.
     public static func microseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        let seconds = min(max(date.timeIntervalSince1970, -62_135_596_800), 253_402_300_799)
+        return Int64((seconds * 1_000_000).rounded())
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

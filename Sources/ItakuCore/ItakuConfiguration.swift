@@ -45,6 +45,17 @@ public struct ItakuConfiguration: Sendable {
     public var agentPublicKeyFile: String?
     /// `cases.bindingMinutes`: how long a lookup binds its records to (agent, case).
     public var caseBindingMinutes: Int
+    /// `http.trustedProxies`: peers whose `X-Forwarded-For` names the client (comma-separated).
+    public var trustedProxies: [String]
+    /// `agents.maxTokenMinutes`: the longest lifetime an agent token may have.
+    public var maxTokenMinutes: Int
+    /// `agents.assertedLookupsPerMinute`: lookups per minute per asserted integration and tenant.
+    public var assertedLookupsPerMinute: Int
+    /// Whether the database is the embedded cluster of `./Deploy/run` (a local demo).
+    public var isEmbeddedDatabase: Bool
+    /// `db.readerUrl`: the cross-tenant reader role's connection (registry snapshots, the
+    /// security team's search, export and verification). Nil: `db.url` as `itaku_reader`.
+    public var readerURL: String?
 
     public init(reader: ConfigReader, workingDirectory: String = FileManager.default.currentDirectoryPath) {
         let state = Self.absolute(reader.string(forKey: "state.directory", default: ".itaku"), in: workingDirectory)
@@ -57,10 +68,11 @@ public struct ItakuConfiguration: Sendable {
         // reached over its Unix socket only.
         let embedded = "postgresql:///itaku?host=\(state)/run"
         databaseURL = reader.string(forKey: "db.url", isSecret: true, default: embedded + "&user=itaku_runtime")
-        migrationURL = reader.string(
-            forKey: "db.migrationUrl", isSecret: true,
-            default: reader.string(forKey: "db.url", isSecret: true) == nil ? embedded + "&user=itaku_owner" : databaseURL
-        )
+        isEmbeddedDatabase = reader.string(forKey: "db.url", isSecret: true) == nil
+        // With db.url set, the owner's URL must be given too: migrating as the runtime role
+        // would fail, and serving as the owner is refused.
+        migrationURL = reader.string(forKey: "db.migrationUrl", isSecret: true) ?? (isEmbeddedDatabase ? embedded + "&user=itaku_owner" : "")
+        readerURL = reader.string(forKey: "db.readerUrl", isSecret: true) ?? (isEmbeddedDatabase ? embedded + "&user=itaku_reader" : nil)
         poolMinimum = reader.int(forKey: "db.pool.minimum", default: 2)
         poolMaximum = reader.int(forKey: "db.pool.maximum", default: 16)
         connectTimeoutSeconds = reader.int(forKey: "db.connectTimeoutSeconds", default: 5)
@@ -76,6 +88,10 @@ public struct ItakuConfiguration: Sendable {
         agentJWKSFile = reader.string(forKey: "agents.jwksFile").map { Self.absolute($0, in: workingDirectory) }
         agentPublicKeyFile = reader.string(forKey: "agents.publicKeyFile").map { Self.absolute($0, in: workingDirectory) }
         caseBindingMinutes = max(1, reader.int(forKey: "cases.bindingMinutes", default: 30))
+        trustedProxies = reader.string(forKey: "http.trustedProxies", default: "")
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        maxTokenMinutes = min(max(1, reader.int(forKey: "agents.maxTokenMinutes", default: 1440)), 43_200)
+        assertedLookupsPerMinute = min(max(1, reader.int(forKey: "agents.assertedLookupsPerMinute", default: 600)), 1_000_000)
     }
 
     /// The effective settings as `key = value` lines, with passwords in URLs redacted.
@@ -87,7 +103,8 @@ public struct ItakuConfiguration: Sendable {
             ("http.maxBodyBytes", String(maxBodyBytes)),
             ("http.maxImportBytes", String(maxImportBytes)),
             ("db.url", Self.redactingPassword(databaseURL)),
-            ("db.migrationUrl", Self.redactingPassword(migrationURL)),
+            ("db.migrationUrl", migrationURL.isEmpty ? "(not set)" : Self.redactingPassword(migrationURL)),
+            ("db.readerUrl", readerURL.map(Self.redactingPassword) ?? "(not set: db.url as itaku_reader)"),
             ("db.pool.minimum", String(poolMinimum)),
             ("db.pool.maximum", String(poolMaximum)),
             ("db.connectTimeoutSeconds", String(connectTimeoutSeconds)),
@@ -103,11 +120,21 @@ public struct ItakuConfiguration: Sendable {
             ("agents.jwksFile", agentJWKSFile ?? "(not set)"),
             ("agents.publicKeyFile", agentPublicKeyFile ?? "(not set: with neither, the keyring's demo issuer key)"),
             ("cases.bindingMinutes", String(caseBindingMinutes)),
+            ("http.trustedProxies", trustedProxies.isEmpty ? "(none)" : trustedProxies.joined(separator: ",")),
+            ("agents.maxTokenMinutes", String(maxTokenMinutes)),
+            ("agents.assertedLookupsPerMinute", String(assertedLookupsPerMinute)),
         ]
     }
 
     static func absolute(_ path: String, in directory: String) -> String {
         path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
+    }
+
+    /// The reader role's connection settings: `db.readerUrl`, or `db.url` with its user
+    /// replaced by `itaku_reader` (libpq lets a later keyword override the URL's).
+    public func readerConnection() -> (url: String, parameters: [String: String]) {
+        if let readerURL { return (readerURL, [:]) }
+        return (databaseURL, ["user": "itaku_reader"])
     }
 
     /// Replaces the password of a `postgresql://user:password@…` URI and a `password=` keyword.

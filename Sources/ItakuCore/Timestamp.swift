@@ -5,7 +5,9 @@ import Foundation
 /// microseconds per call on Linux, and exports and log lines call this for every row.
 public enum Timestamp {
     public static func iso8601(_ date: Date) -> String {
-        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        // Clamped to the years 1–9999 (what PostgreSQL gives back to Itaku is always inside).
+        let clamped = min(max(date.timeIntervalSince1970, -62_135_596_800), 253_402_300_799)
+        let micros = Int64((clamped * 1_000_000).rounded())
         var days = micros / 86_400_000_000
         var rest = micros % 86_400_000_000
         if rest < 0 {

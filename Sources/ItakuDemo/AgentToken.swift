@@ -8,13 +8,17 @@ public enum AgentToken {
     public static let issuer = "itaku-demo"
     public static let audience = "itaku"
 
-    public static func mint(employeeID: String, keyring: Keyring, lifetime: TimeInterval, now: Date = Date()) throws -> String {
+    /// `authorizedParty`: the integration id the token is good for (`azp`); nil: any integration.
+    public static func mint(
+        employeeID: String, keyring: Keyring, lifetime: TimeInterval, authorizedParty: UUID? = nil, now: Date = Date()
+    ) throws -> String {
         let header: [String: Any] = ["alg": "EdDSA", "typ": "JWT", "kid": keyring.agentTokenKeyID]
-        let claims: [String: Any] = [
+        var claims: [String: Any] = [
             "iss": issuer, "aud": audience, "sub": employeeID,
             "iat": Int(now.timeIntervalSince1970), "nbf": Int(now.timeIntervalSince1970) - 5,
             "exp": Int(now.addingTimeInterval(lifetime).timeIntervalSince1970),
         ]
+        if let authorizedParty { claims["azp"] = authorizedParty.uuidString.lowercased() }
         let signingInput = try base64URL(JSONSerialization.data(withJSONObject: header, options: .sortedKeys)) + "."
             + base64URL(JSONSerialization.data(withJSONObject: claims, options: .sortedKeys))
         let signature = try keyring.agentTokenKey.signature(for: Data(signingInput.utf8))

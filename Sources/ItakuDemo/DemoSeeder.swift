@@ -35,10 +35,10 @@ public struct DemoSeeder: Sendable {
     }
 
     public func seed(url: String, now: Date = Date()) async throws -> Credentials {
-        var snapshot = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
+        var snapshot = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0, tenantByTenant: true) }
         if snapshot.tenant(code: "acme-retail") == nil {
             try await createData(now: now)
-            snapshot = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
+            snapshot = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0, tenantByTenant: true) }
         }
         let credentials = try await issueKeys(snapshot: snapshot, url: url)
         return credentials
@@ -82,7 +82,7 @@ public struct DemoSeeder: Sendable {
             _ = try await RegistryStore.createIntegration(name: "demo-cti", trustMode: .asserted, tenantIDs: [acme], on: connection)
             try await RegistryStore.announceChange("demo:seed", on: connection)
             // The records go in with the rest: the demo exists whole or not at all.
-            let snapshot = try await RegistryStore.loadSnapshot(on: connection)
+            let snapshot = try await RegistryStore.loadSnapshot(on: connection, tenantByTenant: true)
             try await importRecords(snapshot: snapshot, tenant: "acme-retail", dataset: "customers", rows: DemoCustomers(count: customers), on: connection)
             let holders = DemoCustomers(count: policyholders, seed: 7).lazy.map { customer -> [String: String] in
                 [
@@ -146,7 +146,7 @@ public struct DemoSeeder: Sendable {
             }
             try await RegistryStore.announceChange("demo:keys", on: connection)
         }
-        values.append(("ITAKU_AGENT_TOKEN", try AgentToken.mint(employeeID: "A0001", keyring: keyring, lifetime: 30 * 86_400)))
+        values.append(("ITAKU_AGENT_TOKEN", try AgentToken.mint(employeeID: "A0001", keyring: keyring, lifetime: 12 * 3600)))
         var first = DemoCustomers(count: 1)
         let customer = first.next() ?? [:]
         values.append(("ITAKU_DEMO_PHONE", customer["phone"] ?? ""))

@@ -150,6 +150,20 @@ public enum ScopeEnforcer {
     }
 }
 
+extension ScopeEnforcer {
+    /// The denial of a request the enforcer allowed but whose integration as a whole has
+    /// reached its volume (an asserted integration's cap): retry when the minute turns.
+    public static func volumeExceeded(_ allowed: Decision, now: Date, snapshot: RegistrySnapshot) -> Decision {
+        let zone = allowed.tenantID.flatMap { snapshot.tenants[$0] }.flatMap { TimeZone(identifier: $0.timeZone) }
+        var decision = Decision(
+            reason: .volumeExceeded, tenantID: allowed.tenantID, purposeKey: allowed.purposeKey,
+            purposeVersion: allowed.purposeVersion, fields: [], maxResults: 0
+        )
+        decision.retryAfter = 60 - LocalTime(now, timeZone: zone ?? TimeZone(identifier: "Asia/Tokyo")!).second
+        return decision
+    }
+}
+
 /// The parts of a moment that the rules look at, in the tenant's time zone.
 struct LocalTime {
     /// `YYYY-MM-DD`, comparable as text.

@@ -31,19 +31,39 @@ struct AccessLogController: Sendable {
         /// Base64 of the raw Ed25519 public key.
         var public_key: String
         var checkpoints: [CheckpointBody]
+        var next_cursor: String?
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/access-log/checkpoints", method: .get) { _, context in
-            // Reviewers see every stream's checkpoints; a client admin those of its own tenant, so
-            // the client can verify its export without asking the BPO.
+        routes.on("/v1/access-log/checkpoints", method: .get) { request, context in
+            // Reviewers page every stream's checkpoints; a client admin those of its own tenant
+            // (under row-level security), so the client can verify its export without asking the
+            // BPO. Reading checkpoints writes nothing: they hold no personal data.
             let principal = try admin.principal(context, [.reviewer, .clientAdmin])
             let snapshot = context.snapshot ?? RegistrySnapshot()
-            // Sign the current heads first, so the list covers everything exported until now.
-            await admin.accessLog.checkpoint()
-            let checkpoints = try await admin.database.withTransaction { try await AccessLogStore.checkpoints(on: $0) }
-                .filter { principal.role == .reviewer || ($0.tenantID != nil && $0.tenantID == principal.tenantID) }
-            try await review(principal, context, target: "access-log:checkpoints", rows: checkpoints.count)
+            let parameters = request.uri.queryParameters
+            let limit = try parameters.get("limit").map { value -> Int in
+                guard let limit = Int(value), (1...Self.maxPageSize).contains(limit) else { throw Self.badParameter("limit") }
+                return limit
+            } ?? 100
+            let cursor = try parameters.get("cursor").map { token -> AccessLogQuery.Cursor in
+                guard let cursor = AccessLogQuery.Cursor(token: String(token)) else {
+                    throw Problem.badRequest(code: "invalid_cursor", "The cursor is not one this list returned.", pointer: "cursor")
+                }
+                return cursor
+            }
+            let (checkpoints, next): ([Checkpoint], AccessLogQuery.Cursor?)
+            if principal.role == .reviewer {
+                (checkpoints, next) = try await admin.reader.withTransaction {
+                    try await AccessLogStore.checkpoints(after: cursor, limit: limit, on: $0)
+                }
+            } else {
+                guard let tenantID = principal.tenantID else { throw Problem.forbidden }
+                (checkpoints, next) = try await admin.database.withTransaction { connection in
+                    try await RegistryStore.setTenant(tenantID, on: connection)
+                    return try await AccessLogStore.checkpoints(after: cursor, limit: limit, on: connection)
+                }
+            }
             return try admin.json(Checkpoints(
                 key_id: keyring.checkpointKeyID,
                 public_key: keyring.checkpointSigningKey.publicKey.rawRepresentation.base64EncodedString(),
@@ -53,12 +73,16 @@ struct AccessLogController: Sendable {
                         hash: Hex.encode($0.hash), created_at: Timestamp.iso8601($0.createdAt), key_id: $0.keyID,
                         signature: Data($0.signature).base64EncodedString()
                     )
-                }
+                },
+                next_cursor: next?.token
             ))
         }
         routes.on("/v1/access-log/verify", method: .post) { _, context in
             let principal = try admin.principal(context, [.reviewer])
-            let report = try await AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey).verify(admin.database)
+            // Bounded in time: a log too long to walk now answers with what was checked
+            // (`complete: false`); `itaku verify-log` has no bound.
+            let verifier = AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey, timeLimit: Self.verifyTimeLimit)
+            let report = try await verifier.verify(admin.reader)
             try await review(principal, context, target: "access-log:verify", rows: report.entries)
             return try admin.json(report)
         }
@@ -80,6 +104,7 @@ struct AccessLogController: Sendable {
     }
 
     static let maxPageSize = 1000
+    static let verifyTimeLimit: Duration = .seconds(60)
 
     private func search(_ request: Request, _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
         let (principal, tenant, query) = try selection(request, context, scoped: scoped)
@@ -89,10 +114,12 @@ struct AccessLogController: Sendable {
             return limit
         } ?? 100
         let cursor = try parameters.get("cursor").map { token -> AccessLogQuery.Cursor in
-            guard let cursor = AccessLogQuery.Cursor(token: String(token)) else { throw Self.badParameter("cursor") }
+            guard let cursor = AccessLogQuery.Cursor(token: String(token)) else {
+                throw Problem.badRequest(code: "invalid_cursor", "The cursor is not one this search returned.", pointer: "cursor")
+            }
             return cursor
         }
-        let (entries, next) = try await admin.database.withTransaction { connection in
+        let (entries, next) = try await pool(for: tenant).withTransaction { connection in
             try await Self.scope(connection, tenant: tenant)
             return try await query.page(after: cursor, limit: limit, on: connection)
         }
@@ -108,7 +135,7 @@ struct AccessLogController: Sendable {
         guard ["jsonl", "csv", "ocsf"].contains(format) else { throw Self.badParameter("format") }
         // The export is itself logged before the first byte leaves.
         try await review(principal, context, target: "access-log:export:\(format)", rows: 0, tenantID: tenant?.id)
-        let database = admin.database
+        let database = pool(for: tenant)
         let codes = (context.snapshot ?? RegistrySnapshot()).tenants.mapValues(\.code)
         let contentType = format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson"
         // Pages of 2,000 entries, each written as soon as it is read: constant memory for any size.
@@ -151,18 +178,22 @@ struct AccessLogController: Sendable {
         }
         let snapshot = context.snapshot ?? RegistrySnapshot()
         let parameters = request.uri.queryParameters
-        func text(_ name: String) -> String? { parameters.get(name).map { String($0) } }
+        func text(_ name: String) throws -> String? {
+            guard let value = parameters.get(name).map({ String($0) }) else { return nil }
+            guard PrintableText.isValid(value, maxBytes: 256) else { throw Self.badParameter(name) }
+            return value
+        }
         func date(_ name: String) throws -> Date? {
-            guard let value = text(name) else { return nil }
+            guard let value = try text(name) else { return nil }
             guard let date = try? Date(value, strategy: .iso8601) else { throw Self.badParameter(name) }
             return date
         }
         func uuid(_ name: String) throws -> UUID? {
-            guard let value = text(name) else { return nil }
+            guard let value = try text(name) else { return nil }
             guard let id = UUID(uuidString: value) else { throw Self.badParameter(name) }
             return id
         }
-        if !scoped, let code = text("tenant") {
+        if !scoped, let code = try text("tenant") {
             guard let found = snapshot.tenant(code: code) else { throw Self.badParameter("tenant") }
             tenant = found
         }
@@ -170,16 +201,16 @@ struct AccessLogController: Sendable {
         query.from = try date("from")
         query.to = try date("to")
         query.tenantID = tenant?.id
-        query.agent = text("agent")
+        query.agent = try text("agent")
         query.integrationID = try uuid("integration")
-        query.purposeKey = text("purpose")
-        query.caseRef = text("case")
-        query.operation = text("operation")
-        query.decision = text("decision")
-        query.reason = text("reason")
+        query.purposeKey = try text("purpose")
+        query.caseRef = try text("case")
+        query.operation = try text("operation")
+        query.decision = try text("decision")
+        query.reason = try text("reason")
         query.recordID = try uuid("record")
-        query.lookupKind = text("lookup_kind")
-        if let value = text("lookup_value") {
+        query.lookupKind = try text("lookup_kind")
+        if let value = try text("lookup_value") {
             // The value is digested here, with each candidate tenant's key; it is never stored.
             guard let kind = query.lookupKind.flatMap(DatasetSchema.LookupKind.init(rawValue:)),
                 let normalized = LookupDigester.normalize(value, as: kind)
@@ -189,7 +220,7 @@ struct AccessLogController: Sendable {
                 LookupDigester(key: keyring.digestKey(tenant: $0.id.uuidString)).digest(normalized: normalized, kind: kind)
             }
         }
-        if let subject = text("subject") {
+        if let subject = try text("subject") {
             // The client's record key (e.g. customer_no), digested with each candidate tenant's key.
             let tenants = tenant.map { [$0] } ?? Array(snapshot.tenants.values)
             query.subjectDigests = tenants.map {
@@ -199,13 +230,14 @@ struct AccessLogController: Sendable {
         return (principal, tenant, query)
     }
 
-    /// Row-level security: one tenant, or every tenant for a reviewer's cross-tenant search.
+    /// One tenant's entries are read as the runtime role under that tenant's row-level
+    /// security; every tenant's (a reviewer's search) only through the reader role's pool.
+    private func pool(for tenant: Tenant?) -> PostgresClient {
+        tenant == nil ? admin.reader : admin.database
+    }
+
     static func scope(_ connection: PostgresConnection, tenant: Tenant?) async throws {
-        if let tenant {
-            try await RegistryStore.setTenant(tenant.id, on: connection)
-        } else {
-            try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
-        }
+        if let tenant { try await RegistryStore.setTenant(tenant.id, on: connection) }
     }
 
     static func badParameter(_ name: String) -> Problem {
@@ -222,6 +254,7 @@ struct AccessLogController: Sendable {
         entry.target = target
         entry.rowsReturned = rows
         entry.requestID = context.requestID
+        entry.clientAddress = context.clientAddress
         try await admin.accessLog.append(entry)
     }
 }

@@ -10,6 +10,8 @@ import NIOCore
 /// change together with its `configure` access entry and registry notification.
 struct Admin: Sendable {
     let database: PostgresClient
+    /// The cross-tenant reader role's pool: only reviewers' reads across tenants use it.
+    let reader: PostgresClient
     let registry: Registry
     let accessLog: AccessLogWriter
 
@@ -78,6 +80,7 @@ struct Admin: Sendable {
     ) async throws -> Result {
         guard let principal = context.principal else { throw Problem.forbidden }
         let requestID = context.requestID
+        let clientAddress = context.clientAddress
         let accessLog = self.accessLog
         let result = try await database.withConnection { connection in
             try await connection.query("BEGIN")
@@ -91,6 +94,7 @@ struct Admin: Sendable {
                 entry.versionBefore = before
                 entry.versionAfter = after
                 entry.requestID = requestID
+                entry.clientAddress = clientAddress
                 try await RegistryStore.announceChange(target, on: connection)
                 try await accessLog.commit(with: [entry], on: connection)
                 return value

@@ -24,6 +24,9 @@ struct AgentController: Sendable {
     let keyring: Keyring
     let tokens: AgentTokens
     var caseBinding: Duration = .seconds(30 * 60)
+    /// `agents.assertedLookupsPerMinute`: an asserted integration's lookups per tenant and
+    /// purpose, whatever agents it names.
+    var assertedLookupsPerMinute = 600
 
     struct LookupBody: Decodable {
         var by: String
@@ -57,32 +60,34 @@ struct AgentController: Sendable {
     // MARK: Lookup
 
     private func lookup(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        var (access, entry) = try await begin(request, context, operation: .lookup)
+        var call = try await begin(request, context, operation: .lookup)
         let body = try await admin.decode(LookupBody.self, from: request, context: context)
         let snapshot = context.snapshot ?? RegistrySnapshot()
-        access.lookupField = body.by
-        access.fields = body.fields
+        call.access.lookupField = body.by
+        call.ask(for: body.fields)
         // Only a tenant this integration serves is looked at before the decision: for any other,
         // "not yours" must answer exactly like "does not exist".
-        let tenant = served(snapshot.tenant(code: access.tenantCode), access, snapshot)
-        let schema = tenant.flatMap { snapshot.datasets[$0.id]?[access.dataset] }?.schema
+        let tenant = served(snapshot.tenant(code: call.access.tenantCode), call.access, snapshot)
+        let schema = tenant.flatMap { snapshot.datasets[$0.id]?[call.access.dataset] }?.schema
         let kind = schema?.field(body.by)?.lookup
         var digest: [UInt8]?
         if let tenant, let kind {
             // The value is digested at once; only the digest is used and logged.
-            guard let normalized = LookupDigester.normalize(body.value, as: kind) else {
-                throw Problem.badRequest(code: "invalid_lookup_value", "The value is not a valid \(kind.rawValue).", pointer: "value")
+            if let normalized = LookupDigester.normalize(body.value, as: kind) {
+                digest = digester(tenant.id).digest(normalized: normalized, kind: kind)
+                call.entry.lookupKind = kind.rawValue
+                call.entry.lookupDigest = digest
+            } else {
+                call.refuse(.badRequest(code: "invalid_lookup_value", "The value is not a valid \(kind.rawValue).", pointer: "value"))
             }
-            digest = digester(tenant.id).digest(normalized: normalized, kind: kind)
-            entry.lookupKind = kind.rawValue
-            entry.lookupDigest = digest
         }
-        let decision = try await decide(access, entry: &entry, snapshot: snapshot)
-        guard let tenant, let kind, let digest, let schema, let dataset = snapshot.datasets[tenant.id]?[access.dataset] else {
+        let decision = try await decide(&call, snapshot: snapshot)
+        guard let tenant, let kind, let digest, let schema, let dataset = snapshot.datasets[tenant.id]?[call.access.dataset] else {
             throw Problem.internalError
         }
         // Found and, under a case, bound to it, in one round trip (migration 0007).
         let until = Date().addingTimeInterval(Double(caseBinding.components.seconds))
+        let access = call.access
         let rows = try await admin.database.withConnection { connection in
             try await connection.query(
                 """
@@ -91,27 +96,29 @@ struct AgentController: Sendable {
                 """
             )
         }
-        return try await answer(rows, decision: decision, entry: entry, tenant: tenant, schema: schema, access: access)
+        return try await answer(rows, decision: decision, entry: call.entry, tenant: tenant, schema: schema, access: access, snapshot: snapshot)
     }
 
     // MARK: Read
 
     private func read(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        var (access, entry) = try await begin(request, context, operation: .read)
+        var call = try await begin(request, context, operation: .read)
         let snapshot = context.snapshot ?? RegistrySnapshot()
-        access.fields = request.uri.queryParameters.get("fields").map { $0.split(separator: ",").map(String.init) }
+        call.ask(for: request.uri.queryParameters.get("fields").map { $0.split(separator: ",").map(String.init) })
         let recordID = context.parameters.get("record").flatMap(UUID.init(uuidString:))
-        let tenant = served(snapshot.tenant(code: access.tenantCode), access, snapshot)
-        access.caseBound = try await isBound(recordID, tenant: tenant, access: access)
+        let tenant = served(snapshot.tenant(code: call.access.tenantCode), call.access, snapshot)
+        call.access.caseBound = try await isBound(recordID, tenant: tenant, access: call.access)
         // The record asked for is in the entry, allowed or not (an id is not personal data).
-        if let recordID { entry.recordIDs = [recordID] }
-        let decision = try await decide(access, entry: &entry, snapshot: snapshot)
-        entry.recordIDs = []
-        guard let tenant, let recordID, let dataset = snapshot.datasets[tenant.id]?[access.dataset] else { throw Problem.internalError }
+        if let recordID { call.entry.recordIDs = [recordID] }
+        let decision = try await decide(&call, snapshot: snapshot)
+        call.entry.recordIDs = []
+        guard let tenant, let recordID, let dataset = snapshot.datasets[tenant.id]?[call.access.dataset] else { throw Problem.internalError }
         let rows = try await admin.database.withConnection { connection in
             try await connection.query("SELECT * FROM itaku.agent_read(\(tenant.id), \(dataset.id), \(recordID))")
         }
-        return try await answer(rows, decision: decision, entry: entry, tenant: tenant, schema: dataset.schema, access: access)
+        return try await answer(
+            rows, decision: decision, entry: call.entry, tenant: tenant, schema: dataset.schema, access: call.access, snapshot: snapshot
+        )
     }
 
     // MARK: Update
@@ -127,36 +134,43 @@ struct AgentController: Sendable {
     }
 
     private func update(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        var (access, entry) = try await begin(request, context, operation: .update)
+        var call = try await begin(request, context, operation: .update)
         let body = try await admin.decode(UpdateBody.self, from: request, context: context)
         let snapshot = context.snapshot ?? RegistrySnapshot()
         let recordID = context.parameters.get("record").flatMap(UUID.init(uuidString:))
-        let tenant = served(snapshot.tenant(code: access.tenantCode), access, snapshot)
-        let dataset = tenant.flatMap { snapshot.datasets[$0.id]?[access.dataset] }
-        guard !body.fields.isEmpty else { throw Problem.invalid([.init(code: "fields_required", pointer: "fields")]) }
-        // Values are checked against the schema before anything is decided (the value is never echoed).
+        let tenant = served(snapshot.tenant(code: call.access.tenantCode), call.access, snapshot)
+        let dataset = tenant.flatMap { snapshot.datasets[$0.id]?[call.access.dataset] }
+        let names = body.fields.keys.sorted()
+        if names.isEmpty { call.refuse(.invalid([.init(code: "fields_required", pointer: "fields")])) }
+        if !names.allSatisfy(DatasetSchema.isFieldName) || names.count > AccessCall.maxFields {
+            call.refuse(.badRequest(code: "invalid_fields", "A field name is not valid.", pointer: "fields"))
+        }
+        // Values are checked against the schema (the value is never echoed); the answer comes
+        // after the enforcer's own checks, as a logged decision.
         if let schema = dataset?.schema {
-            let issues: [Problem.Issue] = body.fields.keys.sorted().compactMap { name in
+            let issues: [Problem.Issue] = names.compactMap { name in
                 guard let field = schema.field(name), let value = body.fields[name], !value.isEmpty else { return nil }
+                if !PrintableText.isValid(value, maxBytes: 4096) { return Problem.Issue(code: "invalid_value", pointer: "fields.\(name)") }
                 return RecordValidator.problem(value, field).map { Problem.Issue(code: $0, pointer: "fields.\(name)") }
             }
             if !issues.isEmpty {
                 var problem = Problem.invalid(issues)
                 problem.code = "invalid_value"
-                throw problem
+                call.refuse(problem)
             }
         }
-        access.fields = []
-        access.updating = body.fields.keys.sorted()
-        access.caseBound = try await isBound(recordID, tenant: tenant, access: access)
-        if let recordID { entry.recordIDs = [recordID] }
-        let decision = try await decide(access, entry: &entry, snapshot: snapshot)
+        call.access.fields = []
+        call.access.updating = names.filter(DatasetSchema.isFieldName)
+        call.access.caseBound = try await isBound(recordID, tenant: tenant, access: call.access)
+        if let recordID { call.entry.recordIDs = [recordID] }
+        let decision = try await decide(&call, snapshot: snapshot)
+        let access = call.access
         guard let tenant, let dataset, let recordID else { throw Problem.internalError }
-        entry.purposeVersion = decision.purposeVersion
+        call.entry.purposeVersion = decision.purposeVersion
         let patch = "{" + body.fields.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }.joined(separator: ",") + "}"
         let accessLog = admin.accessLog
         let digester = self.digester(tenant.id)
-        let prepared = entry
+        let prepared = call.entry
         let written: AccessEntry = try await admin.database.withConnection { connection in
             try await connection.query("BEGIN")
             do {
@@ -182,7 +196,7 @@ struct AgentController: Sendable {
                     throw Problem(row == nil ? .notFound : .forbidden, code: entry.reason, title: "Access denied",
                                   accessID: denied.id.uuidString.lowercased())
                 }
-                entry.fields = Dictionary(uniqueKeysWithValues: access.updating.map { ($0, "updated") })
+                entry.fields = Dictionary(access.updating.map { ($0, "updated") }, uniquingKeysWith: { first, _ in first })
                 let updated = try await connection.query(
                     """
                     UPDATE itaku.records SET fields = fields || \(PostgresJSON(patch)), updated_at = now()
@@ -226,6 +240,41 @@ struct AgentController: Sendable {
 
     // MARK: Shared steps
 
+    /// One agent call on its way to a decision: what the enforcer judges, the entry that will
+    /// record it, and the first problem with the request's own input, answered (and logged)
+    /// only if the enforcer's checks pass.
+    struct AccessCall {
+        static let maxFields = 200
+
+        var access: AccessRequest
+        var entry: AccessEntry
+        var refusal: Problem?
+
+        mutating func refuse(_ problem: Problem) {
+            if refusal == nil { refusal = problem }
+        }
+
+        /// The fields asked for: each named once, in the order first asked; a name that could
+        /// not be a field refuses the request (`invalid_fields`) and is not written anywhere.
+        mutating func ask(for fields: [String]?) {
+            guard let fields else { return }
+            var seen: Set<String> = []
+            var names: [String] = []
+            for name in fields {
+                guard DatasetSchema.isFieldName(name) else {
+                    refuse(.badRequest(code: "invalid_fields", "A field name is not valid.", pointer: "fields"))
+                    continue
+                }
+                if seen.insert(name).inserted { names.append(name) }
+            }
+            if names.count > Self.maxFields {
+                refuse(.badRequest(code: "invalid_fields", "Too many fields.", pointer: "fields"))
+                names = []
+            }
+            access.fields = names
+        }
+    }
+
     /// Bound means: a lookup by this agent under this case returned this record, lately. A
     /// record that does not exist is simply not bound, so record ids cannot be probed.
     private func isBound(_ recordID: UUID?, tenant: Tenant?, access: AccessRequest) async throws -> Bool {
@@ -240,96 +289,184 @@ struct AgentController: Sendable {
     /// for an asserted integration only, from `Itaku-Agent-Id` (recorded as unverified).
     private func begin(
         _ request: Request, _ context: ItakuRequestContext, operation: AccessRequest.Operation
-    ) async throws -> (AccessRequest, AccessEntry) {
+    ) async throws -> AccessCall {
         let principal = try admin.principal(context, [.integration])
         guard let integrationID = principal.integrationID else { throw Problem.forbidden }
+        let snapshot = context.snapshot ?? RegistrySnapshot()
         var agent: String?
         var verified = false
         if let token = request.headers[.itakuAgent] {
-            agent = await tokens.employeeID(from: token)
+            agent = await tokens.employeeID(from: token, integration: integrationID)
             verified = agent != nil
         } else if let named = request.headers[.itakuAgentID], AgentsController.isEmployeeID(named),
-            context.snapshot?.integrations[integrationID]?.trustMode == .asserted
+            snapshot.integrations[integrationID]?.trustMode == .asserted
         {
             agent = named
         }
-        func header(_ name: HTTPField.Name) throws -> String? {
-            guard let value = request.headers[name] else { return nil }
-            guard (1...128).contains(value.utf8.count), value.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
-                throw Problem.badRequest(code: "invalid_header", "The \(name.rawName) header is malformed.", pointer: name.rawName)
-            }
-            return value
+        var call = AccessCall(
+            access: AccessRequest(
+                tenantCode: context.parameters.get("tenant") ?? "", dataset: context.parameters.get("dataset") ?? "",
+                operation: operation, integrationID: integrationID, agent: agent, agentVerified: verified
+            ),
+            entry: AccessEntry(
+                tenantID: nil, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
+                operation: AccessEntry.Operation(rawValue: operation.rawValue) ?? .read, decision: .deny, reason: ""
+            )
+        )
+        // Path names that could not name a dataset are not written anywhere: they answer as
+        // an unknown dataset would.
+        if !DatasetSchema.isFieldName(call.access.dataset) { call.access.dataset = "" }
+        // A purpose key that is not printable text is simply not a purpose (purpose_unknown).
+        if let purpose = request.headers[.itakuPurpose], PrintableText.isValid(purpose, maxBytes: 128) {
+            call.access.purposeKey = purpose
         }
-        var access = AccessRequest(
-            tenantCode: context.parameters.get("tenant") ?? "", dataset: context.parameters.get("dataset") ?? "",
-            operation: operation, integrationID: integrationID, agent: agent, agentVerified: verified
-        )
-        access.purposeKey = try header(.itakuPurpose)
-        access.caseRef = try header(.itakuCase)
-        var entry = AccessEntry(
-            tenantID: nil, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
-            operation: AccessEntry.Operation(rawValue: operation.rawValue) ?? .read, decision: .deny, reason: ""
-        )
-        entry.integrationID = integrationID
-        entry.agent = agent
-        entry.agentVerified = verified
-        entry.purposeKey = access.purposeKey
-        entry.caseRef = access.caseRef
-        entry.dataset = access.dataset
-        entry.requestID = context.requestID
-        return (access, entry)
+        // A case reference is stored as given, so it must match the tenant's pattern; any other
+        // is refused (400 invalid_case) and not written.
+        if let reference = request.headers[.itakuCase] {
+            let pattern = snapshot.tenant(code: call.access.tenantCode)?.casePattern
+            if CaseReference.isAcceptable(reference, pattern: pattern) {
+                call.access.caseRef = reference
+            } else {
+                call.refuse(.badRequest(
+                    code: "invalid_case", "The Itaku-Case header is not a case reference this tenant accepts.", pointer: "Itaku-Case"
+                ))
+            }
+        }
+        call.entry.integrationID = integrationID
+        call.entry.agent = agent
+        call.entry.agentVerified = verified
+        call.entry.purposeKey = call.access.purposeKey
+        call.entry.caseRef = call.access.caseRef
+        call.entry.dataset = call.access.dataset.isEmpty ? nil : call.access.dataset
+        call.entry.requestID = context.requestID
+        call.entry.clientAddress = context.clientAddress
+        return call
     }
 
-    /// Counts recent use for the volume limits, decides, and logs a denial (answering its
-    /// problem) or returns the allowing decision. Counting reads the shared access log, so the
-    /// limits hold across instances.
-    private func decide(_ access: AccessRequest, entry: inout AccessEntry, snapshot: RegistrySnapshot) async throws -> Decision {
-        var access = access
-        // Counted only when the purpose sets limits: with limits, the allowed entries of the
-        // window are bounded by them; without, there is nothing to count.
-        if let tenant = snapshot.tenant(code: access.tenantCode), let agent = access.agent, let purpose = access.purposeKey,
-            let limits = snapshot.purposes[tenant.id]?[purpose]?.definition.limits,
-            limits.lookupsPerMinute != nil || limits.recordsPerHour != nil
-        {
-            let usage = try await admin.database.withTransaction { connection in
-                try await RegistryStore.setTenant(tenant.id, on: connection)
-                return try await connection.query(
-                    """
-                    SELECT count(*) FILTER (WHERE operation = 'lookup' AND occurred_at > now() - interval '1 minute'),
-                           coalesce(sum(rows_returned), 0)::bigint
-                    FROM itaku.access_log
-                    WHERE tenant_id = \(tenant.id) AND agent = \(agent) AND purpose_key = \(purpose)
-                      AND decision = 'allow' AND occurred_at > now() - interval '1 hour'
-                    """
-                )
+    /// Decides, reserves the volume the purpose allows, and logs a denial (answering its
+    /// problem) or returns the allowing decision. The enforcer's checks come first, in
+    /// DESIGN.md §6 order; a request the enforcer allows but whose input is malformed is then
+    /// denied with that input's code, logged like any other decision.
+    private func decide(_ call: inout AccessCall, snapshot: RegistrySnapshot) async throws -> Decision {
+        let now = Date()
+        var decision = ScopeEnforcer.decide(call.access, snapshot: snapshot, now: now)
+        var refusal: Problem?
+        if decision.isAllowed, let problem = call.refusal {
+            refusal = problem
+        } else if decision.isAllowed, let tenantID = decision.tenantID, let purpose = call.access.purposeKey {
+            // Usage is reserved atomically (every instance shares the counters), so concurrent
+            // requests can never pass a limit together. A reservation that finds the limit
+            // reached decides volume_exceeded through the enforcer itself.
+            let limits = snapshot.purposes[tenantID]?[purpose]?.definition.limits
+            let asserted = snapshot.integrations[call.access.integrationID]?.trustMode == .asserted
+            if let usage = try await reserve(
+                tenantID: tenantID, purpose: purpose, agent: call.access.agent, limits: limits,
+                integration: asserted ? call.access.integrationID : nil, operation: call.access.operation
+            ) {
+                call.access.lookupsLastMinute = usage.lookupsLastMinute
+                call.access.recordsLastHour = usage.recordsLastHour
+                decision = ScopeEnforcer.decide(call.access, snapshot: snapshot, now: now)
+                if usage.integrationExceeded && decision.isAllowed {
+                    decision = ScopeEnforcer.volumeExceeded(decision, now: now, snapshot: snapshot)
+                }
             }
-            access.lookupsLastMinute = try usage[0].decode(0, as: Int.self)
-            access.recordsLastHour = try usage[0].decode(1, as: Int.self)
         }
-        let decision = ScopeEnforcer.decide(access, snapshot: snapshot, now: Date())
-        entry.tenantID = decision.tenantID
-        entry.purposeVersion = decision.purposeVersion
-        entry.reason = decision.reason.rawValue
-        guard decision.isAllowed else {
-            entry.decision = .deny
-            if !decision.deniedFields.isEmpty { entry.fields = Dictionary(uniqueKeysWithValues: decision.deniedFields.map { ($0, "denied") }) }
-            let written = try await admin.accessLog.append(entry)
-            var problem = Problem(
+        call.entry.tenantID = decision.tenantID
+        call.entry.purposeVersion = decision.purposeVersion
+        call.entry.reason = refusal?.code ?? decision.reason.rawValue
+        guard decision.isAllowed, refusal == nil else {
+            call.entry.decision = .deny
+            if !decision.deniedFields.isEmpty {
+                call.entry.fields = Dictionary(decision.deniedFields.map { ($0, "denied") }, uniquingKeysWith: { first, _ in first })
+            }
+            let written = try await admin.accessLog.append(call.entry)
+            var problem = refusal ?? Problem(
                 HTTPResponse.Status(code: decision.reason.httpStatus), code: decision.reason.rawValue, title: "Access denied",
-                detail: decision.deniedFields.isEmpty ? nil : "Not allowed under this purpose: " + decision.deniedFields.joined(separator: ", "),
-                accessID: written.id.uuidString.lowercased()
+                detail: decision.deniedFields.isEmpty ? nil : "Not allowed under this purpose: " + decision.deniedFields.joined(separator: ", ")
             )
+            problem.accessID = written.id.uuidString.lowercased()
             if let retryAfter = decision.retryAfter { problem.headers[.retryAfter] = String(max(1, retryAfter)) }
             throw problem
         }
-        entry.decision = .allow
+        call.entry.decision = .allow
         return decision
+    }
+
+    struct Usage {
+        var lookupsLastMinute = 0
+        var recordsLastHour = 0
+        var integrationExceeded = false
+    }
+
+    /// Reserves this lookup in the usage counters, when the purpose has limits or the
+    /// integration is asserted (capped as a whole, whatever agent it names). Nil: nothing to
+    /// count. The counts say "limit reached" exactly when the reservation was refused.
+    private func reserve(
+        tenantID: UUID, purpose: String, agent: String?, limits: PurposeDefinition.Limits?, integration: UUID?,
+        operation: AccessRequest.Operation
+    ) async throws -> Usage? {
+        let perMinute = operation == .lookup ? limits?.lookupsPerMinute : nil
+        let perHour = limits?.recordsPerHour
+        let integrationLimit = operation == .lookup ? integration.map { _ in assertedLookupsPerMinute } : nil
+        guard let agent, perMinute != nil || perHour != nil || integrationLimit != nil else { return nil }
+        let who = "agent:" + agent
+        let tool = integration.map { "integration:" + $0.uuidString.lowercased() } ?? ""
+        let rows = try await admin.database.withTransaction { connection in
+            try await RegistryStore.setTenant(tenantID, on: connection)
+            // Counters are bookkeeping, not evidence: they need not wait for the disk.
+            try await connection.query("SET LOCAL synchronous_commit TO off")
+            return try await connection.query(
+                """
+                WITH stale AS (
+                    DELETE FROM itaku.usage_counters
+                    WHERE tenant_id = \(tenantID) AND purpose_key = \(purpose) AND who IN (\(who), \(tool))
+                      AND window_start < now() - interval '2 hours'
+                ), minute AS (
+                    INSERT INTO itaku.usage_counters AS c (tenant_id, purpose_key, who, window_start, used)
+                    SELECT \(tenantID), \(purpose), \(who), date_trunc('minute', now()), 1 WHERE \(perMinute)::bigint IS NOT NULL
+                    ON CONFLICT (tenant_id, purpose_key, who, window_start) DO UPDATE SET used = c.used + 1
+                    WHERE c.used < \(perMinute)::bigint
+                    RETURNING 1
+                ), tool AS (
+                    INSERT INTO itaku.usage_counters AS c (tenant_id, purpose_key, who, window_start, used)
+                    SELECT \(tenantID), \(purpose), \(tool), date_trunc('minute', now()), 1 WHERE \(integrationLimit)::bigint IS NOT NULL
+                    ON CONFLICT (tenant_id, purpose_key, who, window_start) DO UPDATE SET used = c.used + 1
+                    WHERE c.used < \(integrationLimit)::bigint
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM minute), (SELECT count(*) FROM tool),
+                    coalesce((SELECT used FROM itaku.usage_counters WHERE tenant_id = \(tenantID) AND purpose_key = \(purpose)
+                        AND who = \(who + "/records") AND window_start = date_trunc('hour', now())), 0)::bigint
+                """
+            )
+        }
+        var usage = Usage()
+        if let perMinute, try rows[0].decode(0, as: Int.self) == 0 { usage.lookupsLastMinute = perMinute }
+        if integrationLimit != nil, try rows[0].decode(1, as: Int.self) == 0 { usage.integrationExceeded = true }
+        usage.recordsLastHour = try rows[0].decode(2, as: Int.self)
+        return usage
+    }
+
+    /// Adds the records an answer carried to the hour's counter, for `records_per_hour`.
+    private func count(records: Int, tenantID: UUID, purpose: String, agent: String) async throws {
+        try await admin.database.withTransaction { connection in
+            try await RegistryStore.setTenant(tenantID, on: connection)
+            try await connection.query("SET LOCAL synchronous_commit TO off")
+            try await connection.query(
+                """
+                INSERT INTO itaku.usage_counters AS c (tenant_id, purpose_key, who, window_start, used)
+                VALUES (\(tenantID), \(purpose), \("agent:" + agent + "/records"), date_trunc('hour', now()), \(records))
+                ON CONFLICT (tenant_id, purpose_key, who, window_start) DO UPDATE SET used = c.used + excluded.used
+                """
+            )
+        }
     }
 
     /// Withholds suspended and expired records, transforms the rest, and answers once the entry
     /// is durably committed. (A lookup bound its records to the case in the same round trip.)
     private func answer(
-        _ rows: PostgresRows, decision: Decision, entry: AccessEntry, tenant: Tenant, schema: DatasetSchema, access: AccessRequest
+        _ rows: PostgresRows, decision: Decision, entry: AccessEntry, tenant: Tenant, schema: DatasetSchema, access: AccessRequest,
+        snapshot: RegistrySnapshot
     ) async throws -> Response {
         var entry = entry
         let transformer = FieldTransformer(key: keyring.digestKey(tenant: tenant.id.uuidString))
@@ -356,11 +493,16 @@ struct AgentController: Sendable {
             entry.recordIDs.append(id)
             entry.subjectDigests.append(digester(tenant.id).subjectDigest(externalID: try row.decode(1)))
         }
-        entry.fields = Dictionary(uniqueKeysWithValues: decision.fields.map { ($0.name, $0.transform.rawValue) })
+        entry.fields = Dictionary(decision.fields.map { ($0.name, $0.transform.rawValue) }, uniquingKeysWith: { first, _ in first })
         entry.rowsReturned = records.count
         if !withheld.isEmpty { entry.target = "withheld:" + withheld.joined(separator: ",") }
         // Invariant 1: the data leaves only after its entry is durably committed.
         let written = try await admin.accessLog.append(entry)
+        if !records.isEmpty, let tenantID = decision.tenantID, let purpose = access.purposeKey, let agent = access.agent,
+            snapshot.purposes[tenantID]?[purpose]?.definition.limits?.recordsPerHour != nil
+        {
+            try await count(records: records.count, tenantID: tenantID, purpose: purpose, agent: agent)
+        }
         if access.operation == .read && records.isEmpty && withheld.isEmpty {
             var problem = Problem.notFound
             problem.accessID = written.id.uuidString.lowercased()

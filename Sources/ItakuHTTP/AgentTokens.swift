@@ -15,6 +15,9 @@ final class AgentTokens: Sendable {
         var aud: AudienceClaim
         var exp: ExpirationClaim
         var nbf: NotBeforeClaim?
+        var iat: IssuedAtClaim?
+        /// The authorized party: the integration (its id) the token was issued for.
+        var azp: String?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {}
     }
@@ -23,14 +26,17 @@ final class AgentTokens: Sendable {
     private let issuer: String
     private let audience: String
     private let leeway: TimeInterval
-    /// SHA-256 of a token → (employee id, expiry).
-    private let cache = Mutex<[Data: (String, Date)]>([:])
+    /// `agents.maxTokenMinutes`: a token valid for longer (from `iat`, or from now) is refused.
+    private let maxLifetime: TimeInterval
+    /// SHA-256 of a token → (employee id, expiry, authorized party).
+    private let cache = Mutex<[Data: (String, Date, String?)]>([:])
 
-    init(keys: JWTKeyCollection, issuer: String, audience: String, leeway: TimeInterval = 30) {
+    init(keys: JWTKeyCollection, issuer: String, audience: String, leeway: TimeInterval = 30, maxLifetime: TimeInterval = 86_400) {
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self.maxLifetime = maxLifetime
     }
 
     /// The issuer's keys: a JWKS file, or one public key in a PEM file (Ed25519, P-256 or RSA),
@@ -54,24 +60,29 @@ final class AgentTokens: Sendable {
         return keys
     }
 
-    /// The employee id the token vouches for, or nil when it does not verify.
-    func employeeID(from token: String, now: Date = Date()) async -> String? {
+    /// The employee id the token vouches for, or nil when it does not verify. A token that
+    /// names its authorized party (`azp`) is good only for that integration, so a token lifted
+    /// from one tool cannot be replayed through another.
+    func employeeID(from token: String, integration: UUID, now: Date = Date()) async -> String? {
         guard token.utf8.count < 8192 else { return nil }
         let digest = Data(SHA256.hash(data: Data(token.utf8)))
-        if let (subject, expiry) = cache.withLock({ $0[digest] }) {
-            if expiry.addingTimeInterval(leeway) > now { return subject }
+        let party = integration.uuidString.lowercased()
+        if let (subject, expiry, azp) = cache.withLock({ $0[digest] }) {
+            if expiry.addingTimeInterval(leeway) > now { return azp == nil || azp == party ? subject : nil }
             cache.withLock { _ = $0.removeValue(forKey: digest) }
         }
         guard let claims = try? await keys.verify(token, as: Claims.self) else { return nil }
         guard claims.iss.value == issuer, claims.aud.value.contains(audience),
             claims.exp.value.addingTimeInterval(leeway) > now,
             (claims.nbf?.value.addingTimeInterval(-leeway) ?? .distantPast) <= now,
+            claims.exp.value.timeIntervalSince(claims.iat?.value ?? now) <= maxLifetime + leeway,
             AgentsController.isEmployeeID(claims.sub.value)
         else { return nil }
+        let azp = claims.azp?.lowercased()
         cache.withLock { cache in
             if cache.count > 10_000 { cache.removeAll() }
-            cache[digest] = (claims.sub.value, claims.exp.value)
+            cache[digest] = (claims.sub.value, claims.exp.value, azp)
         }
-        return claims.sub.value
+        return azp == nil || azp == party ? claims.sub.value : nil
     }
 }

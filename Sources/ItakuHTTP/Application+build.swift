@@ -28,55 +28,85 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     let keyring = try Keyring.load(
         file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: configuration.generateKeyring
     )
-    let database = PostgresClient(
-        configuration: PostgresConfiguration(
-            url: configuration.databaseURL,
-            minimumConnections: configuration.poolMinimum,
-            maximumConnections: configuration.poolMaximum,
-            connectTimeoutSeconds: configuration.connectTimeoutSeconds
-        ),
-        logger: logger
+    var poolConfiguration = PostgresConfiguration(
+        url: configuration.databaseURL,
+        minimumConnections: configuration.poolMinimum,
+        maximumConnections: configuration.poolMaximum,
+        connectTimeoutSeconds: configuration.connectTimeoutSeconds
     )
+    poolConfiguration.requireUnprivilegedRole = true
+    let database = PostgresClient(configuration: poolConfiguration, logger: logger)
+    // Reading across tenants takes a role of its own (migration 0009): a small pool.
+    let readerSettings = configuration.readerConnection()
+    var readerConfiguration = PostgresConfiguration(
+        url: readerSettings.url, parameters: readerSettings.parameters, minimumConnections: 1,
+        maximumConnections: 4, applicationName: "itaku-reader", connectTimeoutSeconds: configuration.connectTimeoutSeconds
+    )
+    readerConfiguration.requireUnprivilegedRole = true
+    let reader = PostgresClient(configuration: readerConfiguration, logger: logger)
     let metrics = HTTPMetrics()
-    let registry = Registry(database: database, logger: logger)
+    let registry = Registry(database: reader, logger: logger)
 
     let router = Router(context: ItakuRequestContext.self)
     router.add(middleware: RequestLogMiddleware(
-        metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, maxImportBytes: configuration.maxImportBytes
+        metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, trustedProxies: Set(configuration.trustedProxies)
     ))
     router.add(middleware: ErrorMiddleware())
     router.add(middleware: AuthMiddleware(registry: registry))
-    var routes = RouteTable(router: router)
+    var routes = RouteTable(router: router, maxBodyBytes: configuration.maxBodyBytes)
     HealthController(database: database, metrics: metrics, openAPIDocument: try openAPIDocument())
         .addRoutes(to: &routes)
     let accessLog = AccessLogWriter(database: database, keyring: keyring, instanceID: configuration.instanceID, logger: logger)
-    let admin = Admin(database: database, registry: registry, accessLog: accessLog)
+    let admin = Admin(database: database, reader: reader, registry: registry, accessLog: accessLog)
     TenantsController(admin: admin).addRoutes(to: &routes)
     DatasetsController(admin: admin).addRoutes(to: &routes)
     PurposesController(admin: admin).addRoutes(to: &routes)
     AgentsController(admin: admin).addRoutes(to: &routes)
     AssignmentsController(admin: admin).addRoutes(to: &routes)
     IntegrationsController(admin: admin).addRoutes(to: &routes)
-    ImportsController(admin: admin, keyring: keyring).addRoutes(to: &routes)
+    ImportsController(admin: admin, keyring: keyring, maxImportBytes: configuration.maxImportBytes).addRoutes(to: &routes)
     AccessLogController(admin: admin, keyring: keyring).addRoutes(to: &routes)
     let tokens = AgentTokens(
         keys: try await AgentTokens.demo(
             keyring: keyring, jwksFile: configuration.agentJWKSFile, pemFile: configuration.agentPublicKeyFile
         ),
-        issuer: configuration.agentTokenIssuer, audience: configuration.agentTokenAudience
+        issuer: configuration.agentTokenIssuer, audience: configuration.agentTokenAudience,
+        maxLifetime: TimeInterval(configuration.maxTokenMinutes * 60)
     )
-    AgentController(admin: admin, keyring: keyring, tokens: tokens, caseBinding: .seconds(configuration.caseBindingMinutes * 60))
-        .addRoutes(to: &routes)
+    if configuration.agentJWKSFile == nil && configuration.agentPublicKeyFile == nil && !configuration.isEmbeddedDatabase {
+        // Outside the local demo, agent identity must come from the contact center's issuer.
+        logger.critical(
+            "agent tokens are verified with the keyring's demo issuer key: set agents.jwksFile or agents.publicKeyFile",
+            metadata: ["itaku.config": "agents.jwksFile"]
+        )
+    }
+    AgentController(
+        admin: admin, keyring: keyring, tokens: tokens, caseBinding: .seconds(configuration.caseBindingMinutes * 60),
+        assertedLookupsPerMinute: configuration.assertedLookupsPerMinute
+    ).addRoutes(to: &routes)
 
     var app = Application(
         router: routes.finish(),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: nil),
-        services: [database, registry, PartitionMaintenance(database: database, logger: logger), accessLog],
+        services: [database, reader, registry, PartitionMaintenance(database: database, logger: logger), accessLog],
         logger: logger
     )
     app.beforeServerStarts {
         if configuration.migrateOnStart {
             try await migrate(url: configuration.migrationURL, connectTimeout: configuration.connectTimeoutSeconds, logger: logger)
+        }
+        // Refuse to serve as a role that RLS and the log's grants do not bind. (A database that
+        // is down now is not fatal: every pooled connection is checked the same way.)
+        for (pool, key) in [(database, "db.url"), (reader, "db.readerUrl")] {
+            do {
+                try await pool.withConnection { _ in }
+            } catch let error as PostgresError where error.kind == .unsafeSession {
+                logger.critical(
+                    "refusing to serve: \(key) connects as a superuser, a role that bypasses row-level security, or an owner",
+                    metadata: ["itaku.error": "\(error)"]
+                )
+                throw error
+            } catch {}
         }
         // The registry before the first request (the database may still be down: /readyz says so).
         try? await registry.reload()
@@ -86,6 +116,10 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
 
 /// Applies pending migrations over a short-lived owner connection.
 public func migrate(url: String, connectTimeout: Int = 5, logger: Logger) async throws {
+    guard !url.isEmpty else {
+        logger.critical("db.migrationUrl is not set: with db.url set, name the owner role's URL too")
+        throw ConfigurationError.migrationURLMissing
+    }
     try await Migrator.migrate(
         PostgresConfiguration(
             url: url, minimumConnections: 0, maximumConnections: 1, applicationName: "itaku-migrate",
@@ -93,6 +127,16 @@ public func migrate(url: String, connectTimeout: Int = 5, logger: Logger) async 
         ),
         logger: logger
     )
+}
+
+public enum ConfigurationError: Error, CustomStringConvertible {
+    case migrationURLMissing
+
+    public var description: String {
+        switch self {
+        case .migrationURLMissing: "db.migrationUrl is not set (it no longer defaults to db.url)"
+        }
+    }
 }
 
 /// The OpenAPI contract shipped with the binary.

@@ -33,6 +33,10 @@ struct ErrorMiddleware: RouterMiddleware {
             default:
                 return Problem(error.status, code: "http_\(error.status.code)", title: error.status.reasonPhrase)
             }
+        case is PostgresEncodingError:
+            // A value that no column can hold (a time past the year 9999, text with NUL): the
+            // caller's input, refused before anything was sent to the database.
+            return .badRequest(code: "invalid_value", "A value in the request is out of range or contains a NUL character.")
         case is DecodingError:
             // The decoder's own message can quote the offending value; say only where it failed.
             return .badRequest(code: "invalid_json", "The body is not the JSON this endpoint takes.")
@@ -41,7 +45,7 @@ struct ErrorMiddleware: RouterMiddleware {
             context.logger.warning("access log unavailable", metadata: ["itaku.error": "\(error)"])
             return Problem(.serviceUnavailable, code: "access_log_unavailable", title: "Access log unavailable",
                            detail: "The access entry could not be written; nothing was returned.", headers: [.retryAfter: "1"])
-        case let error as PostgresError where error.isConnectionError:
+        case let error as PostgresError where error.isConnectionError || error.kind == .unsafeSession:
             context.logger.warning("database unavailable", metadata: ["itaku.error": "\(error)"])
             return .databaseUnavailable
         default:

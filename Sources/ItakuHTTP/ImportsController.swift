@@ -12,6 +12,8 @@ import NIOCore
 struct ImportsController: Sendable {
     let admin: Admin
     let keyring: Keyring
+    /// `http.maxImportBytes`: this route's body limit, in place of `http.maxBodyBytes`.
+    var maxImportBytes = 1 << 30
 
     static let maxJSONBytes = 64 << 20
 
@@ -21,7 +23,7 @@ struct ImportsController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/tenants/:tenant/datasets/:dataset/imports", method: .post) { request, context in
+        routes.on("/v1/tenants/:tenant/datasets/:dataset/imports", method: .post, maxBodyBytes: maxImportBytes) { request, context in
             try await importRecords(request, context)
         }
     }

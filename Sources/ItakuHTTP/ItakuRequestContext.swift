@@ -14,10 +14,15 @@ public struct ItakuRequestContext: RequestContext {
     public var principal: Principal?
     /// The registry snapshot the whole request works with.
     public var snapshot: RegistrySnapshot?
+    /// The peer's address (IP only, no port), as the connection saw it; `RequestLogMiddleware`
+    /// replaces it with the trusted proxy's `X-Forwarded-For` when `http.trustedProxies` names
+    /// the peer.
+    public var clientAddress: String?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.requestID = ""
         self.maxUploadSize = 1 << 20
+        self.clientAddress = source.channel.remoteAddress?.ipAddress
     }
 }

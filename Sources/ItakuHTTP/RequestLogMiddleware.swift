@@ -5,36 +5,34 @@ import Logging
 
 extension HTTPField.Name {
     static let itakuRequestID = Self("Itaku-Request-Id")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
 }
 
-/// Outermost middleware: gives the request its id, applies the body limit, and after the
-/// response writes one structured log line and the HTTP metrics, labelled by route template
-/// (never the raw path or query string, which can hold personal data).
+/// Outermost middleware: gives the request its id, and after the response writes one
+/// structured log line and the HTTP metrics, labelled by route template (never the raw path or
+/// query string, which can hold personal data). Body limits belong to the matched route
+/// (`RouteTable`); until a route matched, `http.maxBodyBytes` applies.
 struct RequestLogMiddleware: RouterMiddleware {
     typealias Context = ItakuRequestContext
 
     let metrics: HTTPMetrics
     let maxBodyBytes: Int
-    /// The larger limit of record imports.
-    let maxImportBytes: Int
+    /// `http.trustedProxies`: peers whose `X-Forwarded-For` is believed.
+    var trustedProxies: Set<String> = []
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         context.requestID = Self.requestID(from: request.headers[.itakuRequestID])
-        let limit = request.uri.path.hasSuffix("/imports") ? maxImportBytes : maxBodyBytes
-        context.maxUploadSize = limit
+        context.clientAddress = Self.clientAddress(peer: context.clientAddress, forwardedFor: request.headers[values: .xForwardedFor], trusted: trustedProxies)
+        context.maxUploadSize = maxBodyBytes
         context.logger[metadataKey: "itaku.request_id"] = .string(context.requestID)
         let start = ContinuousClock.now
 
         var response: Response
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
-            response = Problem.payloadTooLarge(limit: limit).render(requestID: context.requestID)
-        } else {
-            do {
-                response = try await next(request, context)
-            } catch {
-                response = ErrorMiddleware.problem(for: error, context: context).render(requestID: context.requestID)
-            }
+        do {
+            response = try await next(request, context)
+        } catch {
+            response = ErrorMiddleware.problem(for: error, context: context).render(requestID: context.requestID)
         }
         response.headers[.itakuRequestID] = context.requestID
 
@@ -54,6 +52,23 @@ struct RequestLogMiddleware: RouterMiddleware {
             ]
         )
         return response
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
+    /// address in `X-Forwarded-For` that is not itself a trusted proxy. Only text shaped like an
+    /// IP address is taken, so the access log never stores caller-chosen text here.
+    static func clientAddress(peer: String?, forwardedFor: [String], trusted: Set<String>) -> String? {
+        guard let peer, trusted.contains(peer) else { return peer }
+        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        for hop in hops.reversed() where !trusted.contains(hop) {
+            return isAddress(hop) ? hop : peer
+        }
+        return peer
+    }
+
+    static func isAddress(_ text: String) -> Bool {
+        (2...45).contains(text.utf8.count)
+            && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46) || $0 == 0x2E || $0 == 0x3A }
     }
 
     /// A caller's id is kept if it is 1–64 characters of `[A-Za-z0-9._-]`; anything else is

@@ -2,23 +2,41 @@ import HTTPTypes
 import Hummingbird
 
 /// Registers routes and, for every path, answers the methods it does not take with 405 and an
-/// `Allow` header instead of Hummingbird's 404.
+/// `Allow` header instead of Hummingbird's 404. Each route admits bodies up to its own limit:
+/// `http.maxBodyBytes`, or a larger one that the route itself asks for (record imports).
 struct RouteTable {
     private(set) var router: Router<ItakuRequestContext>
     private var methods: [String: [HTTPRequest.Method]] = [:]
     private var order: [String] = []
+    let maxBodyBytes: Int
 
-    init(router: Router<ItakuRequestContext>) {
+    init(router: Router<ItakuRequestContext>, maxBodyBytes: Int = 1 << 20) {
         self.router = router
+        self.maxBodyBytes = maxBodyBytes
     }
 
     mutating func on(
-        _ path: String, method: HTTPRequest.Method,
+        _ path: String, method: HTTPRequest.Method, maxBodyBytes: Int? = nil,
         use handler: @escaping @Sendable (Request, ItakuRequestContext) async throws -> Response
     ) {
-        router.on(RouterPath(path), method: method, use: handler)
+        router.on(RouterPath(path), method: method, use: Self.limited(to: maxBodyBytes ?? self.maxBodyBytes, handler))
         if methods[path] == nil { order.append(path) }
         methods[path, default: []].append(method)
+    }
+
+    /// The limit belongs to the matched route; a declared length above it is refused before a
+    /// byte of the body is read, and reading past it fails with 413.
+    private static func limited(
+        to limit: Int, _ handler: @escaping @Sendable (Request, ItakuRequestContext) async throws -> Response
+    ) -> @Sendable (Request, ItakuRequestContext) async throws -> Response {
+        { request, context in
+            if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+                throw Problem.payloadTooLarge(limit: limit)
+            }
+            var context = context
+            context.maxUploadSize = limit
+            return try await handler(request, context)
+        }
     }
 
     /// Adds the 405 responders; call once after every route is registered.
@@ -27,9 +45,9 @@ struct RouteTable {
         for path in order {
             let allowed = methods[path] ?? []
             for method in all where !allowed.contains(method) {
-                router.on(RouterPath(path), method: method) { _, _ -> Response in
+                router.on(RouterPath(path), method: method, use: Self.limited(to: maxBodyBytes) { _, _ -> Response in
                     throw Problem.methodNotAllowed(allow: allowed)
-                }
+                })
             }
         }
         return router

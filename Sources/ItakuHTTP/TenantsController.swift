@@ -15,6 +15,8 @@ struct TenantsController: Sendable {
         var contract_start: String?
         var contract_end: String?
         var status: String?
+        /// The case references agents may cite; absent: Itaku's default (`CaseReference`).
+        var case_pattern: String?
 
         init(_ tenant: Tenant) {
             code = tenant.code
@@ -23,6 +25,7 @@ struct TenantsController: Sendable {
             contract_start = tenant.contractStart
             contract_end = tenant.contractEnd
             status = tenant.status
+            case_pattern = tenant.casePattern
         }
     }
 
@@ -48,6 +51,9 @@ struct TenantsController: Sendable {
         if !Self.isCode(code) { issues.append(.init(code: "invalid_tenant_code", pointer: "code")) }
         if (body.name ?? "").isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
         issues += Self.validate(timeZone: body.time_zone, start: body.contract_start, end: body.contract_end, status: nil)
+        if let pattern = body.case_pattern, !CaseReference.isValidPattern(pattern) {
+            issues.append(.init(code: "invalid_case_pattern", pointer: "case_pattern"))
+        }
         guard issues.isEmpty else { throw Problem.invalid(issues) }
         if context.snapshot?.tenant(code: code) != nil { throw Problem.conflict(code: "tenant_exists", "A tenant with this code exists.") }
         let name = body.name ?? "", zone = body.time_zone ?? "Asia/Tokyo"
@@ -57,7 +63,7 @@ struct TenantsController: Sendable {
             _ = try await admin.change(context, tenantID: tenantID, target: "tenant:\(code)") { connection in
                 let id = try await RegistryStore.createTenant(
                     id: tenantID, code: code, name: name, timeZone: zone, contractStart: body.contract_start,
-                    contractEnd: body.contract_end, on: connection
+                    contractEnd: body.contract_end, casePattern: body.case_pattern, on: connection
                 )
                 return (id, nil, 1)
             }
@@ -78,6 +84,9 @@ struct TenantsController: Sendable {
         )
         if body.code != nil && body.code != tenant.code { issues.append(.init(code: "code_immutable", pointer: "code")) }
         if let name = body.name, name.isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
+        if let pattern = body.case_pattern, !CaseReference.isValidPattern(pattern) {
+            issues.append(.init(code: "invalid_case_pattern", pointer: "case_pattern"))
+        }
         guard issues.isEmpty else { throw Problem.invalid(issues) }
         var updated = tenant
         updated.name = body.name ?? tenant.name
@@ -85,11 +94,12 @@ struct TenantsController: Sendable {
         updated.contractStart = body.contract_start ?? tenant.contractStart
         updated.contractEnd = body.contract_end ?? tenant.contractEnd
         updated.status = body.status ?? tenant.status
+        updated.casePattern = body.case_pattern ?? tenant.casePattern
         let next = updated
         try await admin.change(context, tenantID: tenant.id, target: "tenant:\(tenant.code)") { connection in
             try await RegistryStore.updateTenant(
                 next.id, name: next.name, timeZone: next.timeZone, contractStart: next.contractStart,
-                contractEnd: next.contractEnd, status: next.status, on: connection
+                contractEnd: next.contractEnd, status: next.status, casePattern: next.casePattern, on: connection
             )
             return ((), nil, nil)
         }

@@ -56,6 +56,23 @@ final class ConnectionHandle: @unchecked Sendable {
         guard setting == "on" else {
             throw PostgresError(.unsafeSession, detail: "synchronous_commit is \(setting ?? "unknown"), need on")
         }
+        if configuration.requireUnprivilegedRole {
+            let privileged = try handle.execute(
+                """
+                SELECT r.rolsuper OR r.rolbypassrls OR EXISTS (
+                    SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = 'itaku' AND pg_has_role(current_user, c.relowner, 'USAGE'))
+                FROM pg_roles r WHERE r.rolname = current_user
+                """,
+                PostgresBindings()
+            )
+            guard try privileged.first?.decode(0, as: Bool.self) == false else {
+                throw PostgresError(
+                    .unsafeSession,
+                    detail: "the role is a superuser, may bypass row-level security, or owns Itaku's tables; use itaku_runtime"
+                )
+            }
+        }
         return handle
     }
 
@@ -101,6 +118,7 @@ final class ConnectionHandle: @unchecked Sendable {
         _ binds: PostgresBindings,
         cancellation: OperationCancellation? = nil
     ) throws -> PostgresRows {
+        if let error = binds.encodingError { throw error }
         guard let conn else { throw PostgresError(.connectionClosed, detail: "connection closed") }
         if let cancellation, !cancellation.begin(PQgetCancel(conn)) { throw CancellationError() }
         defer { cancellation?.end() }

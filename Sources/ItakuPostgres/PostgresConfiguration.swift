@@ -14,6 +14,10 @@ public struct PostgresConfiguration: Sendable {
     /// A pooled connection idle for longer than this is probed before it is lent again, so a
     /// connection the server dropped while idle (restart, failover) is replaced, not handed out.
     public var probeIdleAfter: Duration
+    /// Refuse sessions whose role is a superuser, may bypass row-level security, or owns (or
+    /// inherits an owner of) anything in the `itaku` schema: the service's own pool, whose
+    /// guarantees rest on RLS and the access log's append-only grants.
+    public var requireUnprivilegedRole = false
 
     public init(
         url: String,

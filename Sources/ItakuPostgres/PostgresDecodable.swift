@@ -178,9 +178,9 @@ public struct PostgresDate: PostgresEncodable, PostgresDecodable, Hashable, Cust
 
     public init(daysSince2000: Int32) { self.daysSince2000 = daysSince2000 }
 
-    /// Proleptic Gregorian date; `nil` when the components are not a real date.
+    /// Proleptic Gregorian date of the years 1 to 9999; `nil` when the components are not such a date.
     public init?(year: Int, month: Int, day: Int) {
-        guard (1...12).contains(month), (1...31).contains(day) else { return nil }
+        guard (1...9999).contains(year), (1...12).contains(month), (1...31).contains(day) else { return nil }
         let days = Self.daysFromCivil(year: year, month: month, day: day)
         guard Self.civil(fromDays: days) == (year, month, day) else { return nil }
         self.daysSince2000 = Int32(days - Self.daysFromCivil(year: 2000, month: 1, day: 1))

@@ -2,10 +2,29 @@ import struct Foundation.Date
 import struct Foundation.UUID
 
 /// A Swift value that can be sent as a bound parameter.
+///
+/// Encoding throws `PostgresEncodingError` for a value PostgreSQL cannot hold (a time outside
+/// its range, text with a NUL character): a request carrying such a value fails with an error,
+/// it never traps and never sends something other than what it was given.
 public protocol PostgresEncodable: Sendable {
     static var postgresType: PostgresType { get }
     static var postgresFormat: PostgresFormat { get }
-    func encode(into buffer: inout [UInt8])
+    func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError)
+}
+
+/// A value that cannot be sent as a parameter. It names the parameter's type, never its value.
+public enum PostgresEncodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A number or time outside what the column type can hold.
+    case outOfRange(PostgresType)
+    /// Text containing U+0000, which PostgreSQL text and jsonb cannot store.
+    case nulCharacter
+
+    public var description: String {
+        switch self {
+        case .outOfRange(let type): "a \(type) parameter is out of range"
+        case .nulCharacter: "a text parameter contains a NUL character"
+        }
+    }
 }
 
 extension PostgresEncodable {
@@ -26,7 +45,11 @@ extension Array where Element == UInt8 {
 extension String: PostgresEncodable {
     public static var postgresType: PostgresType { .text }
     public static var postgresFormat: PostgresFormat { .text }
-    public func encode(into buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+    public func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError) {
+        // libpq sends text parameters NUL-terminated: a NUL inside would cut the value short.
+        if utf8.contains(0) { throw .nulCharacter }
+        buffer.append(contentsOf: utf8)
+    }
 }
 
 extension Int: PostgresEncodable {
@@ -68,8 +91,9 @@ extension UUID: PostgresEncodable {
 
 extension Date: PostgresEncodable {
     public static var postgresType: PostgresType { .timestamptz }
-    public func encode(into buffer: inout [UInt8]) {
-        buffer.appendBigEndian(PostgresEpoch.microseconds(from: self))
+    public func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError) {
+        guard let microseconds = PostgresEpoch.microseconds(exactly: self) else { throw .outOfRange(.timestamptz) }
+        buffer.appendBigEndian(microseconds)
     }
 }
 
@@ -90,7 +114,11 @@ public struct PostgresJSON: PostgresEncodable, PostgresDecodable, Hashable {
     public init(_ text: String) { self.text = text }
     public static var postgresType: PostgresType { .jsonb }
     public static var postgresFormat: PostgresFormat { .text }
-    public func encode(into buffer: inout [UInt8]) { buffer.append(contentsOf: text.utf8) }
+    public func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError) {
+        // jsonb refuses the escape \u0000 (and the raw byte cannot be sent either).
+        if text.utf8.contains(0) || text.contains("\\u0000") { throw .nulCharacter }
+        buffer.append(contentsOf: text.utf8)
+    }
     public init(postgres cell: PostgresCell) throws {
         self.text = try String(postgres: cell)
     }
@@ -100,15 +128,18 @@ extension Array: PostgresEncodable where Element == String {
     public static var postgresType: PostgresType { .textArray }
     /// Binary array: ndim, has-null flag, element OID, then (length, lower bound) per
     /// dimension, then each element as length + bytes.
-    public func encode(into buffer: inout [UInt8]) {
+    public func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError) {
+        guard let count = Int32(exactly: count) else { throw .outOfRange(.textArray) }
         buffer.appendBigEndian(Int32(1))
         buffer.appendBigEndian(Int32(0))
         buffer.appendBigEndian(PostgresType.text.rawValue)
-        buffer.appendBigEndian(Int32(count))
+        buffer.appendBigEndian(count)
         buffer.appendBigEndian(Int32(1))
         for element in self {
             let utf8 = [UInt8](element.utf8)
-            buffer.appendBigEndian(Int32(utf8.count))
+            if utf8.contains(0) { throw .nulCharacter }
+            guard let length = Int32(exactly: utf8.count) else { throw .outOfRange(.textArray) }
+            buffer.appendBigEndian(length)
             buffer.append(contentsOf: utf8)
         }
     }
@@ -118,8 +149,15 @@ extension Array: PostgresEncodable where Element == String {
 enum PostgresEpoch {
     static let offsetFromUnix: Double = 946_684_800
 
-    static func microseconds(from date: Date) -> Int64 {
-        Int64(((date.timeIntervalSince1970 - offsetFromUnix) * 1_000_000).rounded())
+    /// PostgreSQL's timestamps run from 4713 BC to 294276 AD; Itaku accepts years 1 to 9999,
+    /// which every client can also print.
+    static let range: ClosedRange<Double> = -62_135_596_800 ... 253_402_300_799.999_999
+
+    /// The microseconds of `date`, or nil when it is not a time PostgreSQL (and Itaku) can hold.
+    static func microseconds(exactly date: Date) -> Int64? {
+        let seconds = date.timeIntervalSince1970
+        guard range.contains(seconds) else { return nil }
+        return Int64(exactly: ((seconds - offsetFromUnix) * 1_000_000).rounded())
     }
 
     static func date(fromMicroseconds value: Int64) -> Date {

@@ -55,6 +55,9 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
 }
 
 /// The parameters of a statement, encoded and ready for `PQexecParams`.
+///
+/// A value that cannot be encoded is remembered, not trapped on: the statement then fails with
+/// that `PostgresEncodingError` before anything is sent.
 public struct PostgresBindings: Sendable {
     struct Bind: Sendable {
         var type: PostgresType
@@ -63,6 +66,8 @@ public struct PostgresBindings: Sendable {
     }
 
     private(set) var values: [Bind] = []
+    /// The first value that could not be encoded.
+    public private(set) var encodingError: PostgresEncodingError?
 
     public init(capacity: Int = 0) {
         values.reserveCapacity(capacity)
@@ -72,7 +77,11 @@ public struct PostgresBindings: Sendable {
 
     public mutating func append(_ value: some PostgresEncodable) {
         var bytes: [UInt8] = []
-        value.encode(into: &bytes)
+        do {
+            try value.encode(into: &bytes)
+        } catch {
+            if encodingError == nil { encodingError = error }
+        }
         values.append(Bind(type: type(of: value).postgresType, format: type(of: value).postgresFormat, bytes: bytes))
     }
 

@@ -49,6 +49,9 @@ public struct DatasetSchema: Sendable, Codable, Equatable {
 
     public func field(_ name: String) -> Field? { fields.first { $0.name == name } }
 
+    /// Retention of one day to a hundred years: every expiry it gives is a time PostgreSQL holds.
+    public static let retentionRange = 1...36_500
+
     /// Problems with the schema itself, each with a stable code and the path of the field.
     public func validate() -> [ValidationIssue] {
         var issues: [ValidationIssue] = []
@@ -68,7 +71,9 @@ public struct DatasetSchema: Sendable, Codable, Equatable {
             }
         }
         if field(keyField) == nil { issues.append(.init(code: "unknown_key_field", pointer: "key_field")) }
-        if let retentionDays, retentionDays <= 0 { issues.append(.init(code: "invalid_retention", pointer: "retention_days")) }
+        if let retentionDays, !Self.retentionRange.contains(retentionDays) {
+            issues.append(.init(code: "invalid_retention", pointer: "retention_days"))
+        }
         return issues
     }
 

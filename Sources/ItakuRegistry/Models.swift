@@ -16,8 +16,13 @@ public struct Tenant: Sendable, Codable, Equatable {
     public var contractStart: String?
     public var contractEnd: String?
     public var status: String
+    /// The case references this tenant's agents may cite (`CaseReference`); nil: the default.
+    public var casePattern: String?
 
-    public init(id: UUID, code: String, name: String, timeZone: String, contractStart: String?, contractEnd: String?, status: String) {
+    public init(
+        id: UUID, code: String, name: String, timeZone: String, contractStart: String?, contractEnd: String?, status: String,
+        casePattern: String? = nil
+    ) {
         self.id = id
         self.code = code
         self.name = name
@@ -25,6 +30,7 @@ public struct Tenant: Sendable, Codable, Equatable {
         self.contractStart = contractStart
         self.contractEnd = contractEnd
         self.status = status
+        self.casePattern = casePattern
     }
 }
 

@@ -150,8 +150,13 @@ public struct PurposeDefinition: Sendable, Codable, Equatable {
             }
         }
         if let limits {
-            if let value = limits.recordsPerHour, value <= 0 { issues.append(.init(code: "invalid_limit", pointer: "limits.records_per_hour")) }
-            if let value = limits.lookupsPerMinute, value <= 0 { issues.append(.init(code: "invalid_limit", pointer: "limits.lookups_per_minute")) }
+            // Bounded so every limit fits the usage counters' integer columns.
+            if let value = limits.recordsPerHour, !(1...1_000_000).contains(value) {
+                issues.append(.init(code: "invalid_limit", pointer: "limits.records_per_hour"))
+            }
+            if let value = limits.lookupsPerMinute, !(1...1_000_000).contains(value) {
+                issues.append(.init(code: "invalid_limit", pointer: "limits.lookups_per_minute"))
+            }
         }
         return issues + datasetIssues(schemas)
     }

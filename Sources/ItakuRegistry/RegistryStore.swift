@@ -16,52 +16,36 @@ public enum RegistryStore {
 
     // MARK: Loading the snapshot
 
-    public static func loadSnapshot(on connection: PostgresConnection) async throws -> RegistrySnapshot {
+    /// Reads every tenant's registry: on a connection of the reader role (`itaku_reader`), the
+    /// only role whose policies show more than one tenant. The runtime role sees one tenant at a
+    /// time, so with `tenantByTenant` (the CLI and the demo, inside a transaction) each tenant's
+    /// tables are read under that tenant.
+    public static func loadSnapshot(on connection: PostgresConnection, tenantByTenant: Bool = false) async throws -> RegistrySnapshot {
         var snapshot = RegistrySnapshot()
-        try await connection.query("SELECT set_config('itaku.all_tenants', 'on', true)")
         for row in try await connection.query(
-            "SELECT tenant_id, code, name, time_zone, contract_start::text, contract_end::text, status FROM itaku.tenants"
+            "SELECT tenant_id, code, name, time_zone, contract_start::text, contract_end::text, status, case_pattern FROM itaku.tenants"
         ) {
             let tenant = Tenant(
                 id: try row.decode(0), code: try row.decode(1), name: try row.decode(2), timeZone: try row.decode(3),
-                contractStart: try row.decode(4), contractEnd: try row.decode(5), status: try row.decode(6)
+                contractStart: try row.decode(4), contractEnd: try row.decode(5), status: try row.decode(6),
+                casePattern: try row.decode(7)
             )
             snapshot.tenants[tenant.id] = tenant
             snapshot.tenantIDsByCode[tenant.code] = tenant.id
         }
-        let decoder = JSONDecoder()
-        for row in try await connection.query("SELECT tenant_id, dataset_id, name, version, schema FROM itaku.datasets") {
-            let schemaText = try row.decode(4, as: PostgresJSON.self).text
-            let dataset = Dataset(
-                id: try row.decode(1), tenantID: try row.decode(0), name: try row.decode(2), version: try row.decode(3),
-                schema: try decoder.decode(DatasetSchema.self, from: Data(schemaText.utf8))
-            )
-            snapshot.datasets[dataset.tenantID, default: [:]][dataset.name] = dataset
-        }
-        for row in try await connection.query(
-            """
-            SELECT DISTINCT ON (tenant_id, key) tenant_id, key, version, definition, created_at
-            FROM itaku.purposes ORDER BY tenant_id, key, version DESC
-            """
-        ) {
-            let definition = try row.decode(3, as: PostgresJSON.self).text
-            let purpose = Purpose(
-                tenantID: try row.decode(0), key: try row.decode(1), version: try row.decode(2),
-                definition: try decoder.decode(PurposeDefinition.self, from: Data(definition.utf8)), createdAt: try row.decode(4)
-            )
-            snapshot.purposes[purpose.tenantID, default: [:]][purpose.key] = purpose
+        if tenantByTenant {
+            for tenantID in snapshot.tenants.keys {
+                try await setTenant(tenantID, on: connection)
+                try await loadTenantTables(into: &snapshot, on: connection)
+            }
+            try await connection.query("SELECT set_config('itaku.tenant_id', '', true)")
+        } else {
+            try await loadTenantTables(into: &snapshot, on: connection)
         }
         for row in try await connection.query("SELECT agent_id, employee_id, name, site, active FROM itaku.agents") {
             let agent = Agent(id: try row.decode(0), employeeID: try row.decode(1), name: try row.decode(2), site: try row.decode(3), active: try row.decode(4))
             snapshot.agents[agent.id] = agent
             snapshot.agentIDsByEmployeeID[agent.employeeID] = agent.id
-        }
-        for row in try await connection.query("SELECT tenant_id, agent_id, purposes, valid_from, valid_until FROM itaku.assignments") {
-            let assignment = Assignment(
-                tenantID: try row.decode(0), agentID: try row.decode(1), purposes: try row.decode(2),
-                validFrom: try row.decode(3), validUntil: try row.decode(4)
-            )
-            snapshot.assignments[assignment.tenantID, default: [:]][assignment.agentID] = assignment
         }
         for row in try await connection.query(
             "SELECT integration_id, name, trust_mode, array(SELECT unnest(tenant_ids)::text) FROM itaku.integrations"
@@ -84,16 +68,49 @@ public enum RegistryStore {
         return snapshot
     }
 
+    /// Datasets, purposes and assignments: the registry's tenant tables (row-level security).
+    private static func loadTenantTables(into snapshot: inout RegistrySnapshot, on connection: PostgresConnection) async throws {
+        let decoder = JSONDecoder()
+        for row in try await connection.query("SELECT tenant_id, dataset_id, name, version, schema FROM itaku.datasets") {
+            let schemaText = try row.decode(4, as: PostgresJSON.self).text
+            let dataset = Dataset(
+                id: try row.decode(1), tenantID: try row.decode(0), name: try row.decode(2), version: try row.decode(3),
+                schema: try decoder.decode(DatasetSchema.self, from: Data(schemaText.utf8))
+            )
+            snapshot.datasets[dataset.tenantID, default: [:]][dataset.name] = dataset
+        }
+        for row in try await connection.query(
+            """
+            SELECT DISTINCT ON (tenant_id, key) tenant_id, key, version, definition, created_at
+            FROM itaku.purposes ORDER BY tenant_id, key, version DESC
+            """
+        ) {
+            let definition = try row.decode(3, as: PostgresJSON.self).text
+            let purpose = Purpose(
+                tenantID: try row.decode(0), key: try row.decode(1), version: try row.decode(2),
+                definition: try decoder.decode(PurposeDefinition.self, from: Data(definition.utf8)), createdAt: try row.decode(4)
+            )
+            snapshot.purposes[purpose.tenantID, default: [:]][purpose.key] = purpose
+        }
+        for row in try await connection.query("SELECT tenant_id, agent_id, purposes, valid_from, valid_until FROM itaku.assignments") {
+            let assignment = Assignment(
+                tenantID: try row.decode(0), agentID: try row.decode(1), purposes: try row.decode(2),
+                validFrom: try row.decode(3), validUntil: try row.decode(4)
+            )
+            snapshot.assignments[assignment.tenantID, default: [:]][assignment.agentID] = assignment
+        }
+    }
+
     // MARK: Tenants
 
     public static func createTenant(
         id: UUID = UUID(), code: String, name: String, timeZone: String, contractStart: String?, contractEnd: String?,
-        on connection: PostgresConnection
+        casePattern: String? = nil, on connection: PostgresConnection
     ) async throws -> UUID {
         let rows = try await connection.query(
             """
-            INSERT INTO itaku.tenants (tenant_id, code, name, time_zone, contract_start, contract_end)
-            VALUES (\(id), \(code), \(name), \(timeZone), \(contractStart)::date, \(contractEnd)::date)
+            INSERT INTO itaku.tenants (tenant_id, code, name, time_zone, contract_start, contract_end, case_pattern)
+            VALUES (\(id), \(code), \(name), \(timeZone), \(contractStart)::date, \(contractEnd)::date, \(casePattern))
             RETURNING tenant_id
             """
         )
@@ -102,12 +119,12 @@ public enum RegistryStore {
 
     public static func updateTenant(
         _ id: UUID, name: String, timeZone: String, contractStart: String?, contractEnd: String?, status: String,
-        on connection: PostgresConnection
+        casePattern: String? = nil, on connection: PostgresConnection
     ) async throws {
         try await connection.query(
             """
             UPDATE itaku.tenants SET name = \(name), time_zone = \(timeZone), contract_start = \(contractStart)::date,
-                contract_end = \(contractEnd)::date, status = \(status), updated_at = now()
+                contract_end = \(contractEnd)::date, status = \(status), case_pattern = \(casePattern), updated_at = now()
             WHERE tenant_id = \(id)
             """
         )

@@ -227,6 +227,16 @@ public struct TestDatabase: Sendable {
         case owner
         /// `itaku_runtime`, the role the service runs as.
         case runtime
+        /// `itaku_reader`, the service's cross-tenant reader.
+        case reader
+
+        var user: String? {
+            switch self {
+            case .owner: nil
+            case .runtime: "itaku_runtime"
+            case .reader: "itaku_reader"
+            }
+        }
     }
 
     public let cluster: TestCluster
@@ -234,13 +244,13 @@ public struct TestDatabase: Sendable {
 
     public func configuration(role: Role, maximumConnections: Int = 8) -> PostgresConfiguration {
         cluster.configuration(
-            database: name, user: role == .runtime ? "itaku_runtime" : nil, maximumConnections: maximumConnections
+            database: name, user: role.user, maximumConnections: maximumConnections
         )
     }
 
     /// One URL for `role` on this database, for configuration keys such as `db.url`.
     public func url(role: Role) -> String {
-        cluster.singleURL(database: name, user: role == .runtime ? "itaku_runtime" : nil)
+        cluster.singleURL(database: name, user: role.user)
     }
 
     public func makeClient(role: Role, maximumConnections: Int = 8, logger: Logger = Logger(label: "itaku.test")) -> PostgresClient {

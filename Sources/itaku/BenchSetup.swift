@@ -30,7 +30,7 @@ struct BenchSetup: AsyncParsableCommand {
             let credentials = try await DemoSeeder(database: database, keyring: keyring, logger: logger).seed(url: url)
             let accessLog = try options.accessLog(configuration, database: database, logger: logger)
             try await database.withTransaction { connection in
-                let snapshot = try await RegistryStore.loadSnapshot(on: connection)
+                let snapshot = try await RegistryStore.loadSnapshot(on: connection, tenantByTenant: true)
                 guard let acme = snapshot.tenant(code: "acme-retail"), let agent = snapshot.agentIDsByEmployeeID["A0001"],
                     let assignment = snapshot.assignments[acme.id]?[agent]
                 else { throw ValidationError("the demo registry is incomplete") }

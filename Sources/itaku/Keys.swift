@@ -24,7 +24,7 @@ struct Keys: AsyncParsableCommand {
             let (configuration, logger, database) = try await options.runtimeDatabase()
             defer { Task { await database.shutdown() } }
             let accessLog = try options.accessLog(configuration, database: database, logger: logger)
-            let snapshot = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
+            let snapshot = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0, tenantByTenant: true) }
             var tenantID: UUID?
             var integrationID: UUID?
             switch role {

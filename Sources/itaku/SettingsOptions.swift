@@ -42,6 +42,20 @@ struct SettingsOptions: ParsableArguments {
         )
         return (configuration, logger, database)
     }
+
+    /// Like `runtimeDatabase`, for the cross-tenant reader role (`db.readerUrl`).
+    func readerDatabase() async throws -> (ItakuConfiguration, Logger, PostgresClient) {
+        let configuration = ItakuConfiguration(reader: try await reader())
+        let logger = bootstrapLogging(configuration)
+        let settings = configuration.readerConnection()
+        let database = PostgresClient(
+            configuration: PostgresConfiguration(
+                url: settings.url, parameters: settings.parameters, minimumConnections: 0, maximumConnections: 2
+            ),
+            logger: logger
+        )
+        return (configuration, logger, database)
+    }
 }
 
 extension SettingsOptions {

@@ -8,7 +8,7 @@ import ItakuPostgres
 struct VerifyLog: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify-log",
-        abstract: "Check every access-log chain and checkpoint signature; name the first bad entry of each stream."
+        abstract: "Check every access-log chain, seal and checkpoint; name every problem of each stream."
     )
 
     @OptionGroup var options: SettingsOptions
@@ -17,7 +17,7 @@ struct VerifyLog: AsyncParsableCommand {
     var publicKey: String?
 
     func run() async throws {
-        let (configuration, _, database) = try await options.runtimeDatabase()
+        let (configuration, _, database) = try await options.readerDatabase()
         defer { Task { await database.shutdown() } }
         let key: Curve25519.Signing.PublicKey
         if let publicKey {
@@ -29,8 +29,11 @@ struct VerifyLog: AsyncParsableCommand {
         }
         let report = try await AccessLogVerifier(publicKey: key).verify(database)
         for stream in report.streams {
-            let state = stream.firstProblem.map { "FIRST PROBLEM \($0.problem) at seq \($0.seq.map(String.init) ?? "-")" + ($0.entryID.map { " (entry \($0.uuidString.lowercased()))" } ?? "") } ?? "ok"
-            print("\(stream.stream): \(stream.entries) entries, \(stream.checkpoints) checkpoints: \(state)")
+            print("\(stream.stream): \(stream.entries) entries, \(stream.checkpoints) checkpoints, verified through \(stream.verifiedThrough): "
+                + (stream.problems.isEmpty ? "ok" : "\(stream.problems.count) problem(s)"))
+            for finding in stream.problems {
+                print("  \(finding.problem) at seq \(finding.seq.map(String.init) ?? "-")" + (finding.entryID.map { " (entry \($0.uuidString.lowercased()))" } ?? ""))
+            }
         }
         for finding in report.unchained { print("entry \(finding.entryID?.uuidString.lowercased() ?? "?") belongs to no chain") }
         print(report.clean ? "clean: \(report.entries) entries, \(report.checkpoints) checkpoints" : "NOT CLEAN")

@@ -61,7 +61,7 @@ struct WrittenLog {
     }
 
     func verify(_ database: TestDatabase) async throws -> AccessLogVerifier.Report {
-        let client = database.makeClient(role: .runtime)
+        let client = database.makeClient(role: .reader)
         do {
             let report = try await AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey).verify(client)
             await client.shutdown()
@@ -78,7 +78,11 @@ struct WrittenLog {
         let owner = copy.makeClient(role: .owner)
         try await owner.withConnection { connection in
             try await connection.executeScript(
-                "DROP TRIGGER access_log_append_only ON itaku.access_log; DROP TRIGGER access_log_checkpoints_append_only ON itaku.access_log_checkpoints;"
+                """
+                DROP TRIGGER access_log_append_only ON itaku.access_log;
+                DROP TRIGGER access_log_checkpoints_append_only ON itaku.access_log_checkpoints;
+                DROP TRIGGER access_log_positions ON itaku.access_log;
+                """
             )
             try await connection.executeScript(sql)
         }
@@ -134,7 +138,7 @@ struct AccessLogTests {
         if !problem.isEmpty { #expect(found.allSatisfy { $0.problem == problem }, "\(found)") }
     }
 
-    @Test("a field changed and the chain recomputed without the signing key is caught by the checkpoint")
+    @Test("a field changed and the chain recomputed without the signing key is caught by the seals and the checkpoint")
     func recomputedChainFailsCheckpoint() async throws {
         let log = try await Self.log.value
         let copy = try await log.tampered("UPDATE itaku.access_log SET reason = reason || '!' WHERE seq = 4321")
@@ -168,7 +172,17 @@ struct AccessLogTests {
         await owner.shutdown()
         let report = try await log.verify(copy)
         #expect(!report.clean)
-        #expect(report.streams.compactMap(\.firstProblem).allSatisfy { $0.problem == "checkpoint_mismatch" && $0.seq == 5000 })
+        // Every seal from the changed entry on no longer signs its entry's hash, the checkpoint
+        // names a hash the chain no longer has, and so nothing after the last good seal is verified.
+        let problems = report.streams.flatMap(\.problems)
+        #expect(problems.contains { $0.problem == "checkpoint_mismatch" && $0.seq == 5000 })
+        #expect(problems.contains { $0.problem == "seal_invalid" })
+        #expect(problems.filter { $0.problem == "unsealed_tail" }.count == 2)
+        #expect(problems.allSatisfy {
+            ($0.problem == "seal_invalid" && ($0.seq ?? 0) > 4321) || $0.problem == "checkpoint_mismatch"
+                || ($0.problem == "unsealed_tail" && ($0.seq ?? 0) <= 4321)
+        }, "\(problems)")
+        #expect(report.streams.allSatisfy { $0.verifiedThrough < 4321 })
     }
 
     @Test("the runtime role cannot update, delete or truncate the log or its checkpoints", arguments: [

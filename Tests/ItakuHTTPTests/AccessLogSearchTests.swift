@@ -116,6 +116,8 @@ struct AccessLogValueSearchTests {
             entry.lookupKind = "phone"
             entry.lookupDigest = digester.digest(normalized: "+819012345678", kind: .phone)
             entry.subjectDigests = [digester.subjectDigest(externalID: "C000042")]
+            let hash = AccessEntry.chainHash(previous: ChainLink.genesis, canonical: entry.canonicalBytes(stream: "test/search", seq: 1))
+            entry.chain = ChainLink(stream: "test/search", seq: 1, previousHash: ChainLink.genesis, hash: hash)
             let runtime = fixture.database.makeClient(role: .runtime)
             try await runtime.withTransaction { try await AccessLogStore.insert(entry, on: $0) }
             await runtime.shutdown()

@@ -22,8 +22,9 @@ struct AgentAPITests {
         let token = try #require(credentials["ITAKU_AGENT_TOKEN"]), phone = try #require(credentials["ITAKU_DEMO_PHONE"])
         let agent: HTTPFields = [.init("Itaku-Agent")!: token, .init("Itaku-Purpose")!: "order-support", .init("Itaku-Case")!: "CALL-1001"]
         let lookup = "/v1/tenants/acme-retail/datasets/customers/lookup"
-        // 33 never reaches a decision (its value is invalid), so it has no entry.
-        let requestIDs = [0, 1, 2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 30, 31, 32, 34].map { "agent-test-\($0)" }
+        // Every request reaches a decision and has one entry; 33's value is invalid, which is
+        // decided (and logged) after the enforcer's own checks.
+        let requestIDs = [0, 1, 2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 30, 31, 32, 33, 34].map { "agent-test-\($0)" }
         @Sendable func headers(_ base: HTTPFields, _ n: Int) -> HTTPFields {
             var headers = base
             headers[.itakuRequestIDForTests] = "agent-test-\(n)"
@@ -122,6 +123,7 @@ struct AgentAPITests {
         let byID = Dictionary(uniqueKeysWithValues: entries.map { ($0.0, $0) })
         #expect(byID["agent-test-0"]?.1 == "allow" && byID["agent-test-0"]?.3 == true && byID["agent-test-0"]?.4 == 1)
         #expect(byID["agent-test-20"]?.2 == "field_not_allowed")
+        #expect(byID["agent-test-33"]?.1 == "deny" && byID["agent-test-33"]?.2 == "invalid_value")
         #expect(byID["agent-test-22"]?.1 == "allow" && byID["agent-test-22"]?.3 == false)
         #expect(byID["agent-test-21"]?.2 == "agent_unverified")
         #expect(byID["agent-test-30"]?.1 == "allow")

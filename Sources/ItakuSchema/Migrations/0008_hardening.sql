@@ -1,0 +1,62 @@
+-- Hardening: every chained entry has its place, no two entries share one, each write seals its
+-- streams' heads, usage is reserved atomically, and case references follow a tenant's pattern.
+
+-- Every entry belongs to a chain: a stream, a sequence number and both hashes. (Rows without
+-- a sequence number made the verifier's walk stand still.)
+ALTER TABLE itaku.access_log ALTER COLUMN stream SET NOT NULL;
+ALTER TABLE itaku.access_log ALTER COLUMN seq SET NOT NULL;
+ALTER TABLE itaku.access_log ALTER COLUMN prev_hash SET NOT NULL;
+ALTER TABLE itaku.access_log ALTER COLUMN hash SET NOT NULL;
+ALTER TABLE itaku.access_log ADD CONSTRAINT access_log_seq_positive CHECK (seq > 0);
+
+-- The seal: an Ed25519 signature over "stream, seq, hash", made with the checkpoint key (kept
+-- outside PostgreSQL) on the last entry of each stream in every write. A stream whose newest
+-- entry is not sealed, or covered by a checkpoint, was extended by someone without the key.
+ALTER TABLE itaku.access_log ADD COLUMN seal bytea;
+
+-- One entry per (stream, seq), whatever its time. A unique index of the partitioned table
+-- must include the partition key, so the pairs are kept in a table of their own, filled by a
+-- trigger that the runtime role cannot skip (ENABLE ALWAYS) and whose table it cannot touch.
+CREATE TABLE itaku.access_log_positions (
+    stream text NOT NULL,
+    seq    bigint NOT NULL,
+    PRIMARY KEY (stream, seq)
+);
+REVOKE ALL ON itaku.access_log_positions FROM PUBLIC;
+INSERT INTO itaku.access_log_positions (stream, seq)
+    SELECT DISTINCT stream, seq FROM itaku.access_log ON CONFLICT DO NOTHING;
+
+CREATE FUNCTION itaku.access_log_positions_taken() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, itaku
+    AS $$
+BEGIN
+    INSERT INTO itaku.access_log_positions (stream, seq) SELECT stream, seq FROM added;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION itaku.access_log_positions_taken() FROM PUBLIC;
+CREATE TRIGGER access_log_positions AFTER INSERT ON itaku.access_log
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION itaku.access_log_positions_taken();
+ALTER TABLE itaku.access_log ENABLE ALWAYS TRIGGER access_log_positions;
+
+-- Volume limits: one counter per tenant, purpose, who (an agent, or an asserted integration
+-- as a whole) and window. A request reserves its unit with one atomic upsert before any data
+-- is read, so concurrent requests on any instance can never pass a limit together.
+CREATE TABLE itaku.usage_counters (
+    tenant_id    uuid NOT NULL,
+    purpose_key  text NOT NULL,
+    who          text NOT NULL,
+    window_start timestamptz NOT NULL,
+    used         integer NOT NULL,
+    PRIMARY KEY (tenant_id, purpose_key, who, window_start)
+);
+ALTER TABLE itaku.usage_counters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE itaku.usage_counters FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON itaku.usage_counters
+    USING (tenant_id = (SELECT itaku.current_tenant()))
+    WITH CHECK (tenant_id = (SELECT itaku.current_tenant()));
+GRANT SELECT, INSERT, UPDATE, DELETE ON itaku.usage_counters TO itaku_runtime;
+
+-- Case references are stored as given only when they match the tenant's pattern (a regular
+-- expression that the whole reference must match); without one, Itaku's default applies.
+ALTER TABLE itaku.tenants ADD COLUMN case_pattern text CHECK (length(case_pattern) BETWEEN 1 AND 200);
