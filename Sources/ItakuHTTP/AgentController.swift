@@ -353,6 +353,10 @@ struct AgentController: Sendable {
         var refusal: Problem?
         if decision.isAllowed, let problem = call.refusal {
             refusal = problem
+        } else if decision.reason == .caseRequired, let problem = call.refusal, problem.code == "invalid_case" {
+            // The tool did send a case, one the tenant does not accept: say so (400), at the
+            // place of the case check.
+            refusal = problem
         } else if decision.isAllowed, let tenantID = decision.tenantID, let purpose = call.access.purposeKey {
             // Usage is reserved atomically (every instance shares the counters), so concurrent
             // requests can never pass a limit together. A reservation that finds the limit

@@ -72,10 +72,10 @@ struct AgentEdgeTests {
                 #expect((400..<500).contains(Int(response.status.code)), "\(response.status.code) \(response.text.prefix(200))")
                 #expect(response.headers[.contentType] == "application/problem+json")
             }
-            // In DESIGN.md §6 order: a case reference the tenant does not accept is no case
-            // (this purpose requires one), and survey-outreach does not look up by phone.
+            // In DESIGN.md §6 order: a case reference the tenant does not accept (400, at the
+            // case check), and survey-outreach does not look up by phone.
             #expect(responses.map { $0.code ?? "" } == [
-                "case_required", "invalid_json", "invalid_json", "lookup_key_not_allowed", "payload_too_large", "operation_not_allowed", "forbidden",
+                "invalid_case", "invalid_json", "invalid_json", "lookup_key_not_allowed", "payload_too_large", "operation_not_allowed", "forbidden",
             ])
         }
         let entries = try await owner.query(
