@@ -49,6 +49,8 @@ public struct ItakuConfiguration: Sendable {
     public var trustedProxies: [String]
     /// `agents.maxTokenMinutes`: the longest lifetime an agent token may have.
     public var maxTokenMinutes: Int
+    /// `agents.requireAuthorizedParty`: refuse agent tokens without an `azp` naming the integration.
+    public var requireAuthorizedParty: Bool
     /// `agents.assertedLookupsPerMinute`: lookups per minute per asserted integration and tenant.
     public var assertedLookupsPerMinute: Int
     /// Whether the database is the embedded cluster of `./Deploy/run` (a local demo).
@@ -91,6 +93,7 @@ public struct ItakuConfiguration: Sendable {
         trustedProxies = reader.string(forKey: "http.trustedProxies", default: "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         maxTokenMinutes = min(max(1, reader.int(forKey: "agents.maxTokenMinutes", default: 1440)), 43_200)
+        requireAuthorizedParty = reader.bool(forKey: "agents.requireAuthorizedParty", default: false)
         assertedLookupsPerMinute = min(max(1, reader.int(forKey: "agents.assertedLookupsPerMinute", default: 600)), 1_000_000)
     }
 
@@ -122,6 +125,7 @@ public struct ItakuConfiguration: Sendable {
             ("cases.bindingMinutes", String(caseBindingMinutes)),
             ("http.trustedProxies", trustedProxies.isEmpty ? "(none)" : trustedProxies.joined(separator: ",")),
             ("agents.maxTokenMinutes", String(maxTokenMinutes)),
+            ("agents.requireAuthorizedParty", String(requireAuthorizedParty)),
             ("agents.assertedLookupsPerMinute", String(assertedLookupsPerMinute)),
         ]
     }

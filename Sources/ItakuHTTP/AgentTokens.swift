@@ -28,11 +28,17 @@ final class AgentTokens: Sendable {
     private let leeway: TimeInterval
     /// `agents.maxTokenMinutes`: a token valid for longer (from `iat`, or from now) is refused.
     private let maxLifetime: TimeInterval
+    /// `agents.requireAuthorizedParty`: a token without `azp` is refused.
+    private let requireAuthorizedParty: Bool
     /// SHA-256 of a token → (employee id, expiry, authorized party).
     private let cache = Mutex<[Data: (String, Date, String?)]>([:])
 
-    init(keys: JWTKeyCollection, issuer: String, audience: String, leeway: TimeInterval = 30, maxLifetime: TimeInterval = 86_400) {
+    init(
+        keys: JWTKeyCollection, issuer: String, audience: String, leeway: TimeInterval = 30, maxLifetime: TimeInterval = 86_400,
+        requireAuthorizedParty: Bool = false
+    ) {
         self.keys = keys
+        self.requireAuthorizedParty = requireAuthorizedParty
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
@@ -68,7 +74,7 @@ final class AgentTokens: Sendable {
         let digest = Data(SHA256.hash(data: Data(token.utf8)))
         let party = integration.uuidString.lowercased()
         if let (subject, expiry, azp) = cache.withLock({ $0[digest] }) {
-            if expiry.addingTimeInterval(leeway) > now { return azp == nil || azp == party ? subject : nil }
+            if expiry.addingTimeInterval(leeway) > now { return accepts(azp, party) ? subject : nil }
             cache.withLock { _ = $0.removeValue(forKey: digest) }
         }
         guard let claims = try? await keys.verify(token, as: Claims.self) else { return nil }
@@ -83,6 +89,11 @@ final class AgentTokens: Sendable {
             if cache.count > 10_000 { cache.removeAll() }
             cache[digest] = (claims.sub.value, claims.exp.value, azp)
         }
-        return azp == nil || azp == party ? claims.sub.value : nil
+        return accepts(azp, party) ? claims.sub.value : nil
+    }
+
+    private func accepts(_ azp: String?, _ party: String) -> Bool {
+        guard let azp else { return !requireAuthorizedParty }
+        return azp == party
     }
 }

@@ -71,7 +71,8 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
             keyring: keyring, jwksFile: configuration.agentJWKSFile, pemFile: configuration.agentPublicKeyFile
         ),
         issuer: configuration.agentTokenIssuer, audience: configuration.agentTokenAudience,
-        maxLifetime: TimeInterval(configuration.maxTokenMinutes * 60)
+        maxLifetime: TimeInterval(configuration.maxTokenMinutes * 60),
+        requireAuthorizedParty: configuration.requireAuthorizedParty
     )
     if configuration.agentJWKSFile == nil && configuration.agentPublicKeyFile == nil && !configuration.isEmbeddedDatabase {
         // Outside the local demo, agent identity must come from the contact center's issuer.

@@ -322,6 +322,15 @@ struct HardeningTests {
                 #expect(Int(answer.status.code) == status, "\(answer.text)")
             }
         }
+        // Where every token must name its integration, one that names none is refused.
+        let strict = try await makeApplication(
+            database: database, settings: ["state.directory": .init(.string(state), isSecret: false), "agents.requireAuthorizedParty": true]
+        )
+        try await strict.test(.live) { client in
+            let unbound = try AgentToken.mint(employeeID: "A0001", keyring: keyring, lifetime: 1800)
+            let answer = try await client.call(.post, Self.lookup, key: integration, json: ["by": "phone", "value": phone], headers: Self.agent(unbound))
+            #expect(answer.status == .unauthorized && answer.code == "agent_unverified")
+        }
     }
 
     @Test("the service refuses to run as a privileged role, and db.migrationUrl no longer defaults to db.url")
