@@ -414,54 +414,26 @@ struct AgentController: Sendable {
         let integrationLimit = operation == .lookup ? integration.map { _ in assertedLookupsPerMinute } : nil
         guard let agent, perMinute != nil || perHour != nil || integrationLimit != nil else { return nil }
         let who = "agent:" + agent
-        let tool = integration.map { "integration:" + $0.uuidString.lowercased() } ?? ""
-        let rows = try await admin.database.withTransaction { connection in
-            try await RegistryStore.setTenant(tenantID, on: connection)
-            // Counters are bookkeeping, not evidence: they need not wait for the disk.
-            try await connection.query("SET LOCAL synchronous_commit TO off")
-            return try await connection.query(
+        let tool = integration.map { "integration:" + $0.uuidString.lowercased() }
+        let rows = try await admin.database.withConnection { connection in
+            try await connection.query(
                 """
-                WITH stale AS (
-                    DELETE FROM itaku.usage_counters
-                    WHERE tenant_id = \(tenantID) AND purpose_key = \(purpose) AND who IN (\(who), \(tool))
-                      AND window_start < now() - interval '2 hours'
-                ), minute AS (
-                    INSERT INTO itaku.usage_counters AS c (tenant_id, purpose_key, who, window_start, used)
-                    SELECT \(tenantID), \(purpose), \(who), date_trunc('minute', now()), 1 WHERE \(perMinute)::bigint IS NOT NULL
-                    ON CONFLICT (tenant_id, purpose_key, who, window_start) DO UPDATE SET used = c.used + 1
-                    WHERE c.used < \(perMinute)::bigint
-                    RETURNING 1
-                ), tool AS (
-                    INSERT INTO itaku.usage_counters AS c (tenant_id, purpose_key, who, window_start, used)
-                    SELECT \(tenantID), \(purpose), \(tool), date_trunc('minute', now()), 1 WHERE \(integrationLimit)::bigint IS NOT NULL
-                    ON CONFLICT (tenant_id, purpose_key, who, window_start) DO UPDATE SET used = c.used + 1
-                    WHERE c.used < \(integrationLimit)::bigint
-                    RETURNING 1
-                )
-                SELECT (SELECT count(*) FROM minute), (SELECT count(*) FROM tool),
-                    coalesce((SELECT used FROM itaku.usage_counters WHERE tenant_id = \(tenantID) AND purpose_key = \(purpose)
-                        AND who = \(who + "/records") AND window_start = date_trunc('hour', now())), 0)::bigint
+                SELECT * FROM itaku.reserve_usage(\(tenantID), \(purpose), \(who), \(perMinute)::bigint, \(tool), \(integrationLimit)::bigint)
                 """
             )
         }
         var usage = Usage()
-        if let perMinute, try rows[0].decode(0, as: Int.self) == 0 { usage.lookupsLastMinute = perMinute }
-        if integrationLimit != nil, try rows[0].decode(1, as: Int.self) == 0 { usage.integrationExceeded = true }
+        if let perMinute, try rows[0].decode(0, as: Bool.self) == false { usage.lookupsLastMinute = perMinute }
+        if try rows[0].decode(1, as: Bool.self) == false { usage.integrationExceeded = true }
         usage.recordsLastHour = try rows[0].decode(2, as: Int.self)
         return usage
     }
 
     /// Adds the records an answer carried to the hour's counter, for `records_per_hour`.
     private func count(records: Int, tenantID: UUID, purpose: String, agent: String) async throws {
-        try await admin.database.withTransaction { connection in
-            try await RegistryStore.setTenant(tenantID, on: connection)
-            try await connection.query("SET LOCAL synchronous_commit TO off")
+        try await admin.database.withConnection { connection in
             try await connection.query(
-                """
-                INSERT INTO itaku.usage_counters AS c (tenant_id, purpose_key, who, window_start, used)
-                VALUES (\(tenantID), \(purpose), \("agent:" + agent + "/records"), date_trunc('hour', now()), \(records))
-                ON CONFLICT (tenant_id, purpose_key, who, window_start) DO UPDATE SET used = c.used + excluded.used
-                """
+                "SELECT itaku.count_records(\(tenantID), \(purpose), \("agent:" + agent), \(Int32(clamping: records)))"
             )
         }
     }

@@ -60,3 +60,62 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON itaku.usage_counters TO itaku_runtime;
 -- Case references are stored as given only when they match the tenant's pattern (a regular
 -- expression that the whole reference must match); without one, Itaku's default applies.
 ALTER TABLE itaku.tenants ADD COLUMN case_pattern text CHECK (length(case_pattern) BETWEEN 1 AND 200);
+
+-- One round trip each (SECURITY INVOKER: row-level security applies; the tenant is set for the
+-- statement's own transaction). Counters are bookkeeping, not evidence: they need not wait for
+-- the disk. Call each as a statement of its own.
+--
+-- Reserves one lookup for `p_who` (an agent) and, if given, for `p_tool` (an asserted
+-- integration) in the current minute, each only while below its limit (NULL: no limit); the
+-- tool's unit is taken only when the agent's was. Old windows of these counters are removed.
+CREATE FUNCTION itaku.reserve_usage(
+    p_tenant uuid, p_purpose text, p_who text, p_per_minute bigint, p_tool text, p_tool_per_minute bigint
+) RETURNS TABLE (agent_reserved boolean, tool_reserved boolean, records_this_hour bigint)
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+    v_rows bigint;
+    v_agent boolean := true;
+    v_tool boolean := true;
+BEGIN
+    PERFORM set_config('itaku.tenant_id', p_tenant::text, true);
+    PERFORM set_config('synchronous_commit', 'off', true);
+    DELETE FROM itaku.usage_counters
+    WHERE tenant_id = p_tenant AND purpose_key = p_purpose AND who IN (p_who, p_who || '/records', coalesce(p_tool, ''))
+      AND window_start < now() - interval '2 hours';
+    IF p_per_minute IS NOT NULL THEN
+        INSERT INTO itaku.usage_counters AS c (tenant_id, purpose_key, who, window_start, used)
+        VALUES (p_tenant, p_purpose, p_who, date_trunc('minute', now()), 1)
+        ON CONFLICT (tenant_id, purpose_key, who, window_start) DO UPDATE SET used = c.used + 1 WHERE c.used < p_per_minute;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        v_agent := v_rows > 0;
+    END IF;
+    IF v_agent AND p_tool IS NOT NULL AND p_tool_per_minute IS NOT NULL THEN
+        INSERT INTO itaku.usage_counters AS c (tenant_id, purpose_key, who, window_start, used)
+        VALUES (p_tenant, p_purpose, p_tool, date_trunc('minute', now()), 1)
+        ON CONFLICT (tenant_id, purpose_key, who, window_start) DO UPDATE SET used = c.used + 1 WHERE c.used < p_tool_per_minute;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        v_tool := v_rows > 0;
+    END IF;
+    RETURN QUERY SELECT v_agent, v_tool, coalesce((
+        SELECT c.used::bigint FROM itaku.usage_counters c
+        WHERE c.tenant_id = p_tenant AND c.purpose_key = p_purpose AND c.who = p_who || '/records'
+          AND c.window_start = date_trunc('hour', now())), 0);
+END
+$$;
+
+-- Adds the records an answer carried to the hour's counter of `p_who`.
+CREATE FUNCTION itaku.count_records(p_tenant uuid, p_purpose text, p_who text, p_records integer) RETURNS void
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    PERFORM set_config('itaku.tenant_id', p_tenant::text, true);
+    PERFORM set_config('synchronous_commit', 'off', true);
+    INSERT INTO itaku.usage_counters AS c (tenant_id, purpose_key, who, window_start, used)
+    VALUES (p_tenant, p_purpose, p_who || '/records', date_trunc('hour', now()), p_records)
+    ON CONFLICT (tenant_id, purpose_key, who, window_start) DO UPDATE SET used = c.used + excluded.used;
+END
+$$;
+
+REVOKE ALL ON FUNCTION itaku.reserve_usage(uuid, text, text, bigint, text, bigint),
+    itaku.count_records(uuid, text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION itaku.reserve_usage(uuid, text, text, bigint, text, bigint),
+    itaku.count_records(uuid, text, text, integer) TO itaku_runtime;
