@@ -33,6 +33,11 @@ public struct RecordValidator: Sendable {
     /// The code of what is wrong with `value` for `field`, or nil when it is fine.
     public static func problem(_ value: String, _ field: DatasetSchema.Field) -> String? {
         if value.utf8.count > 4096 { return "too_long" }
+        // NUL cannot be stored (jsonb refuses it); other C0 controls but tab and line breaks
+        // have no place in a field either.
+        if value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" && $0 != "\n" && $0 != "\r" || $0.value == 0x7F }) {
+            return "invalid_characters"
+        }
         if field.category == .individualNumber && !Normalization.isIndividualNumber(value) { return "invalid_individual_number" }
         switch field.type {
         case .string, .address:

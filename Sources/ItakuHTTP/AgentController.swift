@@ -150,7 +150,6 @@ struct AgentController: Sendable {
         if let schema = dataset?.schema {
             let issues: [Problem.Issue] = names.compactMap { name in
                 guard let field = schema.field(name), let value = body.fields[name], !value.isEmpty else { return nil }
-                if !PrintableText.isValid(value, maxBytes: 4096) { return Problem.Issue(code: "invalid_value", pointer: "fields.\(name)") }
                 return RecordValidator.problem(value, field).map { Problem.Issue(code: $0, pointer: "fields.\(name)") }
             }
             if !issues.isEmpty {

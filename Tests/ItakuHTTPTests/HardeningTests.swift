@@ -75,6 +75,20 @@ struct HardeningTests {
             dataset["retention_days"] = 36_500
             #expect(try await client.call(.put, "/v1/tenants/acme-retail/datasets/archive", key: admin, json: dataset).status.code < 300)
 
+            // A NUL in an imported value names its line; nothing is imported.
+            let nul = try await client.call(
+                .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin,
+                text: "customer_no,name,phone\nC990001,Ok,090-1234-5678\nC990002,A\u{0}B,090-1234-5679\n"
+            )
+            #expect(nul.status == .unprocessableContent && nul.code == "import_rejected", "\(nul.text)")
+            let issue = (nul["errors"] as? [[String: Any]])?.first
+            #expect(issue?["code"] as? String == "invalid_characters" && issue?["line"] as? Int == 3)
+            let updated = try await client.call(
+                .patch, "/v1/tenants/acme-retail/datasets/customers/records/\(id)", key: integration,
+                json: ["fields": ["address": "大阪\u{0}"]], headers: Self.agent(token)
+            )
+            #expect(updated.status == .unprocessableContent && updated.code == "invalid_value" && updated["access_id"] != nil, "\(updated.text)")
+
             // A body limit belongs to the matched route: a path merely ending in /imports does
             // not get the import limit.
             let big = String(repeating: "x", count: 2 << 20)
