@@ -131,6 +131,11 @@ public final class AccessLogWriter: Service, Sendable {
                 // synchronous_commit off for it, as itaku.agent_lookup does).
                 try await connection.query("SET LOCAL synchronous_commit TO on")
                 try await connection.query("COMMIT")
+            } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation {
+                // A position taken by someone else: this change fails; later ones use new streams.
+                logger.error("access-log position already taken; continuing in new streams", metadata: ["itaku.error": "\(error)"])
+                abandonStreams()
+                throw AccessLogError.writeFailed
             } catch let error as PostgresError where !error.isConnectionError {
                 // Refused and rolled back: nothing was written, the heads stand.
                 logger.error("access log refused a transactional entry", metadata: ["itaku.error": "\(error)"])
@@ -216,7 +221,7 @@ public final class AccessLogWriter: Service, Sendable {
         }
     }
 
-    private func write(_ batch: [Pending]) async {
+    private func write(_ batch: [Pending], retried: Bool = false) async {
         var heads = state.withLock { $0.heads }
         var entries: [AccessEntry] = []
         entries.reserveCapacity(batch.count)
@@ -238,6 +243,13 @@ public final class AccessLogWriter: Service, Sendable {
                 for entry in entries { state.heads[entry.chain!.stream] = heads[entry.chain!.stream] }
             }
             for (pending, entry) in zip(batch, entries) { pending.continuation.resume(returning: entry) }
+        } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation && !retried {
+            // A position this process meant to take is taken: something else wrote into its
+            // streams (only tampering does). Move on to fresh streams and write the batch there,
+            // so the log keeps working; the verifier reports the intruder.
+            logger.error("access-log position already taken; continuing in new streams", metadata: ["itaku.error": "\(error)"])
+            abandonStreams()
+            await write(batch, retried: true)
         } catch let error as PostgresError where !error.isConnectionError && error.kind != .poolClosed {
             // The database refused the statement and rolled it back: nothing of it is written,
             // so the heads stand. Halve until the refused entry is alone; the rest are written.
@@ -246,8 +258,8 @@ public final class AccessLogWriter: Service, Sendable {
                 batch[0].continuation.resume(throwing: AccessLogError.writeFailed)
                 return
             }
-            await write(Array(batch[..<(batch.count / 2)]))
-            await write(Array(batch[(batch.count / 2)...]))
+            await write(Array(batch[..<(batch.count / 2)]), retried: retried)
+            await write(Array(batch[(batch.count / 2)...]), retried: retried)
         } catch {
             abandonStreams()
             logger.error("access log write failed; the batch's requests answer 503", metadata: [

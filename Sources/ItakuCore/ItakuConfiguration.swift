@@ -45,6 +45,8 @@ public struct ItakuConfiguration: Sendable {
     public var agentPublicKeyFile: String?
     /// `cases.bindingMinutes`: how long a lookup binds its records to (agent, case).
     public var caseBindingMinutes: Int
+    /// `db.statementTimeoutSeconds`: the longest one statement of the service may run.
+    public var statementTimeoutSeconds: Int
     /// `http.trustedProxies`: peers whose `X-Forwarded-For` names the client (comma-separated).
     public var trustedProxies: [String]
     /// `agents.maxTokenMinutes`: the longest lifetime an agent token may have.
@@ -79,6 +81,7 @@ public struct ItakuConfiguration: Sendable {
         poolMaximum = reader.int(forKey: "db.pool.maximum", default: 16)
         connectTimeoutSeconds = reader.int(forKey: "db.connectTimeoutSeconds", default: 5)
         migrateOnStart = reader.bool(forKey: "db.migrateOnStart", default: true)
+        statementTimeoutSeconds = min(max(0, reader.int(forKey: "db.statementTimeoutSeconds", default: 30)), 86_400)
         keyringFile = Self.absolute(reader.string(forKey: "keyring.file", default: state + "/keyring.json"), in: workingDirectory)
         keyringDirectory = reader.string(forKey: "keyring.directory").map { Self.absolute($0, in: workingDirectory) }
         generateKeyring = reader.bool(forKey: "keyring.generate", default: true)
@@ -112,6 +115,7 @@ public struct ItakuConfiguration: Sendable {
             ("db.pool.maximum", String(poolMaximum)),
             ("db.connectTimeoutSeconds", String(connectTimeoutSeconds)),
             ("db.migrateOnStart", String(migrateOnStart)),
+            ("db.statementTimeoutSeconds", String(statementTimeoutSeconds)),
             ("keyring.file", keyringFile),
             ("keyring.directory", keyringDirectory ?? "(not set)"),
             ("keyring.generate", String(generateKeyring)),

@@ -35,6 +35,7 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
         connectTimeoutSeconds: configuration.connectTimeoutSeconds
     )
     poolConfiguration.requireUnprivilegedRole = true
+    poolConfiguration.statementTimeoutSeconds = configuration.statementTimeoutSeconds
     let database = PostgresClient(configuration: poolConfiguration, logger: logger)
     // Reading across tenants takes a role of its own (migration 0009): a small pool.
     let readerSettings = configuration.readerConnection()
@@ -43,6 +44,7 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
         maximumConnections: 4, applicationName: "itaku-reader", connectTimeoutSeconds: configuration.connectTimeoutSeconds
     )
     readerConfiguration.requireUnprivilegedRole = true
+    readerConfiguration.statementTimeoutSeconds = configuration.statementTimeoutSeconds
     let reader = PostgresClient(configuration: readerConfiguration, logger: logger)
     let metrics = HTTPMetrics()
     let registry = Registry(database: reader, logger: logger)

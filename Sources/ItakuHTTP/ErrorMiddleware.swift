@@ -45,6 +45,11 @@ struct ErrorMiddleware: RouterMiddleware {
             context.logger.warning("access log unavailable", metadata: ["itaku.error": "\(error)"])
             return Problem(.serviceUnavailable, code: "access_log_unavailable", title: "Access log unavailable",
                            detail: "The access entry could not be written; nothing was returned.", headers: [.retryAfter: "1"])
+        case let error as PostgresError where error.sqlState == PostgresError.SQLState.queryCanceled:
+            // db.statementTimeoutSeconds ended the statement: nothing of it took effect.
+            context.logger.warning("database statement timed out", metadata: ["itaku.error": "\(error)"])
+            return Problem(.serviceUnavailable, code: "database_timeout", title: "Database timeout",
+                           detail: "The database did not answer in time; nothing was read or written.", headers: [.retryAfter: "1"])
         case let error as PostgresError where error.isConnectionError || error.kind == .unsafeSession:
             context.logger.warning("database unavailable", metadata: ["itaku.error": "\(error)"])
             return .databaseUnavailable

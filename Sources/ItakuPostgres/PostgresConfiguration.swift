@@ -18,6 +18,9 @@ public struct PostgresConfiguration: Sendable {
     /// inherits an owner of) anything in the `itaku` schema: the service's own pool, whose
     /// guarantees rest on RLS and the access log's append-only grants.
     public var requireUnprivilegedRole = false
+    /// The longest a statement may run before the server cancels it (57014); 0: no bound. A
+    /// request whose caller gave up must not hold a pooled connection for minutes.
+    public var statementTimeoutSeconds = 0
 
     public init(
         url: String,
@@ -47,7 +50,10 @@ public struct PostgresConfiguration: Sendable {
         // Session settings Itaku relies on. synchronous_commit=on is what makes "committed"
         // mean "durable" for the access log (DESIGN.md invariant 1); it is checked again after
         // connecting because a role or database setting could not override -c, but a pooler could.
-        pairs.append(("options", "-c synchronous_commit=on -c TimeZone=UTC -c DateStyle=ISO"))
+        pairs.append((
+            "options",
+            "-c synchronous_commit=on -c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=\(max(0, statementTimeoutSeconds) * 1000)"
+        ))
         for (key, value) in parameters.sorted(by: { $0.key < $1.key }) {
             pairs.append((key, value))
         }

@@ -2,6 +2,9 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 @testable import ItakuHTTP
+import ItakuPostgres
+import ItakuTestSupport
+import Logging
 import Testing
 
 @Suite("Error mapping")
@@ -34,6 +37,35 @@ struct ErrorMappingTests {
                 #expect(response.status == .badRequest)
                 #expect(problemCode(response.body) == "bad_request")
                 #expect(!String(buffer: response.body).contains("12345678"))
+            }
+        }
+    }
+
+    @Test("a statement longer than db.statementTimeoutSeconds is cancelled by the server and answers 503 database_timeout, and a value no column holds 400")
+    func statementTimeoutAndEncodingErrors() async throws {
+        let database = try await TestCluster.shared().makeDatabase()
+        var configuration = database.configuration(role: .runtime)
+        configuration.statementTimeoutSeconds = 1
+        let client = PostgresClient(configuration: configuration, logger: Logger(label: "test"))
+        let router = Router(context: ItakuRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.get("/slow") { _, _ -> Response in
+            try await client.query("SELECT pg_sleep(3)")
+            return Response(status: .ok)
+        }
+        router.get("/far") { _, _ -> Response in
+            try await client.query("SELECT \(Date(timeIntervalSince1970: 1e15))::timestamptz")
+            return Response(status: .ok)
+        }
+        let app = Application(router: router, services: [client])
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/slow", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(problemCode(response.body) == "database_timeout")
+            }
+            try await client.execute(uri: "/far", method: .get) { response in
+                #expect(response.status == .badRequest)
+                #expect(problemCode(response.body) == "invalid_value")
             }
         }
     }
