@@ -364,6 +364,13 @@ class Run:
                           dict(admin, **{"Content-Type": "application/json", "If-Match": etag}), json.dumps(definition, ensure_ascii=False))
         if put["status"] != 200:
             raise SystemExit(f"raising the purpose's limits answered {put['status']} {put.get('code')}")
+        # The run's case references (CALL-<worker>-<n>, CALL-setup, ...) are not in Itaku's
+        # default form: the tenant says which it uses, as a client would.
+        operator = {"Authorization": f"Bearer {self.env['ITAKU_OPERATOR_KEY']}", "Content-Type": "application/json"}
+        patched = client.call("setup", "PATCH", f"/v1/tenants/{TENANT}", operator,
+                              json.dumps({"case_pattern": "CALL-[A-Za-z0-9-]{1,60}"}))
+        if patched["status"] != 200:
+            raise SystemExit(f"setting the tenant's case pattern answered {patched['status']} {patched.get('code')}")
         seed = self.import_batch(client, 0, self.args.seed_rows, kind="seed-import")
         if seed["status"] != 201:
             raise SystemExit(f"the seed import answered {seed['status']} {seed.get('code')}")

@@ -212,6 +212,24 @@ public enum AccessLogStore {
         ).map(checkpoint)
     }
 
+    /// The newest checkpoint of each stream.
+    public static func latestCheckpoints(on connection: PostgresConnection) async throws -> [String: Checkpoint] {
+        let rows = try await connection.query(
+            """
+            SELECT DISTINCT ON (stream) checkpoint_id, created_at, stream, tenant_id, seq, hash, key_id, signature
+            FROM itaku.access_log_checkpoints ORDER BY stream, seq DESC, created_at DESC
+            """
+        )
+        return Dictionary(try rows.map(checkpoint).map { ($0.stream, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Each stream's head when migration 0008 introduced seals: entries up to it were written
+    /// before seals existed, and only checkpoints cover them.
+    public static func legacyHeads(on connection: PostgresConnection) async throws -> [String: Int64] {
+        let rows = try await connection.query("SELECT stream, seq FROM itaku.access_log_legacy_heads")
+        return Dictionary(try rows.map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int64.self)) }, uniquingKeysWith: max)
+    }
+
     /// One page of checkpoints, newest first, after `cursor` (created_at, id), under the
     /// connection's row-level security; and the cursor of the next page when there may be one.
     public static func checkpoints(

@@ -3,7 +3,8 @@ import Foundation
 import ItakuPostgres
 
 /// Checks every chain, seal and checkpoint of the access log with the checkpoint public key
-/// alone, and names every problem of each stream (up to `maxProblems` a stream).
+/// alone, and names every problem of each stream (up to `maxProblems` a stream). Memory holds
+/// one page of entries and one state per stream, whatever the log's length.
 ///
 /// An entry is verified when its chain leads to a valid seal or checkpoint: a stream whose
 /// newest entries are covered by neither (`unsealed_tail`) was extended by someone who does not
@@ -70,8 +71,12 @@ public struct AccessLogVerifier: Sendable {
     /// (`itaku_reader`), the only role that sees every tenant's entries.
     public func verify(_ database: PostgresClient) async throws -> Report {
         let deadline = timeLimit.map { ContinuousClock.now + $0 }
-        let checkpoints = try await database.withTransaction { try await AccessLogStore.checkpoints(on: $0) }
-        let byStream = Dictionary(grouping: checkpoints, by: \.stream)
+        // Each stream's newest checkpoint: it covers every entry up to it (a recomputed chain
+        // no longer ends in its hash; a cut below it leaves it naming entries that are gone).
+        // Seals cover the rest. One row per stream, so memory does not grow with the log's age.
+        let (latest, legacy) = try await database.withTransaction { connection in
+            (try await AccessLogStore.latestCheckpoints(on: connection), try await AccessLogStore.legacyHeads(on: connection))
+        }
         var streams: [String: StreamState] = [:]
         var total = 0
         var complete = true
@@ -89,7 +94,7 @@ public struct AccessLogVerifier: Sendable {
                     PostgresQuery(
                         unsafeSQL: """
                             SELECT \(AccessLogStore.columns) FROM itaku.access_log
-                            WHERE (stream, seq, entry_id) > ($1, $2, $3)
+                            WHERE stream IS NOT NULL AND (stream, seq, entry_id) > ($1, $2, $3)
                             ORDER BY stream, seq, entry_id LIMIT \(pageSize)
                             """,
                         binds: Self.binds(cursor?.stream ?? "", cursor?.seq ?? Int64.min, cursor?.id ?? UUID(uuid: (0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0)))
@@ -97,29 +102,34 @@ public struct AccessLogVerifier: Sendable {
                 )
             }
             for row in rows {
-                let entry = try AccessLogStore.entry(row)
-                guard let link = entry.chain else { continue }
+                // The position first: the walk moves past every row it read, whatever the rest holds.
+                let position = (stream: try row.decode(26, as: String.self), seq: try row.decode(27, as: Int64.self), id: try row.decode(0, as: UUID.self))
+                after = position
                 total += 1
-                streams[link.stream, default: StreamState(wanted: Set((byStream[link.stream] ?? []).map(\.seq)))]
-                    .check(entry, link, publicKey: publicKey)
-                after = (link.stream, link.seq, entry.id)
+                var state = streams[position.stream] ?? StreamState(latest: latest[position.stream], legacyHead: legacy[position.stream] ?? 0)
+                if let entry = try? AccessLogStore.entry(row), let link = entry.chain {
+                    state.check(entry, link, publicKey: publicKey)
+                } else {
+                    state.unreadable(seq: position.seq, entryID: position.id)
+                }
+                streams[position.stream] = state
             }
             if rows.count < pageSize { break }
         }
 
         var reports: [StreamReport] = []
-        for name in Set(streams.keys).union(byStream.keys).sorted() {
-            var state = streams[name] ?? StreamState(wanted: [])
-            for checkpoint in byStream[name] ?? [] { state.check(checkpoint, publicKey: publicKey, complete: complete) }
+        for name in Set(streams.keys).union(latest.keys).sorted() {
+            var state = streams[name] ?? StreamState(latest: latest[name], legacyHead: legacy[name] ?? 0)
+            if let checkpoint = latest[name] { state.check(checkpoint, publicKey: publicKey, complete: complete) }
             if complete { state.finish() }
             reports.append(StreamReport(
-                stream: name, entries: state.count, checkpoints: byStream[name]?.count ?? 0, verifiedThrough: state.covered,
+                stream: name, entries: state.count, checkpoints: latest[name] == nil ? 0 : 1, verifiedThrough: state.covered,
                 firstProblem: state.problems.first, problems: state.problems
             ))
         }
         return Report(
             clean: complete && reports.allSatisfy { $0.problems.isEmpty }, complete: complete, entries: total,
-            checkpoints: checkpoints.count, streams: reports, unchained: []
+            checkpoints: latest.count, streams: reports, unchained: []
         )
     }
 
@@ -138,15 +148,22 @@ public struct AccessLogVerifier: Sendable {
         var expectedSeq: Int64 = 1
         var previous = ChainLink.genesis
         var last: (seq: Int64, id: UUID)?
-        /// The highest sequence number covered by a valid seal or matching checkpoint.
+        /// The highest sequence number covered by a valid seal or matching checkpoint (or
+        /// written before seals existed: migration 0008 recorded each stream's head then).
         var covered: Int64 = 0
-        /// Sequence numbers that checkpoints name: only their hashes are kept.
-        var wanted: Set<Int64>
-        var hashes: [Int64: [UInt8]] = [:]
+        /// The stream's newest checkpoint: only the hash at its sequence number is kept.
+        var wanted: Int64?
+        var hash: [UInt8]?
         var problems: [Finding] = []
 
-        init(wanted: Set<Int64>) {
-            self.wanted = wanted
+        init(latest: Checkpoint?, legacyHead: Int64) {
+            self.wanted = latest?.seq
+            self.covered = legacyHead
+        }
+
+        mutating func unreadable(seq: Int64, entryID: UUID) {
+            count += 1
+            report("entry_altered", seq: seq, entryID: entryID)
         }
 
         mutating func report(_ problem: String, seq: Int64?, entryID: UUID?) {
@@ -156,7 +173,7 @@ public struct AccessLogVerifier: Sendable {
 
         mutating func check(_ entry: AccessEntry, _ link: ChainLink, publicKey: Curve25519.Signing.PublicKey) {
             count += 1
-            if wanted.contains(link.seq) { hashes[link.seq] = link.hash }
+            if wanted == link.seq { hash = link.hash }
             let intact = AccessEntry.chainHash(
                 previous: link.previousHash, canonical: entry.canonicalBytes(stream: link.stream, seq: link.seq)
             ) == link.hash
@@ -181,7 +198,7 @@ public struct AccessLogVerifier: Sendable {
             // highest entry read so far.
             if link.seq >= expectedSeq {
                 previous = link.hash
-                expectedSeq = link.seq + 1
+                expectedSeq = link.seq &+ 1
                 last = (link.seq, entry.id)
             }
         }
@@ -189,7 +206,7 @@ public struct AccessLogVerifier: Sendable {
         mutating func check(_ checkpoint: Checkpoint, publicKey: Curve25519.Signing.PublicKey, complete: Bool) {
             if !checkpoint.isValid(publicKey: publicKey) {
                 report("checkpoint_signature_invalid", seq: checkpoint.seq, entryID: nil)
-            } else if let hash = hashes[checkpoint.seq] {
+            } else if let hash {
                 if hash == checkpoint.hash {
                     covered = max(covered, checkpoint.seq)
                 } else {

@@ -59,9 +59,10 @@ public final class AccessLogWriter: Service, Sendable {
         var running = true
         var heads: [String: Head] = [:]
         var checkpointed: [String: Int64] = [:]
-        /// Bumped after a write whose outcome is unknown (the commit may have landed even though
-        /// its reply was lost): later entries start fresh streams instead of reusing numbers.
-        var generation = 0
+        /// Replaced after a write whose outcome is unknown (the commit may have landed even though
+        /// its reply was lost) or whose positions were taken: later entries start fresh streams
+        /// instead of reusing numbers. Random, so nobody can take a future stream's positions.
+        var generation = ""
     }
 
     let database: PostgresClient
@@ -154,14 +155,15 @@ public final class AccessLogWriter: Service, Sendable {
 
     func stream(for tenantID: UUID?) -> String {
         let generation = state.withLock { $0.generation }
-        let prefix = generation == 0 ? streamPrefix : "\(streamPrefix).\(generation)"
+        let prefix = generation.isEmpty ? streamPrefix : "\(streamPrefix).\(generation)"
         return "\(prefix)/\(tenantID?.uuidString.lowercased() ?? "global")"
     }
 
     /// After a write whose outcome is unknown: continue in new streams (the old heads stay as
     /// checkpointed, and are dropped from memory once they are).
     private func abandonStreams() {
-        state.withLock { $0.generation += 1 }
+        let fresh = UUID().uuidString.prefix(8).lowercased()
+        state.withLock { $0.generation = fresh }
     }
 
     /// Seals the last entry of each stream in `entries` (they are in stream order per stream).
@@ -250,9 +252,10 @@ public final class AccessLogWriter: Service, Sendable {
             logger.error("access-log position already taken; continuing in new streams", metadata: ["itaku.error": "\(error)"])
             abandonStreams()
             await write(batch, retried: true)
-        } catch let error as PostgresError where !error.isConnectionError && error.kind != .poolClosed {
-            // The database refused the statement and rolled it back: nothing of it is written,
-            // so the heads stand. Halve until the refused entry is alone; the rest are written.
+        } catch let error as PostgresError where Self.refusesData(error) {
+            // The database refused a value of the statement and rolled it back: nothing of it is
+            // written, so the heads stand. Halve until the refused entry is alone; the rest are
+            // written. (Errors of the whole batch, a timeout or a full disk, fail it once below.)
             guard batch.count > 1 else {
                 logger.error("access log refused an entry; its request answers 503", metadata: ["itaku.error": "\(error)"])
                 batch[0].continuation.resume(throwing: AccessLogError.writeFailed)
@@ -267,6 +270,13 @@ public final class AccessLogWriter: Service, Sendable {
             ])
             for pending in batch { pending.continuation.resume(throwing: AccessLogError.writeFailed) }
         }
+    }
+
+    /// Errors that one entry's values can cause: data exceptions (22), integrity violations
+    /// (23) and errors raised by a trigger (P0001).
+    static func refusesData(_ error: PostgresError) -> Bool {
+        guard error.kind == .server, let state = error.sqlState else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("23") || state == PostgresError.SQLState.raiseException
     }
 
     // MARK: Checkpoints
@@ -289,7 +299,7 @@ public final class AccessLogWriter: Service, Sendable {
             state.withLock { state in
                 for checkpoint in checkpoints { state.checkpointed[checkpoint.stream] = checkpoint.seq }
                 // Abandoned streams take no more entries: once their heads are signed, forget them.
-                let current = state.generation == 0 ? streamPrefix + "/" : "\(streamPrefix).\(state.generation)/"
+                let current = state.generation.isEmpty ? streamPrefix + "/" : "\(streamPrefix).\(state.generation)/"
                 for stream in state.heads.keys where !stream.hasPrefix(current) && state.checkpointed[stream] == state.heads[stream]?.seq {
                     state.heads[stream] = nil
                     state.checkpointed[stream] = nil

@@ -96,7 +96,9 @@ struct AgentController: Sendable {
                 """
             )
         }
-        return try await answer(rows, decision: decision, entry: call.entry, tenant: tenant, schema: schema, access: access, snapshot: snapshot)
+        return try await answer(
+            rows, decision: decision, entry: call.entry, tenant: tenant, schema: schema, access: access, reservedRecords: call.reservedRecords
+        )
     }
 
     // MARK: Read
@@ -117,7 +119,8 @@ struct AgentController: Sendable {
             try await connection.query("SELECT * FROM itaku.agent_read(\(tenant.id), \(dataset.id), \(recordID))")
         }
         return try await answer(
-            rows, decision: decision, entry: call.entry, tenant: tenant, schema: dataset.schema, access: call.access, snapshot: snapshot
+            rows, decision: decision, entry: call.entry, tenant: tenant, schema: dataset.schema, access: call.access,
+            reservedRecords: call.reservedRecords
         )
     }
 
@@ -248,6 +251,8 @@ struct AgentController: Sendable {
         var access: AccessRequest
         var entry: AccessEntry
         var refusal: Problem?
+        /// Records reserved for `records_per_hour`; what the answer does not carry is given back.
+        var reservedRecords = 0
 
         mutating func refuse(_ problem: Problem) {
             if refusal == nil { refusal = problem }
@@ -332,9 +337,14 @@ struct AgentController: Sendable {
             }
         }
         call.entry.integrationID = integrationID
-        call.entry.agent = agent
+        // Caller-chosen names reach the log only when they name something registered: an
+        // unknown agent id or purpose key could be anything, a phone number included.
+        call.entry.agent = agent.flatMap { snapshot.agent(employeeID: $0) == nil ? nil : $0 }
         call.entry.agentVerified = verified
-        call.entry.purposeKey = call.access.purposeKey
+        let tenantID = snapshot.tenant(code: call.access.tenantCode)?.id
+        call.entry.purposeKey = call.access.purposeKey.flatMap { key in
+            tenantID.flatMap { snapshot.purposes[$0]?[key] } == nil ? nil : key
+        }
         call.entry.caseRef = call.access.caseRef
         call.entry.dataset = call.access.dataset.isEmpty ? nil : call.access.dataset
         call.entry.requestID = context.requestID
@@ -362,12 +372,16 @@ struct AgentController: Sendable {
             // reached decides volume_exceeded through the enforcer itself.
             let limits = snapshot.purposes[tenantID]?[purpose]?.definition.limits
             let asserted = snapshot.integrations[call.access.integrationID]?.trustMode == .asserted
+            // Records are reserved as many as the answer may carry; what it does not carry is
+            // given back after it (answer(...)).
+            let wanted = call.access.operation == .lookup ? decision.maxResults : 1
             if let usage = try await reserve(
                 tenantID: tenantID, purpose: purpose, agent: call.access.agent, limits: limits,
-                integration: asserted ? call.access.integrationID : nil, operation: call.access.operation
+                integration: asserted ? call.access.integrationID : nil, operation: call.access.operation, records: wanted
             ) {
                 call.access.lookupsLastMinute = usage.lookupsLastMinute
                 call.access.recordsLastHour = usage.recordsLastHour
+                if usage.recordsReserved { call.reservedRecords = wanted }
                 decision = ScopeEnforcer.decide(call.access, snapshot: snapshot, now: now)
                 if usage.integrationExceeded && decision.isAllowed {
                     decision = ScopeEnforcer.volumeExceeded(decision, now: now, snapshot: snapshot)
@@ -399,6 +413,7 @@ struct AgentController: Sendable {
         var lookupsLastMinute = 0
         var recordsLastHour = 0
         var integrationExceeded = false
+        var recordsReserved = false
     }
 
     /// Reserves this lookup in the usage counters, when the purpose has limits or the
@@ -406,7 +421,7 @@ struct AgentController: Sendable {
     /// count. The counts say "limit reached" exactly when the reservation was refused.
     private func reserve(
         tenantID: UUID, purpose: String, agent: String?, limits: PurposeDefinition.Limits?, integration: UUID?,
-        operation: AccessRequest.Operation
+        operation: AccessRequest.Operation, records: Int
     ) async throws -> Usage? {
         let perMinute = operation == .lookup ? limits?.lookupsPerMinute : nil
         let perHour = limits?.recordsPerHour
@@ -417,18 +432,21 @@ struct AgentController: Sendable {
         let rows = try await admin.database.withConnection { connection in
             try await connection.query(
                 """
-                SELECT * FROM itaku.reserve_usage(\(tenantID), \(purpose), \(who), \(perMinute)::bigint, \(tool), \(integrationLimit)::bigint)
+                SELECT * FROM itaku.reserve_usage(\(tenantID), \(purpose), \(who), \(perMinute)::bigint, \(tool),
+                    \(integrationLimit)::bigint, \(perHour)::bigint, \(Int32(clamping: records)))
                 """
             )
         }
         var usage = Usage()
         if let perMinute, try rows[0].decode(0, as: Bool.self) == false { usage.lookupsLastMinute = perMinute }
         if try rows[0].decode(1, as: Bool.self) == false { usage.integrationExceeded = true }
-        usage.recordsLastHour = try rows[0].decode(2, as: Int.self)
+        if let perHour {
+            if try rows[0].decode(2, as: Bool.self) { usage.recordsReserved = true } else { usage.recordsLastHour = perHour }
+        }
         return usage
     }
 
-    /// Adds the records an answer carried to the hour's counter, for `records_per_hour`.
+    /// Adds `records` (negative: gives back) to the hour's counter, for `records_per_hour`.
     private func count(records: Int, tenantID: UUID, purpose: String, agent: String) async throws {
         try await admin.database.withConnection { connection in
             try await connection.query(
@@ -441,7 +459,7 @@ struct AgentController: Sendable {
     /// is durably committed. (A lookup bound its records to the case in the same round trip.)
     private func answer(
         _ rows: PostgresRows, decision: Decision, entry: AccessEntry, tenant: Tenant, schema: DatasetSchema, access: AccessRequest,
-        snapshot: RegistrySnapshot
+        reservedRecords: Int
     ) async throws -> Response {
         var entry = entry
         let transformer = FieldTransformer(key: keyring.digestKey(tenant: tenant.id.uuidString))
@@ -473,10 +491,10 @@ struct AgentController: Sendable {
         if !withheld.isEmpty { entry.target = "withheld:" + withheld.joined(separator: ",") }
         // Invariant 1: the data leaves only after its entry is durably committed.
         let written = try await admin.accessLog.append(entry)
-        if !records.isEmpty, let tenantID = decision.tenantID, let purpose = access.purposeKey, let agent = access.agent,
-            snapshot.purposes[tenantID]?[purpose]?.definition.limits?.recordsPerHour != nil
-        {
-            try await count(records: records.count, tenantID: tenantID, purpose: purpose, agent: agent)
+        // Give back the records reserved but not carried. Bookkeeping only: the entry is
+        // committed and the answer goes out even if this fails.
+        if reservedRecords > records.count, let tenantID = decision.tenantID, let purpose = access.purposeKey, let agent = access.agent {
+            try? await count(records: records.count - reservedRecords, tenantID: tenantID, purpose: purpose, agent: agent)
         }
         if access.operation == .read && records.isEmpty && withheld.isEmpty {
             var problem = Problem.notFound

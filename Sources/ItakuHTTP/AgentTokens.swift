@@ -81,7 +81,10 @@ final class AgentTokens: Sendable {
         guard claims.iss.value == issuer, claims.aud.value.contains(audience),
             claims.exp.value.addingTimeInterval(leeway) > now,
             (claims.nbf?.value.addingTimeInterval(-leeway) ?? .distantPast) <= now,
+            // Capped from issue and from now: a far-future expiry cannot hide behind a late iat.
             claims.exp.value.timeIntervalSince(claims.iat?.value ?? now) <= maxLifetime + leeway,
+            claims.exp.value.timeIntervalSince(now) <= maxLifetime + leeway,
+            (claims.iat?.value ?? now) <= now.addingTimeInterval(leeway),
             AgentsController.isEmployeeID(claims.sub.value)
         else { return nil }
         let azp = claims.azp?.lowercased()

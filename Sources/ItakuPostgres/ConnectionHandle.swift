@@ -59,10 +59,12 @@ final class ConnectionHandle: @unchecked Sendable {
         if configuration.requireUnprivilegedRole {
             let privileged = try handle.execute(
                 """
-                SELECT r.rolsuper OR r.rolbypassrls OR EXISTS (
+                SELECT EXISTS (
+                    SELECT 1 FROM pg_roles r
+                    WHERE (r.rolsuper OR r.rolbypassrls) AND pg_has_role(current_user, r.oid, 'MEMBER'))
+                OR EXISTS (
                     SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                    WHERE n.nspname = 'itaku' AND pg_has_role(current_user, c.relowner, 'USAGE'))
-                FROM pg_roles r WHERE r.rolname = current_user
+                    WHERE n.nspname = 'itaku' AND pg_has_role(current_user, c.relowner, 'MEMBER'))
                 """,
                 PostgresBindings()
             )

@@ -14,8 +14,9 @@ public struct PostgresConfiguration: Sendable {
     /// A pooled connection idle for longer than this is probed before it is lent again, so a
     /// connection the server dropped while idle (restart, failover) is replaced, not handed out.
     public var probeIdleAfter: Duration
-    /// Refuse sessions whose role is a superuser, may bypass row-level security, or owns (or
-    /// inherits an owner of) anything in the `itaku` schema: the service's own pool, whose
+    /// Refuse sessions whose role is, or may become (membership, with or without inheritance),
+    /// a superuser, a role that bypasses row-level security, or an owner of anything in the
+    /// `itaku` schema: the service's own pool, whose
     /// guarantees rest on RLS and the access log's append-only grants.
     public var requireUnprivilegedRole = false
     /// The longest a statement may run before the server cancels it (57014); 0: no bound. A

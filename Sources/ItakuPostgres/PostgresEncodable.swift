@@ -116,11 +116,31 @@ public struct PostgresJSON: PostgresEncodable, PostgresDecodable, Hashable {
     public static var postgresFormat: PostgresFormat { .text }
     public func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError) {
         // jsonb refuses the escape \u0000 (and the raw byte cannot be sent either).
-        if text.utf8.contains(0) || text.contains("\\u0000") { throw .nulCharacter }
+        if text.utf8.contains(0) || Self.escapesNUL(text) { throw .nulCharacter }
         buffer.append(contentsOf: text.utf8)
     }
     public init(postgres cell: PostgresCell) throws {
         self.text = try String(postgres: cell)
+    }
+
+    /// Whether the JSON text holds the escape `\u0000`: a backslash that is not itself escaped
+    /// (an even number of backslashes before it), then `u0000`.
+    static func escapesNUL(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        var backslashes = 0
+        for (index, byte) in bytes.enumerated() {
+            if byte == UInt8(ascii: "\\") {
+                backslashes += 1
+                continue
+            }
+            if byte == UInt8(ascii: "u"), backslashes % 2 == 1, index + 4 < bytes.count,
+                bytes[(index + 1)...(index + 4)].allSatisfy({ $0 == UInt8(ascii: "0") })
+            {
+                return true
+            }
+            backslashes = 0
+        }
+        return false
     }
 }
 

@@ -3,11 +3,13 @@ import Synchronization
 
 /// Which case references (`Itaku-Case`) a tenant's agents may cite. A reference is stored in the
 /// access log as given, so it must not be able to carry personal data: it has to match the
-/// tenant's pattern as a whole, or else Itaku's default, which admits call and ticket ids
-/// (`CALL-1001`, `INC0012345`, a UUID, a number of up to nine digits) and refuses anything like
-/// a phone number, an e-mail address or a name.
+/// tenant's pattern as a whole, or else Itaku's default, which admits call and ticket ids (a
+/// prefix of letters and one number of up to nine digits: `CALL-1001`, `INC0012345`; a UUID;
+/// a number of up to nine digits) and refuses what could be a phone number (ten digits or
+/// more, or digits in groups), an e-mail address or a name. Tenants whose references look
+/// otherwise set their own pattern.
 public enum CaseReference {
-    public static let defaultPattern = #"[A-Za-z][A-Za-z0-9._:-]{0,63}|[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|[0-9]{1,9}"#
+    public static let defaultPattern = #"[A-Za-z]{1,16}[-_:.#]?[0-9]{1,9}|[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|[0-9]{1,9}"#
 
     private static let compiled = Mutex<[String: Regex<AnyRegexOutput>]>([:])
 

@@ -179,7 +179,7 @@ struct AccessLogTests {
         #expect(problems.contains { $0.problem == "seal_invalid" })
         #expect(problems.filter { $0.problem == "unsealed_tail" }.count == 2)
         #expect(problems.allSatisfy {
-            ($0.problem == "seal_invalid" && ($0.seq ?? 0) > 4321) || $0.problem == "checkpoint_mismatch"
+            ($0.problem == "seal_invalid" && ($0.seq ?? 0) >= 4321) || $0.problem == "checkpoint_mismatch"
                 || ($0.problem == "unsealed_tail" && ($0.seq ?? 0) <= 4321)
         }, "\(problems)")
         #expect(report.streams.allSatisfy { $0.verifiedThrough < 4321 })

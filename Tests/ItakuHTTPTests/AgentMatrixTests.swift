@@ -58,7 +58,7 @@ struct AgentMatrixTests {
             let found = try await client.call(
                 .post, "/v1/tenants/acme-retail/datasets/customers/lookup", key: credentials["ITAKU_INTEGRATION_KEY"],
                 json: ["by": "customer_no", "value": customer["customer_no"] ?? ""],
-                headers: [.init("Itaku-Agent")!: tokens["A0001"]!, .init("Itaku-Purpose")!: "order-support", .init("Itaku-Case")!: "BOUND"]
+                headers: [.init("Itaku-Agent")!: tokens["A0001"]!, .init("Itaku-Purpose")!: "order-support", .init("Itaku-Case")!: "BOUND-1"]
             )
             let recordID = try #require((found["records"] as? [[String: Any]])?.first?["record_id"] as? String)
             for (index, row) in rows.enumerated() {
@@ -68,7 +68,7 @@ struct AgentMatrixTests {
                 case "id": headers[.init("Itaku-Agent-Id")!] = row.agent
                 default: break
                 }
-                if row.case != "none" { headers[.init("Itaku-Case")!] = row.case == "bound" ? "BOUND" : "ELSEWHERE" }
+                if row.case != "none" { headers[.init("Itaku-Case")!] = row.case == "bound" ? "BOUND-1" : "ELSEWHERE-2" }
                 let key = credentials[row.tool == "verified" ? "ITAKU_INTEGRATION_KEY" : "ITAKU_ASSERTED_INTEGRATION_KEY"]
                 let base = "/v1/tenants/\(row.tenant)/datasets/\(row.tenant == "kobe-insurance" ? "policyholders" : "customers")"
                 let response: JSONResponse

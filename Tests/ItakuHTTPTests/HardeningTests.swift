@@ -8,6 +8,7 @@ import ItakuAccessLog
 import ItakuCore
 import ItakuDemo
 import ItakuPostgres
+import ItakuRegistry
 import ItakuTestSupport
 import Logging
 import NIOCore
@@ -243,6 +244,33 @@ struct HardeningTests {
             let problems = streams.flatMap { ($0["problems"] as? [[String: Any]]) ?? [] }
             #expect(problems.map { $0["problem"] as? String } == ["unsealed_tail"], "\(problems)")
             #expect(problems.first?["seq"] as? Int == Int(link.seq + 1))
+
+            // A row the verifier cannot read back, and a sequence number at the end of the range:
+            // reported or refused, never a crash or a 500.
+            let insider = database.makeClient(role: .runtime)
+            let far = await #expect(throws: PostgresError.self) {
+                try await insider.query(
+                    """
+                    INSERT INTO itaku.access_log (entry_id, occurred_at, actor_role, operation, decision, reason, stream, seq, prev_hash, hash)
+                    VALUES (\(UUID()), now(), 'integration', 'lookup', 'allow', 'allowed', 'forged', \(Int64.max), '\\x00', '\\x00')
+                    """
+                )
+            }
+            #expect(far?.sqlState == "23514")
+            try await insider.query(
+                """
+                INSERT INTO itaku.access_log (entry_id, occurred_at, actor_role, operation, decision, reason, stream, seq, prev_hash, hash, subject_digests)
+                VALUES (\(UUID()), now(), 'integration', 'lookup', 'allow', 'allowed', 'forged', 1, '\\x00', '\\x00', '{NULL}')
+                """
+            )
+            await insider.shutdown()
+            let unreadable = try await client.call(.post, "/v1/access-log/verify", key: reviewer)
+            #expect(unreadable.status == .ok)
+            let streams2 = (unreadable["streams"] as? [[String: Any]]) ?? []
+            let forgedStream = streams2.first { $0["stream"] as? String == "forged" }
+            let forgedProblems = (forgedStream?["problems"] as? [[String: Any]]) ?? []
+            let codes = forgedProblems.compactMap { $0["problem"] as? String }
+            #expect(codes.contains("entry_altered"), "\(unreadable.text)")
         }
     }
 
@@ -355,6 +383,26 @@ struct HardeningTests {
     @Test("the service refuses to run as a privileged role, and db.migrationUrl no longer defaults to db.url")
     func privilegedRolesAreRefused() async throws {
         let database = try await TestCluster.shared().makeDatabase()
+        // Roles that bypass row-level security, or may become the owner (a superuser here)
+        // without inheriting its rights: refused like the owner itself.
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        let admin = database.makeClient(role: .owner)
+        try await admin.withConnection { connection in
+            try await connection.executeScript("""
+                CREATE ROLE bypass_\(suffix) LOGIN BYPASSRLS;
+                CREATE ROLE member_\(suffix) LOGIN NOINHERIT;
+                GRANT \(database.cluster.superuser) TO member_\(suffix);
+                """)
+        }
+        await admin.shutdown()
+        for user in ["bypass_\(suffix)", "member_\(suffix)"] {
+            var configuration = database.cluster.configuration(database: database.name, user: user)
+            configuration.requireUnprivilegedRole = true
+            let client = PostgresClient(configuration: configuration, logger: Logger(label: "test"))
+            let refused = await #expect(throws: PostgresError.self) { try await client.query("SELECT 1") }
+            #expect(refused?.kind == .unsafeSession, "\(user)")
+            await client.shutdown()
+        }
         var configuration = database.configuration(role: .owner)
         configuration.requireUnprivilegedRole = true
         let owner = PostgresClient(configuration: configuration, logger: Logger(label: "test"))
@@ -383,5 +431,14 @@ struct HardeningTests {
     ] as [(String, [String], String)])
     func clientAddress(peer: String, forwardedFor: [String], expected: String) {
         #expect(RequestLogMiddleware.clientAddress(peer: peer, forwardedFor: forwardedFor, trusted: ["127.0.0.1"]) == expected)
+    }
+
+    @Test("Itaku's default case pattern admits call and ticket ids and refuses what could be personal data", arguments: [
+        ("CALL-1001", true), ("INC0012345", true), ("T#42", true), ("123456789", true), ("3f2b8c1e-9a4d-4c2b-8e1f-0a1b2c3d4e5f", true),
+        ("Yamada-Taro", false), ("taro.yamada", false), ("tel:09012345678", false), ("tel:090-1234-5678", false),
+        ("09012345678", false), ("taro@example.jp", false), ("山田太郎", false), ("CALL 1001", false), ("", false),
+    ] as [(String, Bool)])
+    func defaultCasePattern(reference: String, accepted: Bool) {
+        #expect(CaseReference.isAcceptable(reference, pattern: nil) == accepted)
     }
 }

@@ -21,7 +21,7 @@ $$;
 GRANT USAGE ON SCHEMA itaku TO itaku_reader;
 GRANT EXECUTE ON FUNCTION itaku.current_tenant() TO itaku_reader;
 GRANT SELECT ON itaku.tenants, itaku.integrations, itaku.api_keys, itaku.agents, itaku.datasets, itaku.purposes,
-    itaku.assignments, itaku.access_log, itaku.access_log_checkpoints TO itaku_reader;
+    itaku.assignments, itaku.access_log, itaku.access_log_checkpoints, itaku.access_log_legacy_heads TO itaku_reader;
 
 -- The tenant policies no longer have an "every tenant" switch.
 DROP POLICY tenant_isolation ON itaku.datasets;
