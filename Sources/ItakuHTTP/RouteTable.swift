@@ -41,7 +41,7 @@ struct RouteTable {
 
     /// Adds the 405 responders; call once after every route is registered.
     mutating func finish() -> Router<ItakuRequestContext> {
-        let all: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete]
+        let all: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .options, .trace]
         for path in order {
             let allowed = methods[path] ?? []
             for method in all where !allowed.contains(method) {
