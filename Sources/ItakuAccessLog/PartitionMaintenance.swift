@@ -23,7 +23,8 @@ public struct PartitionMaintenance: Service {
                 } catch {
                     logger.warning("could not create access-log partitions", metadata: ["itaku.error": "\(error)"])
                 }
-                try await Task.sleep(for: interval)
+                // Cancelled at shutdown: that ends the loop, it is not a failure of the service.
+                try? await Task.sleep(for: interval)
             }
         }
     }
