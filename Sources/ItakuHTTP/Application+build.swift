@@ -53,9 +53,11 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     router.add(middleware: RequestLogMiddleware(
         metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, trustedProxies: Set(configuration.trustedProxies)
     ))
+    let allowedMethods = AllowedMethods()
     router.add(middleware: ErrorMiddleware())
+    router.add(middleware: MethodNotAllowedMiddleware(allowed: allowedMethods))
     router.add(middleware: AuthMiddleware(registry: registry))
-    var routes = RouteTable(router: router, maxBodyBytes: configuration.maxBodyBytes)
+    var routes = RouteTable(router: router, maxBodyBytes: configuration.maxBodyBytes, allowed: allowedMethods)
     HealthController(database: database, metrics: metrics, openAPIDocument: try openAPIDocument())
         .addRoutes(to: &routes)
     let accessLog = AccessLogWriter(database: database, keyring: keyring, instanceID: configuration.instanceID, logger: logger)

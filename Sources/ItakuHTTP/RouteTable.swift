@@ -9,10 +9,13 @@ struct RouteTable {
     private var methods: [String: [HTTPRequest.Method]] = [:]
     private var order: [String] = []
     let maxBodyBytes: Int
+    /// Shared with `MethodNotAllowedMiddleware`, for methods no responder below covers.
+    let allowed: AllowedMethods
 
-    init(router: Router<ItakuRequestContext>, maxBodyBytes: Int = 1 << 20) {
+    init(router: Router<ItakuRequestContext>, maxBodyBytes: Int = 1 << 20, allowed: AllowedMethods = AllowedMethods()) {
         self.router = router
         self.maxBodyBytes = maxBodyBytes
+        self.allowed = allowed
     }
 
     mutating func on(
@@ -22,6 +25,7 @@ struct RouteTable {
         router.on(RouterPath(path), method: method, use: Self.limited(to: maxBodyBytes ?? self.maxBodyBytes, handler))
         if methods[path] == nil { order.append(path) }
         methods[path, default: []].append(method)
+        allowed.add(path, method)
     }
 
     /// The limit belongs to the matched route; a declared length above it is refused before a

@@ -87,6 +87,8 @@ struct SkeletonTests {
             #expect(problemCode(wrongMethod.body) == "method_not_allowed")
             let trace = try await client.execute(uri: "/livez", method: .trace) { $0 }
             #expect(trace.status == .methodNotAllowed && trace.headers[.allow] == "GET")
+            let query = try await client.execute(uri: "/livez", method: HTTPRequest.Method("QUERY")!) { $0 }
+            #expect(query.status == .methodNotAllowed && query.headers[.allow] == "GET")
 
             let big = ByteBuffer(repeating: UInt8(ascii: "x"), count: 4096)
             let tooLarge = try await client.execute(uri: "/livez", method: .post, body: big) { $0 }
