@@ -106,7 +106,9 @@ struct AgentController: Sendable {
     private func read(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
         var call = try await begin(request, context, operation: .read)
         let snapshot = context.snapshot ?? RegistrySnapshot()
-        call.ask(for: request.uri.queryParameters.get("fields").map { $0.split(separator: ",").map(String.init) })
+        call.ask(for: request.uri.queryParameters.get("fields").map {
+            $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        })
         let recordID = context.parameters.get("record").flatMap(UUID.init(uuidString:))
         let tenant = served(snapshot.tenant(code: call.access.tenantCode), call.access, snapshot)
         call.access.caseBound = try await isBound(recordID, tenant: tenant, access: call.access)
@@ -258,8 +260,9 @@ struct AgentController: Sendable {
             if refusal == nil { refusal = problem }
         }
 
-        /// The fields asked for: each named once, in the order first asked; a name that could
-        /// not be a field refuses the request (`invalid_fields`) and is not written anywhere.
+        /// The fields asked for, in the order asked. A name that could not be a field (an empty
+        /// one too), a name asked twice, or more than 200 names refuse the request
+        /// (`invalid_fields`, as the contract says); such names are not written anywhere.
         mutating func ask(for fields: [String]?) {
             guard let fields else { return }
             var seen: Set<String> = []
@@ -269,7 +272,11 @@ struct AgentController: Sendable {
                     refuse(.badRequest(code: "invalid_fields", "A field name is not valid.", pointer: "fields"))
                     continue
                 }
-                if seen.insert(name).inserted { names.append(name) }
+                if seen.insert(name).inserted {
+                    names.append(name)
+                } else {
+                    refuse(.badRequest(code: "invalid_fields", "A field is named twice.", pointer: "fields"))
+                }
             }
             if names.count > Self.maxFields {
                 refuse(.badRequest(code: "invalid_fields", "Too many fields.", pointer: "fields"))

@@ -32,7 +32,7 @@ struct HardeningTests {
         Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
     }
 
-    @Test("repeated or NUL field names, extreme cursors, a huge retention and NUL filters get clear 4xx answers, and the service stays up")
+    @Test("repeated, empty or NUL field names, extreme cursors, a huge retention and NUL filters get clear 4xx answers, and the service stays up")
     func oneRequestCannotCrash() async throws {
         let (database, state, _, credentials) = try await seededDemo(customers: 50, policyholders: 5)
         let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
@@ -40,19 +40,23 @@ struct HardeningTests {
         let admin = credentials["ITAKU_CLIENT_ADMIN_KEY"]
         let token = try #require(credentials["ITAKU_AGENT_TOKEN"]), phone = try #require(credentials["ITAKU_DEMO_PHONE"])
         try await app.test(.live) { client in
-            let twice = try await client.call(
-                .post, Self.lookup, key: integration, json: ["by": "phone", "value": phone, "fields": ["name", "name"]], headers: Self.agent(token)
+            let found = try await client.call(
+                .post, Self.lookup, key: integration, json: ["by": "phone", "value": phone, "fields": ["name"]], headers: Self.agent(token)
             )
-            #expect(twice.status == .ok, "\(twice.text)")
-            let record = try #require((twice["records"] as? [[String: Any]])?.first)
+            let record = try #require((found["records"] as? [[String: Any]])?.first)
             #expect((record["fields"] as? [String: String])?.keys.sorted() == ["name"])
             let id = try #require(record["record_id"] as? String)
-            let readTwice = try await client.call(
-                .get, "/v1/tenants/acme-retail/datasets/customers/records/\(id)?fields=name,name", key: integration, headers: Self.agent(token)
-            )
-            #expect(readTwice.status == .ok, "\(readTwice.text)")
 
             for request in [
+                try await client.call(
+                    .post, Self.lookup, key: integration, json: ["by": "phone", "value": phone, "fields": ["name", "name"]], headers: Self.agent(token)
+                ),
+                try await client.call(
+                    .get, "/v1/tenants/acme-retail/datasets/customers/records/\(id)?fields=name,name", key: integration, headers: Self.agent(token)
+                ),
+                try await client.call(
+                    .get, "/v1/tenants/acme-retail/datasets/customers/records/\(id)?fields=name,,email", key: integration, headers: Self.agent(token)
+                ),
                 try await client.call(.post, Self.lookup, key: integration, json: ["by": "phone", "value": phone, "fields": ["name\u{0}"]], headers: Self.agent(token)),
                 try await client.call(.get, "/v1/tenants/acme-retail/datasets/customers/records/\(id)?fields=name%00", key: integration, headers: Self.agent(token)),
             ] {
