@@ -41,17 +41,7 @@ struct AccessLogController: Sendable {
             // BPO. Reading checkpoints writes nothing: they hold no personal data.
             let principal = try admin.principal(context, [.reviewer, .clientAdmin])
             let snapshot = context.snapshot ?? RegistrySnapshot()
-            let parameters = request.uri.queryParameters
-            let limit = try parameters.get("limit").map { value -> Int in
-                guard let limit = Int(value), (1...Self.maxPageSize).contains(limit) else { throw Self.badParameter("limit") }
-                return limit
-            } ?? 100
-            let cursor = try parameters.get("cursor").map { token -> AccessLogQuery.Cursor in
-                guard let cursor = AccessLogQuery.Cursor(token: String(token)) else {
-                    throw Problem.badRequest(code: "invalid_cursor", "The cursor is not one this list returned.", pointer: "cursor")
-                }
-                return cursor
-            }
+            let (limit, cursor) = try Self.page(request)
             let (checkpoints, next): ([Checkpoint], AccessLogQuery.Cursor?)
             if principal.role == .reviewer {
                 (checkpoints, next) = try await admin.reader.withTransaction {
@@ -106,19 +96,25 @@ struct AccessLogController: Sendable {
     static let maxPageSize = 1000
     static let verifyTimeLimit: Duration = .seconds(60)
 
-    private func search(_ request: Request, _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
-        let (principal, tenant, query) = try selection(request, context, scoped: scoped)
+    /// A page's `limit` (1 to 1,000, default 100) and `cursor` (one this API handed out).
+    static func page(_ request: Request) throws -> (limit: Int, cursor: AccessLogQuery.Cursor?) {
         let parameters = request.uri.queryParameters
         let limit = try parameters.get("limit").map { value -> Int in
-            guard let limit = Int(value), (1...Self.maxPageSize).contains(limit) else { throw Self.badParameter("limit") }
+            guard let limit = Int(value), (1...maxPageSize).contains(limit) else { throw badParameter("limit") }
             return limit
         } ?? 100
         let cursor = try parameters.get("cursor").map { token -> AccessLogQuery.Cursor in
             guard let cursor = AccessLogQuery.Cursor(token: String(token)) else {
-                throw Problem.badRequest(code: "invalid_cursor", "The cursor is not one this search returned.", pointer: "cursor")
+                throw Problem.badRequest(code: "invalid_cursor", "The cursor is not one this API returned.", pointer: "cursor")
             }
             return cursor
         }
+        return (limit, cursor)
+    }
+
+    private func search(_ request: Request, _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
+        let (principal, tenant, query) = try selection(request, context, scoped: scoped)
+        let (limit, cursor) = try Self.page(request)
         let (entries, next) = try await pool(for: tenant).withTransaction { connection in
             try await Self.scope(connection, tenant: tenant)
             return try await query.page(after: cursor, limit: limit, on: connection)

@@ -210,7 +210,8 @@ struct HardeningTests {
             let link = try #require(last.chain)
             var forged = last
             forged.id = UUID()
-            forged.occurredAt = Date()
+            // To the microsecond, as the writer stores times (the hash covers them).
+            forged.occurredAt = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(Date())) / 1_000_000)
             forged.reason = "allowed"
             let hash = AccessEntry.chainHash(previous: link.hash, canonical: forged.canonicalBytes(stream: link.stream, seq: link.seq + 1))
             forged.chain = ChainLink(stream: link.stream, seq: link.seq + 1, previousHash: link.hash, hash: hash)
