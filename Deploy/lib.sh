@@ -1,6 +1,6 @@
 # Shared helpers of Itaku's Deploy scripts. Source it; don't run it.
 
-ITAKU_PACKAGES=(libpq-dev libssl-dev postgresql pkg-config openssl curl)
+ITAKU_PACKAGES=(libpq-dev libssl-dev postgresql pkg-config openssl curl pgbouncer)
 
 log() { printf '\033[1mitaku:\033[0m %s\n' "$*" >&2; }
 

@@ -6,6 +6,8 @@
 #   two without a password when they are missing and leave them alone when they exist, so they
 #   are made here first, with the attributes the migrations would give them; the owner then
 #   needs no CREATEROLE.
+# - the two roles' session defaults in the database (what migration 0011 sets when it may):
+#   through PgBouncer, statements outside a transaction run with them.
 set -e
 : "${ITAKU_OWNER_PASSWORD:?}" "${ITAKU_RUNTIME_PASSWORD:?}" "${ITAKU_READER_PASSWORD:?}"
 
@@ -21,4 +23,12 @@ CREATE ROLE itaku_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOR
     PASSWORD :'reader_password';
 -- The collation Itaku is tested with (Deploy/db and the test clusters run initdb --no-locale).
 CREATE DATABASE itaku OWNER itaku_owner ENCODING 'UTF8' LOCALE 'C' TEMPLATE template0;
+ALTER ROLE itaku_runtime IN DATABASE itaku SET synchronous_commit = on;
+ALTER ROLE itaku_runtime IN DATABASE itaku SET TimeZone = 'UTC';
+ALTER ROLE itaku_runtime IN DATABASE itaku SET DateStyle = 'ISO, YMD';
+ALTER ROLE itaku_runtime IN DATABASE itaku SET statement_timeout = '30s';
+ALTER ROLE itaku_reader IN DATABASE itaku SET synchronous_commit = on;
+ALTER ROLE itaku_reader IN DATABASE itaku SET TimeZone = 'UTC';
+ALTER ROLE itaku_reader IN DATABASE itaku SET DateStyle = 'ISO, YMD';
+ALTER ROLE itaku_reader IN DATABASE itaku SET statement_timeout = '30s';
 SQL

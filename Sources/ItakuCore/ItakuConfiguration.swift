@@ -60,6 +60,11 @@ public struct ItakuConfiguration: Sendable {
     /// `db.readerUrl`: the cross-tenant reader role's connection (registry snapshots, the
     /// security team's search, export and verification). Nil: `db.url` as `itaku_reader`.
     public var readerURL: String?
+    /// `db.pooler`: `none`, or `transaction` when db.url and db.readerUrl lead to a
+    /// transaction-pooling PgBouncer. `db.listenUrl`: a direct connection for the registry's
+    /// LISTEN, which a transaction pool cannot carry (required with `transaction`).
+    public var transactionPooler: Bool
+    public var listenURL: String?
 
     public init(reader: ConfigReader, workingDirectory: String = FileManager.default.currentDirectoryPath) {
         let state = Self.absolute(reader.string(forKey: "state.directory", default: ".itaku"), in: workingDirectory)
@@ -77,6 +82,8 @@ public struct ItakuConfiguration: Sendable {
         // would fail, and serving as the owner is refused.
         migrationURL = reader.string(forKey: "db.migrationUrl", isSecret: true) ?? (isEmbeddedDatabase ? embedded + "&user=itaku_owner" : "")
         readerURL = reader.string(forKey: "db.readerUrl", isSecret: true) ?? (isEmbeddedDatabase ? embedded + "&user=itaku_reader" : nil)
+        transactionPooler = reader.string(forKey: "db.pooler", default: "none") == "transaction"
+        listenURL = reader.string(forKey: "db.listenUrl", isSecret: true)
         poolMinimum = reader.int(forKey: "db.pool.minimum", default: 2)
         poolMaximum = reader.int(forKey: "db.pool.maximum", default: 16)
         connectTimeoutSeconds = reader.int(forKey: "db.connectTimeoutSeconds", default: 5)
@@ -111,6 +118,8 @@ public struct ItakuConfiguration: Sendable {
             ("db.url", Self.redactingPassword(databaseURL)),
             ("db.migrationUrl", migrationURL.isEmpty ? "(not set)" : Self.redactingPassword(migrationURL)),
             ("db.readerUrl", readerURL.map(Self.redactingPassword) ?? "(not set: db.url as itaku_reader)"),
+            ("db.pooler", transactionPooler ? "transaction" : "none"),
+            ("db.listenUrl", listenURL.map(Self.redactingPassword) ?? "(not set: the reader's connection)"),
             ("db.pool.minimum", String(poolMinimum)),
             ("db.pool.maximum", String(poolMaximum)),
             ("db.connectTimeoutSeconds", String(connectTimeoutSeconds)),

@@ -51,7 +51,7 @@ public struct DemoSeeder: Sendable {
         let (start, end) = ("\(year)-01-01", "\(year)-12-31")
         let accessLog = AccessLogWriter(database: database, keyring: keyring, instanceID: "itaku-demo", logger: logger)
         try await database.withConnection { connection in
-            try await connection.query("BEGIN")
+            try await connection.begin()
             let acme = try await RegistryStore.createTenant(
                 code: "acme-retail", name: "Acme Retail 株式会社", timeZone: "Asia/Tokyo", contractStart: start, contractEnd: end, on: connection
             )

@@ -83,7 +83,7 @@ struct Admin: Sendable {
         let clientAddress = context.clientAddress
         let accessLog = self.accessLog
         let result = try await database.withConnection { connection in
-            try await connection.query("BEGIN")
+            try await connection.begin()
             do {
                 let (value, before, after) = try await body(connection)
                 var entry = AccessEntry(

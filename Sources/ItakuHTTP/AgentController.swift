@@ -176,7 +176,7 @@ struct AgentController: Sendable {
         let digester = self.digester(tenant.id)
         let prepared = call.entry
         let written: AccessEntry = try await admin.database.withConnection { connection in
-            try await connection.query("BEGIN")
+            try await connection.begin()
             do {
                 try await RegistryStore.setTenant(tenant.id, on: connection)
                 let current = try await connection.query(
@@ -193,7 +193,7 @@ struct AgentController: Sendable {
                     // Withheld (or bound but not in this dataset): the denial is the entry,
                     // committed in place of the change.
                     try await connection.query("ROLLBACK")
-                    try await connection.query("BEGIN")
+                    try await connection.begin()
                     entry.decision = .deny
                     entry.reason = row == nil ? "not_found" : status == "suspended" ? "subject_suspended" : "record_expired"
                     let denied = try await accessLog.commit(with: [entry], on: connection)[0]

@@ -36,6 +36,11 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     )
     poolConfiguration.requireUnprivilegedRole = true
     poolConfiguration.statementTimeoutSeconds = configuration.statementTimeoutSeconds
+    poolConfiguration.transactionPooler = configuration.transactionPooler
+    if configuration.transactionPooler && configuration.listenURL == nil {
+        logger.critical("db.pooler is transaction but db.listenUrl is not set: the registry's LISTEN needs a direct connection")
+        throw ConfigurationError.listenURLMissing
+    }
     let database = PostgresClient(configuration: poolConfiguration, logger: logger)
     // Reading across tenants takes a role of its own (migration 0009): a small pool.
     let readerSettings = configuration.readerConnection()
@@ -45,6 +50,9 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     )
     readerConfiguration.requireUnprivilegedRole = true
     readerConfiguration.statementTimeoutSeconds = configuration.statementTimeoutSeconds
+    readerConfiguration.transactionPooler = configuration.transactionPooler
+    // The registry listens through the reader pool's client: past the pooler when told.
+    readerConfiguration.listenURL = configuration.listenURL
     let reader = PostgresClient(configuration: readerConfiguration, logger: logger)
     let metrics = HTTPMetrics()
     let registry = Registry(database: reader, logger: logger)
@@ -136,10 +144,12 @@ public func migrate(url: String, connectTimeout: Int = 5, logger: Logger) async 
 
 public enum ConfigurationError: Error, CustomStringConvertible {
     case migrationURLMissing
+    case listenURLMissing
 
     public var description: String {
         switch self {
         case .migrationURLMissing: "db.migrationUrl is not set (it no longer defaults to db.url)"
+        case .listenURLMissing: "db.listenUrl is not set (db.pooler = transaction needs a direct connection for LISTEN)"
         }
     }
 }

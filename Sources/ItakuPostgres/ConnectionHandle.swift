@@ -50,11 +50,23 @@ final class ConnectionHandle: @unchecked Sendable {
         guard PQstatus(conn) == CONNECTION_OK else {
             throw PostgresError(.connectionFailed, detail: handle.errorMessage)
         }
-        // Invariant 1: "committed" must mean durable. Check what the session really has.
-        let rows = try handle.execute("SHOW synchronous_commit", PostgresBindings())
-        let setting = try rows.first.map { try $0.decode(0, as: String.self) }
-        guard setting == "on" else {
-            throw PostgresError(.unsafeSession, detail: "synchronous_commit is \(setting ?? "unknown"), need on")
+        // Invariant 1: "committed" must mean durable; times are UTC. Check what the session
+        // really has (through a transaction pooler: the role's defaults, which statements
+        // outside a transaction run with).
+        let rows = try handle.execute(
+            "SELECT current_setting('synchronous_commit'), current_setting('TimeZone'), current_setting('DateStyle')",
+            PostgresBindings()
+        )
+        let settings = try rows.first.map {
+            (try $0.decode(0, as: String.self), try $0.decode(1, as: String.self), try $0.decode(2, as: String.self))
+        }
+        guard let settings, settings.0 == "on", settings.1 == "UTC" || settings.1 == "Etc/UTC", settings.2.hasPrefix("ISO") else {
+            let found = settings.map { "synchronous_commit=\($0.0), TimeZone=\($0.1), DateStyle=\($0.2)" } ?? "unknown"
+            throw PostgresError(
+                .unsafeSession,
+                detail: "the session has \(found); Itaku needs synchronous_commit=on, TimeZone=UTC, DateStyle=ISO"
+                    + (configuration.transactionPooler ? " as the role's defaults (migration 0011 sets them)" : "")
+            )
         }
         if configuration.requireUnprivilegedRole {
             let privileged = try handle.execute(

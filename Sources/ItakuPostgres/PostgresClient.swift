@@ -87,7 +87,7 @@ public final class PostgresClient: Service, Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let handle = try await lease()
-        let connection = PostgresConnection(handle: handle, threadPool: threadPool)
+        let connection = PostgresConnection(handle: handle, threadPool: threadPool, beginStatement: configuration.beginStatement)
         do {
             let result = try await body(connection)
             await release(handle)
@@ -110,7 +110,7 @@ public final class PostgresClient: Service, Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await withConnection { connection in
-            try await connection.query("BEGIN")
+            try await connection.begin()
             do {
                 let result = try await body(connection)
                 try await connection.query("COMMIT")
@@ -190,12 +190,13 @@ public final class PostgresClient: Service, Sendable {
     /// LISTENs on `channels` over a dedicated connection (not one of the pool's) and calls
     /// `onNotification` for each NOTIFY until the task is cancelled or the connection breaks.
     /// `onReady` runs once LISTEN is in effect. Callers that must survive restarts loop over it.
+    /// The connection goes to `configuration.listenURL` when set (past a transaction pooler).
     public func listen(
         on channels: [String],
         onReady: @Sendable () async -> Void = {},
         onNotification: @Sendable (PostgresNotification) async -> Void
     ) async throws {
-        let configuration = self.configuration
+        let configuration = self.configuration.listenConfiguration
         let handle = try await threadPool.runIfActive { try ConnectionHandle.connect(configuration) }
         do {
             for channel in channels {

@@ -22,6 +22,15 @@ public struct PostgresConfiguration: Sendable {
     /// The longest a statement may run before the server cancels it (57014); 0: no bound. A
     /// request whose caller gave up must not hold a pooled connection for minutes.
     public var statementTimeoutSeconds = 0
+    /// The URL leads to a transaction-pooling PgBouncer: no `options` startup parameter (the
+    /// pooler refuses it), and each transaction sets what Itaku relies on itself (`SET LOCAL`,
+    /// in the same round trip as `BEGIN`). Statements outside a transaction run with the role's
+    /// defaults (migration 0011), which `connect` checks.
+    public var transactionPooler = false
+    /// Where LISTEN connects when it must bypass a pooler (a LISTEN holds one server session,
+    /// which a transaction pool cannot give); nil: `url` and `parameters`.
+    public var listenURL: String?
+    public var listenParameters: [String: String] = [:]
 
     public init(
         url: String,
@@ -49,15 +58,38 @@ public struct PostgresConfiguration: Sendable {
         pairs.append(("connect_timeout", String(connectTimeoutSeconds)))
         pairs.append(("client_encoding", "UTF8"))
         // Session settings Itaku relies on. synchronous_commit=on is what makes "committed"
-        // mean "durable" for the access log (DESIGN.md invariant 1); it is checked again after
-        // connecting because a role or database setting could not override -c, but a pooler could.
-        pairs.append((
-            "options",
-            "-c synchronous_commit=on -c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=\(max(0, statementTimeoutSeconds) * 1000)"
-        ))
+        // mean "durable" for the access log (DESIGN.md invariant 1); they are checked again
+        // after connecting because a role or database setting could not override -c, but a
+        // pooler could.
+        if !transactionPooler {
+            pairs.append((
+                "options",
+                "-c synchronous_commit=on -c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=\(statementTimeoutMilliseconds)"
+            ))
+        }
         for (key, value) in parameters.sorted(by: { $0.key < $1.key }) {
             pairs.append((key, value))
         }
         return pairs
+    }
+
+    var statementTimeoutMilliseconds: Int { max(0, statementTimeoutSeconds) * 1000 }
+
+    /// What opens a transaction: `BEGIN`, and through a transaction pooler the session settings
+    /// for this transaction alone, in the same simple query (one round trip).
+    var beginStatement: String {
+        guard transactionPooler else { return "BEGIN" }
+        return "BEGIN; SET LOCAL synchronous_commit TO on; SET LOCAL TimeZone TO 'UTC'; SET LOCAL DateStyle TO 'ISO'; "
+            + "SET LOCAL statement_timeout TO \(statementTimeoutMilliseconds)"
+    }
+
+    /// The settings of the LISTEN connection: direct to PostgreSQL when `listenURL` is set.
+    var listenConfiguration: PostgresConfiguration {
+        guard let listenURL else { return self }
+        var direct = self
+        direct.url = listenURL
+        direct.parameters = listenParameters
+        direct.transactionPooler = false
+        return direct
     }
 }

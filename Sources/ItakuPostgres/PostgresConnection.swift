@@ -6,6 +6,14 @@ import NIOPosix
 public struct PostgresConnection: Sendable {
     let handle: ConnectionHandle
     let threadPool: NIOThreadPool
+    /// `BEGIN`, or through a transaction pooler `BEGIN` with this transaction's settings.
+    let beginStatement: String
+
+    /// Opens a transaction. Use this, not `query("BEGIN")`: through a transaction pooler the
+    /// session settings Itaku relies on are set here, for this transaction.
+    public func begin() async throws {
+        try await executeScript(beginStatement)
+    }
 
     /// Runs one statement and returns its rows. Cancelling the task cancels the statement on the
     /// server (`PQcancel`); it then fails with SQLSTATE 57014 and the connection stays usable.

@@ -118,7 +118,7 @@ public struct Migrator: Sendable {
                 }
                 continue
             }
-            try await connection.query("BEGIN")
+            try await connection.begin()
             do {
                 try await connection.executeScript(migration.sql)
                 try await connection.query(

@@ -42,7 +42,7 @@ struct Keys: AsyncParsableCommand {
             let key = APIKeys.generate()
             let label = self.label
             let keyID: UUID = try await database.withConnection { connection in
-                try await connection.query("BEGIN")
+                try await connection.begin()
                 let id = try await RegistryStore.createKey(
                     hash: APIKeys.hash(key), displayPrefix: APIKeys.displayPrefix(key), role: role, tenantID: tenantID,
                     integrationID: integrationID, label: label, on: connection
@@ -69,7 +69,7 @@ struct Keys: AsyncParsableCommand {
             defer { Task { await database.shutdown() } }
             let accessLog = try options.accessLog(configuration, database: database, logger: logger)
             let revoked = try await database.withConnection { connection in
-                try await connection.query("BEGIN")
+                try await connection.begin()
                 guard try await RegistryStore.revokeKey(keyID, on: connection) else {
                     try await connection.query("ROLLBACK")
                     return false

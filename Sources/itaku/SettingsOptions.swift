@@ -36,10 +36,9 @@ struct SettingsOptions: ParsableArguments {
     func runtimeDatabase() async throws -> (ItakuConfiguration, Logger, PostgresClient) {
         let configuration = ItakuConfiguration(reader: try await reader())
         let logger = bootstrapLogging(configuration)
-        let database = PostgresClient(
-            configuration: PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 2),
-            logger: logger
-        )
+        var settings = PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 2)
+        settings.transactionPooler = configuration.transactionPooler
+        let database = PostgresClient(configuration: settings, logger: logger)
         return (configuration, logger, database)
     }
 
@@ -47,13 +46,12 @@ struct SettingsOptions: ParsableArguments {
     func readerDatabase() async throws -> (ItakuConfiguration, Logger, PostgresClient) {
         let configuration = ItakuConfiguration(reader: try await reader())
         let logger = bootstrapLogging(configuration)
-        let settings = configuration.readerConnection()
-        let database = PostgresClient(
-            configuration: PostgresConfiguration(
-                url: settings.url, parameters: settings.parameters, minimumConnections: 0, maximumConnections: 2
-            ),
-            logger: logger
+        let connection = configuration.readerConnection()
+        var settings = PostgresConfiguration(
+            url: connection.url, parameters: connection.parameters, minimumConnections: 0, maximumConnections: 2
         )
+        settings.transactionPooler = configuration.transactionPooler
+        let database = PostgresClient(configuration: settings, logger: logger)
         return (configuration, logger, database)
     }
 }
