@@ -62,6 +62,8 @@ extension AccessEntry {
         let activity = switch operation {
         case .lookup, .read, .review: 2
         case .update, .configure: 3
+        case .dispose: 4
+        case .subjectRequest: 99
         }
         func text(_ value: String?) -> String { value.map(JSONText.string) ?? "null" }
         let resources = recordIDs.map {

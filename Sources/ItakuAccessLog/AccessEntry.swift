@@ -8,6 +8,10 @@ import ItakuPostgres
 public struct AccessEntry: Sendable, Equatable {
     public enum Operation: String, Sendable, CaseIterable, Codable {
         case lookup, read, update, configure, review
+        /// A data-subject request's transitions and its disclosure package's downloads.
+        case subjectRequest = "subject_request"
+        /// Records disposed of: retention, a deletion request, or the contract's end.
+        case dispose
     }
 
     public enum Decision: String, Sendable, Codable {

@@ -55,6 +55,8 @@ public struct ItakuConfiguration: Sendable {
     public var requireAuthorizedParty: Bool
     /// `agents.assertedLookupsPerMinute`: lookups per minute per asserted integration and tenant.
     public var assertedLookupsPerMinute: Int
+    /// `retention.intervalSeconds`: how often the retention service disposes of expired records.
+    public var retentionIntervalSeconds: Int
     /// Whether the database is the embedded cluster of `./Deploy/run` (a local demo).
     public var isEmbeddedDatabase: Bool
     /// `db.readerUrl`: the cross-tenant reader role's connection (registry snapshots, the
@@ -104,6 +106,7 @@ public struct ItakuConfiguration: Sendable {
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         maxTokenMinutes = min(max(1, reader.int(forKey: "agents.maxTokenMinutes", default: 1440)), 43_200)
         requireAuthorizedParty = reader.bool(forKey: "agents.requireAuthorizedParty", default: false)
+        retentionIntervalSeconds = min(max(1, reader.int(forKey: "retention.intervalSeconds", default: 3600)), 604_800)
         assertedLookupsPerMinute = min(max(1, reader.int(forKey: "agents.assertedLookupsPerMinute", default: 600)), 1_000_000)
     }
 
@@ -140,6 +143,7 @@ public struct ItakuConfiguration: Sendable {
             ("agents.maxTokenMinutes", String(maxTokenMinutes)),
             ("agents.requireAuthorizedParty", String(requireAuthorizedParty)),
             ("agents.assertedLookupsPerMinute", String(assertedLookupsPerMinute)),
+            ("retention.intervalSeconds", String(retentionIntervalSeconds)),
         ]
     }
 

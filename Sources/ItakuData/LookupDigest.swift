@@ -53,6 +53,12 @@ public struct LookupDigester: Sendable {
         Self.hex(mac("subject:" + externalID))
     }
 
+    /// The digest of one field's value, for the access log's record of a correction (before and
+    /// after): equal values give equal digests, and nobody without the tenant's key learns them.
+    public func valueDigest(field: String, value: String) -> String {
+        Self.hex(mac("value:" + field + ":" + value))
+    }
+
     /// A digest as lower-case hex, for the access log's subject and value digests.
     public static func hex(_ bytes: [UInt8]) -> String {
         Hex.encode(bytes)

@@ -215,20 +215,8 @@ struct AgentController: Sendable {
                 // theirs are added, in one statement.
                 if access.updating.contains(where: { dataset.schema.field($0)?.lookup != nil }) {
                     let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
-                    let keys = digester.lookupKeys(of: values, schema: dataset.schema)
-                    let (kinds, digests) = (keys.map(\.kind), keys.map(\.digest))
-                    try await connection.query(
-                        """
-                        WITH new AS (SELECT * FROM unnest(\(kinds)::text[], \(digests)::text[]) AS t(kind, digest)),
-                        gone AS (
-                            DELETE FROM itaku.lookup_keys
-                            WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
-                              AND (kind, encode(digest, 'hex')) NOT IN (SELECT kind, digest FROM new)
-                        )
-                        INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
-                        SELECT \(tenant.id), \(dataset.id), kind, decode(digest, 'hex'), \(recordID) FROM new
-                        ON CONFLICT DO NOTHING
-                        """
+                    try await RecordStore.replaceLookupKeys(
+                        of: recordID, in: dataset, values: values, digester: digester, on: connection
                     )
                 }
                 entry.subjectDigests = [digester.subjectDigest(externalID: externalID)]

@@ -78,6 +78,11 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     IntegrationsController(admin: admin).addRoutes(to: &routes)
     ImportsController(admin: admin, keyring: keyring, maxImportBytes: configuration.maxImportBytes).addRoutes(to: &routes)
     AccessLogController(admin: admin, keyring: keyring).addRoutes(to: &routes)
+    let retention = RetentionService(
+        database: database, registry: registry, accessLog: accessLog, keyring: keyring, instanceID: configuration.instanceID,
+        interval: .seconds(configuration.retentionIntervalSeconds), logger: logger
+    )
+    SubjectRequestsController(admin: admin, keyring: keyring, retention: retention).addRoutes(to: &routes)
     let tokens = AgentTokens(
         keys: try await AgentTokens.demo(
             keyring: keyring, jwksFile: configuration.agentJWKSFile, pemFile: configuration.agentPublicKeyFile
@@ -101,7 +106,7 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     var app = Application(
         router: routes.finish(),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: nil),
-        services: [database, reader, registry, PartitionMaintenance(database: database, logger: logger), accessLog],
+        services: [database, reader, registry, PartitionMaintenance(database: database, logger: logger), accessLog, retention],
         logger: logger
     )
     app.beforeServerStarts {

@@ -186,6 +186,15 @@ public struct PostgresDate: PostgresEncodable, PostgresDecodable, Hashable, Cust
         self.daysSince2000 = Int32(days - Self.daysFromCivil(year: 2000, month: 1, day: 1))
     }
 
+    /// `YYYY-MM-DD` (ASCII digits), a real calendar date of the years 1 to 9999; nil otherwise.
+    public init?(iso text: String) {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              parts.allSatisfy({ $0.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }),
+              let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]) else { return nil }
+        self.init(year: year, month: month, day: day)
+    }
+
     public var components: (year: Int, month: Int, day: Int) {
         Self.civil(fromDays: Int(daysSince2000) + Self.daysFromCivil(year: 2000, month: 1, day: 1))
     }

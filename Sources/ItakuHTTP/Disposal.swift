@@ -1,0 +1,180 @@
+import Foundation
+import ItakuAccessLog
+import ItakuCore
+import ItakuData
+import ItakuPostgres
+import ItakuRegistry
+import Logging
+import ServiceLifecycle
+
+/// Disposes of records and keeps the evidence: the records and their lookup keys are deleted,
+/// a signed disposal record and a `dispose` access entry are written, all in the caller's
+/// transaction (the tenant context set), so either everything happens or nothing does.
+struct Disposer: Sendable {
+    let keyring: Keyring
+
+    enum Selection: Sendable {
+        case records([UUID])
+        case expired(limit: Int)
+        case all
+    }
+
+    struct Disposed: Sendable {
+        var signed: SignedDisposal
+        var document: DisposalDocument
+        var entry: AccessEntry
+    }
+
+    /// Deletes what `selection` names in `dataset` and returns the signed record with the entry
+    /// to commit; nil when there was nothing to dispose of (and `evenIfEmpty` is false).
+    func dispose(
+        _ selection: Selection, tenant: Tenant, dataset: Dataset, kind: DisposalDocument.Kind, by actor: Actor,
+        subjectRequest: UUID? = nil, evenIfEmpty: Bool = false, on connection: PostgresConnection
+    ) async throws -> Disposed? {
+        let rows: PostgresRows
+        switch selection {
+        case .records(let ids):
+            rows = try await connection.query(
+                "SELECT record_id, external_id FROM itaku.dispose_records(\(dataset.id), \(ids.map { $0.uuidString.lowercased() })::uuid[])"
+            )
+        case .expired(let limit):
+            rows = try await connection.query("SELECT record_id, external_id FROM itaku.dispose_expired(\(dataset.id), \(Int32(clamping: limit)))")
+        case .all:
+            rows = try await connection.query("SELECT record_id, external_id FROM itaku.dispose_dataset(\(dataset.id))")
+        }
+        guard evenIfEmpty || !rows.isEmpty else { return nil }
+        let digester = LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString))
+        var recordIDs: [UUID] = []
+        var digests: [String] = []
+        for row in rows {
+            recordIDs.append(try row.decode(0))
+            digests.append(digester.subjectDigest(externalID: try row.decode(1)))
+        }
+        let id = UUID()
+        let now = Date()
+        let document = DisposalDocument(
+            id: id, kind: kind, tenantID: tenant.id, tenant: tenant.code, dataset: dataset.name, subjectDigests: digests, at: now,
+            by: actor.description, subjectRequest: subjectRequest
+        )
+        let signed = try SignedDisposal.sign(document, key: keyring.checkpointSigningKey, keyID: keyring.checkpointKeyID)
+        try await connection.query(
+            """
+            INSERT INTO itaku.disposal_records (tenant_id, disposal_id, created_at, kind, dataset, records, document, key_id, signature)
+            VALUES (\(tenant.id), \(id), \(now), \(kind.rawValue), \(dataset.name), \(Int32(clamping: digests.count)),
+                    \(signed.document), \(signed.key_id), \(PostgresBytes(Array(Data(base64Encoded: signed.signature) ?? Data()))))
+            """
+        )
+        var entry = AccessEntry(
+            tenantID: tenant.id, actorRole: actor.role, actorKeyID: actor.keyID, operation: .dispose, decision: .allow, reason: "allowed"
+        )
+        entry.dataset = dataset.name
+        entry.target = "disposal:\(id.uuidString.lowercased()):\(kind.rawValue)"
+        // The entry names the records only when they are few (a deletion request); a retention
+        // run's thousands are in the disposal record, by digest.
+        if recordIDs.count <= 100 {
+            entry.recordIDs = recordIDs
+            entry.subjectDigests = digests
+        }
+        entry.rowsReturned = digests.count
+        return Disposed(signed: signed, document: document, entry: entry)
+    }
+
+    /// Who disposed: a caller of the API, or the retention service of an instance.
+    struct Actor: Sendable, CustomStringConvertible {
+        var role: String
+        var keyID: UUID?
+        var instance: String?
+
+        static func service(_ instance: String) -> Actor { Actor(role: "retention_service", keyID: nil, instance: instance) }
+
+        var description: String {
+            if let instance { return "retention-service@\(instance)" }
+            return role + (keyID.map { ":" + $0.uuidString.lowercased() } ?? "")
+        }
+    }
+}
+
+/// Disposes of expired records on a schedule: every `interval`, each tenant's datasets with a
+/// retention period lose the records whose `expires_at` has passed, in batches, each batch with
+/// its signed disposal record. Several instances may run it at once: a record is deleted once
+/// (`FOR UPDATE SKIP LOCKED`), and a batch that found nothing writes nothing.
+final class RetentionService: Service, Sendable {
+    let database: PostgresClient
+    let registry: Registry
+    let accessLog: AccessLogWriter
+    let disposer: Disposer
+    let instanceID: String
+    let interval: Duration
+    let logger: Logger
+    static let batchSize = 5_000
+
+    init(database: PostgresClient, registry: Registry, accessLog: AccessLogWriter, keyring: Keyring, instanceID: String, interval: Duration, logger: Logger) {
+        self.database = database
+        self.registry = registry
+        self.accessLog = accessLog
+        self.disposer = Disposer(keyring: keyring)
+        self.instanceID = instanceID
+        self.interval = interval
+        self.logger = logger
+    }
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: self.interval)
+                    if Task.isCancelled { return }
+                    for tenant in self.registry.snapshot.tenants.values {
+                        do {
+                            let disposed = try await self.run(tenant: tenant, actor: .service(self.instanceID))
+                            if !disposed.isEmpty {
+                                self.logger.info("retention disposed of expired records", metadata: [
+                                    "itaku.tenant": "\(tenant.code)", "itaku.records": "\(disposed.reduce(0) { $0 + $1.records })",
+                                ])
+                            }
+                        } catch {
+                            self.logger.warning("retention run failed; will retry", metadata: ["itaku.tenant": "\(tenant.code)", "itaku.error": "\(error)"])
+                        }
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    }
+
+    /// One run for one tenant: every dataset with a retention period, batch by batch, until no
+    /// expired record is left. Returns the disposal records written.
+    func run(tenant: Tenant, actor: Disposer.Actor, requestID: String? = nil) async throws -> [DisposalDocument] {
+        var documents: [DisposalDocument] = []
+        let datasets = (registry.snapshot.datasets[tenant.id] ?? [:]).values
+            .filter { $0.schema.retentionDays != nil }.sorted { $0.name < $1.name }
+        for dataset in datasets {
+            while true {
+                let disposer = self.disposer, accessLog = self.accessLog
+                let batch: DisposalDocument? = try await database.withConnection { connection in
+                    try await connection.begin()
+                    do {
+                        try await RegistryStore.setTenant(tenant.id, on: connection)
+                        guard var disposed = try await disposer.dispose(
+                            .expired(limit: Self.batchSize), tenant: tenant, dataset: dataset, kind: .retention, by: actor, on: connection
+                        ) else {
+                            try await connection.query("ROLLBACK")
+                            return nil
+                        }
+                        disposed.entry.requestID = requestID
+                        try await accessLog.commit(with: [disposed.entry], on: connection)
+                        return disposed.document
+                    } catch {
+                        _ = try? await connection.query("ROLLBACK")
+                        throw error
+                    }
+                }
+                guard let batch else { break }
+                documents.append(batch)
+                if batch.records < Self.batchSize { break }
+            }
+        }
+        return documents
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import ItakuData
+import ItakuPostgres
+import ItakuRegistry
+
+/// SQL on entrusted records shared by the agent path and the data-subject requests. Runs on a
+/// connection in a transaction whose tenant context is set.
+enum RecordStore {
+    /// When a lookup field changed, the lookup index follows: every key of the record that its
+    /// new values do not give is removed (whatever normalisation made it), and theirs are added,
+    /// in one statement.
+    static func replaceLookupKeys(
+        of recordID: UUID, in dataset: Dataset, values: [String: String], digester: LookupDigester, on connection: PostgresConnection
+    ) async throws {
+        let keys = digester.lookupKeys(of: values, schema: dataset.schema)
+        let (kinds, digests) = (keys.map(\.kind), keys.map(\.digest))
+        try await connection.query(
+            """
+            WITH new AS (SELECT * FROM unnest(\(kinds)::text[], \(digests)::text[]) AS t(kind, digest)),
+            gone AS (
+                DELETE FROM itaku.lookup_keys
+                WHERE tenant_id = \(dataset.tenantID) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
+                  AND (kind, encode(digest, 'hex')) NOT IN (SELECT kind, digest FROM new)
+            )
+            INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
+            SELECT \(dataset.tenantID), \(dataset.id), kind, decode(digest, 'hex'), \(recordID) FROM new
+            ON CONFLICT DO NOTHING
+            """
+        )
+    }
+
+    /// The records of a subject, located by a lookup field's value: (record id, external id).
+    static func locate(
+        in dataset: Dataset, kind: DatasetSchema.LookupKind, digest: [UInt8], on connection: PostgresConnection
+    ) async throws -> [(UUID, String)] {
+        let rows = try await connection.query(
+            """
+            SELECT r.record_id, r.external_id FROM itaku.lookup_keys k
+            JOIN itaku.records r ON r.tenant_id = k.tenant_id AND r.dataset_id = k.dataset_id AND r.record_id = k.record_id
+            WHERE k.digest = \(PostgresBytes(digest)) AND k.kind = \(kind.rawValue) AND k.dataset_id = \(dataset.id)
+              AND k.tenant_id = \(dataset.tenantID)
+            ORDER BY r.external_id LIMIT 101
+            """
+        )
+        return try rows.map { (try $0.decode(0), try $0.decode(1)) }
+    }
+
+    /// Records of `dataset` among `ids`: (record id, external id).
+    static func existing(_ ids: [UUID], in dataset: Dataset, on connection: PostgresConnection) async throws -> [(UUID, String)] {
+        let rows = try await connection.query(
+            """
+            SELECT record_id, external_id FROM itaku.records
+            WHERE tenant_id = \(dataset.tenantID) AND dataset_id = \(dataset.id) AND record_id = ANY (\(ids.map { $0.uuidString.lowercased() })::uuid[])
+            ORDER BY external_id
+            """
+        )
+        return try rows.map { (try $0.decode(0), try $0.decode(1)) }
+    }
+}

@@ -1,0 +1,271 @@
+import Configuration
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import ItakuAccessLog
+import ItakuCore
+import ItakuData
+import ItakuDemo
+import ItakuPostgres
+import ItakuTestSupport
+import Logging
+import Testing
+
+/// The data-subject life cycle as a client admin runs it: requests of each kind executed with
+/// evidence, retention and the contract's end with signed disposal records.
+@Suite("Data-subject life cycle")
+struct SubjectRequestTests {
+    static let base = "/v1/tenants/acme-retail"
+    static let lookup = base + "/datasets/customers/lookup"
+
+    static func lookupSubject(_ client: some TestClientProtocol, integration: String?, token: String, phone: String, case reference: String) async throws -> JSONResponse {
+        try await client.call(.post, lookup, key: integration, json: ["by": "phone", "value": phone], headers: HardeningTests.agent(token, case: reference))
+    }
+
+    @Test("disclosure, suspension, resumption, correction, rejection and deletion: each executed with its entries, the log still verifies")
+    func everyKind() async throws {
+        let (database, state, keyring, credentials) = try await seededDemo(customers: 50, policyholders: 5)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"]), reviewer = credentials["ITAKU_REVIEWER_KEY"]
+        let integration = credentials["ITAKU_INTEGRATION_KEY"], token = try #require(credentials["ITAKU_AGENT_TOKEN"])
+        let phone = try #require(credentials["ITAKU_DEMO_PHONE"]), customerNo = try #require(credentials["ITAKU_DEMO_CUSTOMER_NO"])
+        let other = try #require(DemoCustomers(count: 50).first { $0["customer_no"] != customerNo && $0["phone"] != phone })
+        let digest = LookupDigester(key: keyring.digestKey(tenant: try await tenantID(database, "acme-retail").uuidString))
+            .subjectDigest(externalID: customerNo)
+        try await app.test(.live) { client in
+            // Three accesses to the subject, one to somebody else.
+            var accessIDs: [String] = []
+            for n in 1...3 {
+                let found = try await Self.lookupSubject(client, integration: integration, token: token, phone: phone, case: "CALL-\(n)")
+                #expect((found["records"] as? [Any])?.count == 1)
+                accessIDs.append(try #require(found["access_id"] as? String))
+            }
+            _ = try await Self.lookupSubject(client, integration: integration, token: token, phone: other["phone"]!, case: "CALL-9")
+
+            // Disclosure: located by phone; the package holds exactly the subject's accesses.
+            let disclosure = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
+                "kind": "disclosure", "dataset": "customers", "subject": ["by": "phone", "value": phone],
+                "due_date": "2027-01-15", "reference": "REQ-2026-001",
+            ])
+            #expect(disclosure.status == .created, "\(disclosure.text)")
+            #expect(disclosure["state"] as? String == "received")
+            #expect(disclosure["subject_digests"] as? [String] == [digest])
+            let disclosureID = try #require(disclosure["id"] as? String)
+            let recordID = try #require((disclosure["record_ids"] as? [String])?.first)
+            #expect(try await client.call(.get, Self.base + "/subject-requests/\(disclosureID)/package", key: admin).code == "request_not_executed")
+            #expect(try await client.call(.post, Self.base + "/subject-requests/\(disclosureID)/execute", key: admin)["state"] as? String == "executed")
+            let package = try await client.call(.get, Self.base + "/subject-requests/\(disclosureID)/package", key: admin)
+            #expect(package.status == .ok)
+            let records = try #require(package["records"] as? [[String: Any]])
+            #expect(records.count == 1)
+            #expect(records.first?["external_id"] as? String == customerNo)
+            #expect((records.first?["fields"] as? [String: String])?["phone"] == phone)
+            let history = try #require(package["access_history"] as? [[String: Any]])
+            #expect(history.compactMap { $0["entry_id"] as? String } == accessIDs)
+            #expect(history.allSatisfy { $0["agent"] as? String == "A0001" && $0["purpose"] as? String == "order-support" })
+            let csv = try await client.call(.get, Self.base + "/subject-requests/\(disclosureID)/package?format=csv", key: admin)
+            #expect(csv.headers[.contentType] == "text/csv; charset=utf-8")
+            #expect(csv.text.split(separator: "\n").count == 4)
+            let fieldsCSV = try await client.call(.get, Self.base + "/subject-requests/\(disclosureID)/package?format=csv&part=fields", key: admin)
+            #expect(fieldsCSV.text.contains(",phone,"))
+            #expect(try await client.call(.get, Self.base + "/subject-requests/\(disclosureID)/package?format=xml", key: admin).code == "invalid_parameter")
+
+            // Suspension: withheld from lookups and reads until resumed.
+            let suspension = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
+                "kind": "suspension", "dataset": "customers", "subject": ["record_ids": [recordID]],
+            ])
+            let suspensionID = try #require(suspension["id"] as? String)
+            #expect(try await client.call(.post, Self.base + "/subject-requests/\(suspensionID)/execute", key: admin).status == .ok)
+            let withheld = try await Self.lookupSubject(client, integration: integration, token: token, phone: phone, case: "CALL-4")
+            #expect((withheld["records"] as? [Any])?.isEmpty == true)
+            #expect(withheld["withheld"] as? Int == 1)
+            let read = try await client.call(
+                .get, Self.base + "/datasets/customers/records/\(recordID)", key: integration, headers: HardeningTests.agent(token, case: "CALL-1")
+            )
+            #expect((read["records"] as? [Any])?.isEmpty == true)
+            #expect(read["withheld"] as? Int == 1)
+            let resumption = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
+                "kind": "resumption", "dataset": "customers", "subject": ["record_ids": [recordID]],
+            ])
+            _ = try await client.call(.post, Self.base + "/subject-requests/\(try #require(resumption["id"] as? String))/execute", key: admin)
+            #expect((try await Self.lookupSubject(client, integration: integration, token: token, phone: phone, case: "CALL-5")["records"] as? [Any])?.count == 1)
+
+            // Correction: the new value is served; the log holds digests of before and after.
+            let correction = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
+                "kind": "correction", "dataset": "customers", "subject": ["by": "customer_no", "value": customerNo],
+            ])
+            let correctionID = try #require(correction["id"] as? String)
+            let unknown = try await client.call(.post, Self.base + "/subject-requests/\(correctionID)/execute", key: admin, json: ["fields": ["shoe_size": "27"]])
+            #expect(unknown.status == .unprocessableContent)
+            #expect(unknown.code == "unknown_field")
+            let corrected = try await client.call(.post, Self.base + "/subject-requests/\(correctionID)/execute", key: admin, json: ["fields": ["name": "訂正 花子"]])
+            #expect(corrected["state"] as? String == "executed", "\(corrected.text)")
+            let after = try await Self.lookupSubject(client, integration: integration, token: token, phone: phone, case: "CALL-6")
+            #expect(((after["records"] as? [[String: Any]])?.first?["fields"] as? [String: String])?["name"] == "訂正 花子")
+
+            // Rejection: with a reason; a decided request cannot be executed.
+            let rejected = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
+                "kind": "deletion", "dataset": "customers", "subject": ["record_ids": [recordID]],
+            ])
+            let rejectedID = try #require(rejected["id"] as? String)
+            #expect(try await client.call(.post, Self.base + "/subject-requests/\(rejectedID)/reject", key: admin, json: ["reason": "Retention required by law"])["state"] as? String == "rejected")
+            #expect(try await client.call(.post, Self.base + "/subject-requests/\(rejectedID)/execute", key: admin).code == "request_not_pending")
+
+            // Deletion: the record and its lookup keys go; a signed disposal record remains.
+            let deletion = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
+                "kind": "deletion", "dataset": "customers", "subject": ["by": "phone", "value": phone],
+            ])
+            let deleted = try await client.call(.post, Self.base + "/subject-requests/\(try #require(deletion["id"] as? String))/execute", key: admin)
+            let disposalID = try #require(deleted["disposal_id"] as? String)
+            let gone = try await Self.lookupSubject(client, integration: integration, token: token, phone: phone, case: "CALL-7")
+            #expect((gone["records"] as? [Any])?.isEmpty ?? true)
+            #expect((gone["withheld"] as? Int ?? 0) == 0)
+            let byNumber = try await client.call(.post, Self.lookup, key: integration, json: ["by": "customer_no", "value": customerNo], headers: HardeningTests.agent(token, case: "CALL-8"))
+            #expect((byNumber["records"] as? [Any])?.isEmpty ?? true)
+            let record = try await client.call(.get, Self.base + "/disposals/\(disposalID)", key: admin)
+            let signed = try JSONDecoder().decode(SignedDisposal.self, from: Data(record.text.utf8))
+            let document = try signed.verify(with: keyring.checkpointSigningKey.publicKey)
+            #expect(document.kind == .deletion)
+            #expect(document.subject_digests == [digest])
+            #expect(try await client.call(.get, Self.base + "/disposals", key: reviewer)["disposals"] as? [Any] != nil)
+
+            // The disclosure package still lists the subject's accesses, by digest, after deletion.
+            let afterDeletion = try await client.call(.get, Self.base + "/subject-requests/\(disclosureID)/package", key: admin)
+            #expect((afterDeletion["records"] as? [Any])?.isEmpty == true)
+            #expect(((afterDeletion["access_history"] as? [Any])?.count ?? 0) >= 3)
+
+            let verified = try await client.call(.post, "/v1/access-log/verify", key: reviewer)
+            #expect(verified["clean"] as? Bool == true, "\(verified.text)")
+        }
+        // Every transition is an entry; none carries the corrected value.
+        let owner = database.makeClient(role: .owner)
+        let targets = try await owner.query("SELECT target FROM itaku.access_log WHERE operation = 'subject_request' ORDER BY occurred_at")
+            .map { try $0.decode(0, as: String.self).split(separator: ":").suffix(2).joined(separator: ":") }
+        #expect(targets.filter { $0.hasSuffix(":received") }.count == 6)
+        #expect(targets.contains("deletion:rejected"))
+        #expect(targets.contains("correction:executed"))
+        let correctionFields = try await owner.query("SELECT fields::text FROM itaku.access_log WHERE target LIKE '%:correction:executed'")[0]
+            .decode(0, as: String.self)
+        #expect(correctionFields.contains("\"name\"") && correctionFields.contains("->") && !correctionFields.contains("訂正"))
+        let lookupKeys = try await owner.query(
+            "SELECT count(*) FROM itaku.lookup_keys k JOIN itaku.records r USING (tenant_id, dataset_id, record_id) WHERE r.external_id = \(customerNo)"
+        )[0].decode(0, as: Int.self)
+        #expect(lookupKeys == 0)
+        await owner.shutdown()
+    }
+
+    @Test("a request names a real subject of its own tenant, or is refused with a stable code")
+    func requestsAreValidated() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 20, policyholders: 5)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"]), otherAdmin = credentials["ITAKU_OTHER_CLIENT_ADMIN_KEY"]
+        let reviewer = credentials["ITAKU_REVIEWER_KEY"]
+        try await app.test(.live) { client in
+            let path = Self.base + "/subject-requests"
+            let cases: [([String: Any], String)] = [
+                (["kind": "forget", "dataset": "customers", "subject": ["by": "phone", "value": "090-0000-0000"]], "invalid_kind"),
+                (["kind": "deletion", "dataset": "nope", "subject": ["by": "phone", "value": "090-0000-0000"]], "unknown_dataset"),
+                (["kind": "deletion", "dataset": "customers"], "invalid_subject"),
+                (["kind": "deletion", "dataset": "customers", "subject": ["by": "name", "value": "x"]], "invalid_lookup_key"),
+                (["kind": "deletion", "dataset": "customers", "subject": ["by": "phone", "value": "not a phone"]], "invalid_lookup_value"),
+                (["kind": "deletion", "dataset": "customers", "subject": ["record_ids": ["nope"]]], "invalid_record_ids"),
+                (["kind": "deletion", "dataset": "customers", "subject": ["record_ids": [UUID().uuidString]], "due_date": "2026-02-30"], "invalid_date"),
+                (["kind": "deletion", "dataset": "customers", "subject": ["record_ids": [UUID().uuidString]], "reference": "a\u{0}b"], "invalid_reference"),
+                (["kind": "deletion", "dataset": "customers", "subject": ["record_ids": [UUID().uuidString]]], "subject_not_found"),
+            ]
+            for (body, code) in cases {
+                let answer = try await client.call(.post, path, key: admin, json: body)
+                #expect(answer.status == .unprocessableContent, "\(code): \(answer.text)")
+                #expect(answer.code == code, "\(answer.text)")
+            }
+            #expect(try await client.call(.post, path, key: otherAdmin, json: cases[0].0).status == .notFound)
+            #expect(try await client.call(.post, path, key: reviewer, json: cases[0].0).status == .forbidden)
+            #expect(try await client.call(.get, path, key: reviewer).status == .ok)
+            #expect(try await client.call(.get, path + "/\(UUID())", key: admin).status == .notFound)
+            #expect(try await client.call(.post, Self.base + "/contract-end", key: admin, json: ["confirm": "wrong"]).code == "confirmation_required")
+        }
+        let owner = database.makeClient(role: .owner)
+        #expect(try await owner.query("SELECT count(*) FROM itaku.subject_requests")[0].decode(0, as: Int.self) == 0)
+        await owner.shutdown()
+    }
+
+    @Test("retention disposes of exactly the expired records, on schedule and on instruction; the disposal record verifies and an edited one does not")
+    func retention() async throws {
+        let (database, state, keyring, credentials) = try await seededDemo(customers: 40, policyholders: 5)
+        let owner = database.makeClient(role: .owner)
+        let expired = try await owner.query("SELECT external_id FROM itaku.records WHERE dataset_id IN (SELECT dataset_id FROM itaku.datasets WHERE name = 'customers') ORDER BY external_id LIMIT 3")
+            .map { try $0.decode(0, as: String.self) }
+        try await owner.query("UPDATE itaku.records SET expires_at = now() - interval '1 day' WHERE external_id = ANY (\(expired))")
+        let before = try await owner.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self)
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"])
+        let app = try await makeApplication(database: database, settings: [
+            "state.directory": .init(.string(state), isSecret: false), "retention.intervalSeconds": 1,
+        ])
+        let tenant = try await tenantID(database, "acme-retail")
+        let digester = LookupDigester(key: keyring.digestKey(tenant: tenant.uuidString))
+        try await app.test(.live) { client in
+            // The service runs every second: the expired records go without being asked.
+            var listed: [[String: Any]] = []
+            for _ in 0..<50 {
+                listed = try await client.call(.get, Self.base + "/disposals", key: admin)["disposals"] as? [[String: Any]] ?? []
+                if !listed.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(listed.count == 1)
+            #expect(listed.first?["records"] as? Int == 3)
+            #expect(listed.first?["kind"] as? String == "retention")
+            let id = try #require(listed.first?["id"] as? String)
+            let downloaded = try await client.call(.get, Self.base + "/disposals/\(id)", key: admin)
+            #expect(downloaded.headers[.contentDisposition]?.contains("attachment") == true)
+            let signed = try JSONDecoder().decode(SignedDisposal.self, from: Data(downloaded.text.utf8))
+            let document = try signed.verify(with: keyring.checkpointSigningKey.publicKey)
+            #expect(Set(document.subject_digests) == Set(expired.map { digester.subjectDigest(externalID: $0) }))
+            #expect(document.disposed_by.hasPrefix("retention-service@"))
+            // Edited (one record fewer), it no longer verifies.
+            var edited = signed
+            edited.document = edited.document.replacingOccurrences(of: "\"records\":3", with: "\"records\":2")
+            #expect(edited.document != signed.document)
+            #expect(throws: SignedDisposal.VerificationError.badSignature) { try edited.verify(with: keyring.checkpointSigningKey.publicKey) }
+            // A run on instruction finds nothing more to dispose of.
+            let run = try await client.call(.post, Self.base + "/retention/run", key: admin)
+            #expect((run["disposals"] as? [Any])?.isEmpty == true)
+        }
+        #expect(try await owner.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self) == before - 3)
+        #expect(try await owner.query("SELECT count(*) FROM itaku.records WHERE external_id = ANY (\(expired))")[0].decode(0, as: Int.self) == 0)
+        #expect(try await owner.query("SELECT count(*) FROM itaku.disposal_records")[0].decode(0, as: Int.self) == 1)
+        await owner.shutdown()
+    }
+
+    @Test("the contract's end disposes of every record of the tenant, with a disposal record per dataset; other tenants keep theirs")
+    func contractEnd() async throws {
+        let (database, state, keyring, credentials) = try await seededDemo(customers: 20, policyholders: 7)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let kobeAdmin = try #require(credentials["ITAKU_OTHER_CLIENT_ADMIN_KEY"]), reviewer = credentials["ITAKU_REVIEWER_KEY"]
+        try await app.test(.live) { client in
+            let ended = try await client.call(.post, "/v1/tenants/kobe-insurance/contract-end", key: kobeAdmin, json: ["confirm": "kobe-insurance"])
+            #expect(ended.status == .ok, "\(ended.text)")
+            let disposals = try #require(ended["disposals"] as? [[String: Any]])
+            #expect(disposals.map { $0["dataset"] as? String } == ["policyholders"])
+            #expect(disposals.first?["records"] as? Int == 7)
+            let id = try #require(disposals.first?["disposal_id"] as? String)
+            let signed = try JSONDecoder().decode(SignedDisposal.self, from: Data(try await client.call(.get, "/v1/tenants/kobe-insurance/disposals/\(id)", key: kobeAdmin).text.utf8))
+            #expect(try signed.verify(with: keyring.checkpointSigningKey.publicKey).kind == .contractEnd)
+            #expect(try await client.call(.post, "/v1/access-log/verify", key: reviewer)["clean"] as? Bool == true)
+        }
+        let owner = database.makeClient(role: .owner)
+        let counts = try await owner.query("SELECT t.code, count(r.record_id) FROM itaku.tenants t LEFT JOIN itaku.records r USING (tenant_id) GROUP BY t.code ORDER BY t.code")
+            .map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int.self)) }
+        #expect(counts.map(\.0) == ["acme-retail", "kobe-insurance"])
+        #expect(counts.map(\.1) == [20, 0])
+        await owner.shutdown()
+    }
+}
+
+/// A tenant's id, read as the owner.
+func tenantID(_ database: TestDatabase, _ code: String) async throws -> UUID {
+    let owner = database.makeClient(role: .owner)
+    defer { Task { await owner.shutdown() } }
+    return try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = \(code)")[0].decode(0)
+}
