@@ -135,7 +135,7 @@ let package = Package(
         .executableTarget(
             name: "itaku",
             dependencies: [
-                "ItakuHTTP", "ItakuCore", "ItakuSchema", "ItakuPostgres", "ItakuDemo", "ItakuRegistry", "ItakuAccessLog",
+                "ItakuHTTP", "ItakuCore", "ItakuSchema", "ItakuPostgres", "ItakuDemo", "ItakuRegistry", "ItakuAccessLog", "ItakuData",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -30,6 +30,9 @@ public struct ItakuConfiguration: Sendable {
     public var keyringFile: String
     public var keyringDirectory: String?
     public var generateKeyring: Bool
+    /// `keyring.dataKeysDirectory`: the tenants' data keys (one wrapped key file per tenant),
+    /// shared by every instance, writable, and never backed up with the database.
+    public var dataKeysDirectory: String
     /// `log.level`: trace, debug, info, notice, warning, error, critical. `log.format`: json or text.
     public var logLevel: String
     public var logFormat: String
@@ -94,6 +97,7 @@ public struct ItakuConfiguration: Sendable {
         keyringFile = Self.absolute(reader.string(forKey: "keyring.file", default: state + "/keyring.json"), in: workingDirectory)
         keyringDirectory = reader.string(forKey: "keyring.directory").map { Self.absolute($0, in: workingDirectory) }
         generateKeyring = reader.bool(forKey: "keyring.generate", default: true)
+        dataKeysDirectory = Self.absolute(reader.string(forKey: "keyring.dataKeysDirectory", default: state + "/data-keys"), in: workingDirectory)
         logLevel = reader.string(forKey: "log.level", default: "info")
         logFormat = reader.string(forKey: "log.format", default: "json")
         instanceID = reader.string(forKey: "instance.id", default: ProcessInfo.processInfo.hostName)
@@ -131,6 +135,7 @@ public struct ItakuConfiguration: Sendable {
             ("keyring.file", keyringFile),
             ("keyring.directory", keyringDirectory ?? "(not set)"),
             ("keyring.generate", String(generateKeyring)),
+            ("keyring.dataKeysDirectory", dataKeysDirectory),
             ("log.level", logLevel),
             ("log.format", logFormat),
             ("instance.id", instanceID),

@@ -53,7 +53,7 @@ public struct Keyring: Sendable, CustomStringConvertible {
         "Keyring(checkpoint key \(checkpointKeyID), agent token key \(agentTokenKeyID))"
     }
 
-    static func keyID(_ publicKey: some DataProtocol) -> String {
+    public static func keyID(_ publicKey: some DataProtocol) -> String {
         Hex.encode(SHA256.hash(data: Array(publicKey)).prefix(8))
     }
 }

@@ -22,16 +22,20 @@ public struct DisposalDocument: Codable, Sendable, Equatable {
     public var dataset: String
     public var records: Int
     /// Keyed digests (the tenant's digest key) of the disposed records' external ids, sorted:
-    /// the client, who knows its own ids, can check each one; nobody else learns them.
+    /// the same digests the access log's entries carry, so each disposed subject's accesses
+    /// can be found (`subject` filter of the log search); the ids themselves are not revealed.
     public var subject_digests: [String]
     public var disposed_at: String
     /// `retention-service@<instance>`, or the role and key id of the caller who instructed it.
     public var disposed_by: String
     public var subject_request: String?
+    /// The contract's end: the tenant's data key was destroyed with the records, so no copy of
+    /// them (backups included) can be opened again.
+    public var data_key_destroyed: Bool?
 
     public init(
         id: UUID, kind: Kind, tenantID: UUID, tenant: String, dataset: String, subjectDigests: [String], at: Date,
-        by: String, subjectRequest: UUID? = nil
+        by: String, subjectRequest: UUID? = nil, dataKeyDestroyed: Bool? = nil
     ) {
         disposal_id = id.uuidString.lowercased()
         self.kind = kind
@@ -43,6 +47,7 @@ public struct DisposalDocument: Codable, Sendable, Equatable {
         disposed_at = Self.timestamp(at)
         disposed_by = by
         subject_request = subjectRequest?.uuidString.lowercased()
+        data_key_destroyed = dataKeyDestroyed
     }
 
     /// The exact text that is signed and stored.

@@ -66,7 +66,7 @@ public struct RecordImporter: Sendable {
             let recordID = RecordImporter.timeOrderedID().uuidString
             recordIDs.append(recordID)
             externalIDs.append(key)
-            documents.append(Self.json(values, order: schema.fields))
+            documents.append(try importer.sealer.seal(RecordDocument.json(values, order: schema.fields), record: recordID))
             for key in importer.digester.lookupKeys(of: values, schema: schema) {
                 lookupKinds.append(key.kind)
                 lookupDigests.append(key.digest)
@@ -140,18 +140,6 @@ public struct RecordImporter: Sendable {
             }
         }
 
-        static func json(_ values: [String: String], order: [DatasetSchema.Field]) -> String {
-            var json = "{"
-            var first = true
-            for field in order {
-                guard let value = values[field.name], !value.isEmpty else { continue }
-                if !first { json += "," }
-                first = false
-                json += "\"" + field.name + "\":" + JSONText.string(value)
-            }
-            return json + "}"
-        }
-
     }
 
     /// A new record id that sorts by creation time (the UUID version 7 layout: milliseconds since
@@ -174,14 +162,17 @@ public struct RecordImporter: Sendable {
     public let tenantID: UUID
     public let dataset: Dataset
     public let digester: LookupDigester
+    /// Seals each record's fields with the tenant's data key.
+    public let sealer: FieldSealer
     public var maxIssues = 1000
     public var batchSize = 2000
     public let validator: RecordValidator
 
-    public init(tenantID: UUID, dataset: Dataset, digester: LookupDigester) {
+    public init(tenantID: UUID, dataset: Dataset, digester: LookupDigester, sealer: FieldSealer) {
         self.tenantID = tenantID
         self.dataset = dataset
         self.digester = digester
+        self.sealer = sealer
         self.validator = RecordValidator(schema: dataset.schema)
     }
 
@@ -210,5 +201,21 @@ public struct RecordImporter: Sendable {
         try await sink.flush()
         try await sink.settle()
         return .imported(sink.count)
+    }
+}
+
+/// A record's fields as the JSON object that is sealed: fields in the schema's order, empty
+/// values left out.
+public enum RecordDocument {
+    public static func json(_ values: [String: String], order: [DatasetSchema.Field]) -> String {
+        var json = "{"
+        var first = true
+        for field in order {
+            guard let value = values[field.name], !value.isEmpty else { continue }
+            if !first { json += "," }
+            first = false
+            json += "\"" + field.name + "\":" + JSONText.string(value)
+        }
+        return json + "}"
     }
 }

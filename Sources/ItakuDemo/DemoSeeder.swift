@@ -24,13 +24,15 @@ public struct DemoSeeder: Sendable {
 
     let database: PostgresClient
     let keyring: Keyring
+    let dataKeys: DataKeys
     let logger: Logger
     public var customers = 5_000
     public var policyholders = 500
 
-    public init(database: PostgresClient, keyring: Keyring, logger: Logger) {
+    public init(database: PostgresClient, keyring: Keyring, dataKeys: DataKeys, logger: Logger) {
         self.database = database
         self.keyring = keyring
+        self.dataKeys = dataKeys
         self.logger = logger
     }
 
@@ -109,7 +111,10 @@ public struct DemoSeeder: Sendable {
         on connection: PostgresConnection
     ) async throws {
         guard let tenant = snapshot.tenant(code: code), let dataset = snapshot.datasets[tenant.id]?[name] else { return }
-        let importer = RecordImporter(tenantID: tenant.id, dataset: dataset, digester: LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString)))
+        let importer = RecordImporter(
+            tenantID: tenant.id, dataset: dataset, digester: LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString)),
+            sealer: try dataKeys.sealer(for: tenant.id)
+        )
         let outcome = try await importer.run(on: connection) { sink in
             for (index, row) in rows.enumerated() { try await sink.add(line: index + 2, values: row) }
         }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ItakuAccessLog
+import ItakuData
 import ItakuPostgres
 import ItakuRegistry
 import NIOCore
@@ -14,6 +15,8 @@ struct Admin: Sendable {
     let reader: PostgresClient
     let registry: Registry
     let accessLog: AccessLogWriter
+    /// The tenants' data keys: records' fields are sealed with them.
+    let dataKeys: DataKeys
 
     // MARK: Authorization
 

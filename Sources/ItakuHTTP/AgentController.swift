@@ -171,7 +171,8 @@ struct AgentController: Sendable {
         let access = call.access
         guard let tenant, let dataset, let recordID else { throw Problem.internalError }
         call.entry.purposeVersion = decision.purposeVersion
-        let patch = "{" + body.fields.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }.joined(separator: ",") + "}"
+        let changes = body.fields
+        let dataKeys = admin.dataKeys
         let accessLog = admin.accessLog
         let digester = self.digester(tenant.id)
         let prepared = call.entry
@@ -181,7 +182,7 @@ struct AgentController: Sendable {
                 try await RegistryStore.setTenant(tenant.id, on: connection)
                 let current = try await connection.query(
                     """
-                    SELECT status, coalesce(expires_at < now(), false) FROM itaku.records
+                    SELECT status, coalesce(expires_at < now(), false), external_id, fields FROM itaku.records
                     WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID) FOR UPDATE
                     """
                 )
@@ -201,24 +202,13 @@ struct AgentController: Sendable {
                                   accessID: denied.id.uuidString.lowercased())
                 }
                 entry.fields = Dictionary(access.updating.map { ($0, "updated") }, uniquingKeysWith: { first, _ in first })
-                let updated = try await connection.query(
-                    """
-                    UPDATE itaku.records SET fields = fields || \(PostgresJSON(patch)), updated_at = now()
-                    WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
-                    RETURNING external_id, fields
-                    """
+                guard let row else { throw Problem.internalError }
+                let externalID: String = try row.decode(2)
+                let before = try dataKeys.open(try row.decode(3, as: PostgresJSON.self).text, tenant: tenant.id, record: recordID.uuidString)
+                try await RecordStore.write(
+                    changes, to: recordID, in: dataset, before: before, sealer: try dataKeys.sealer(for: tenant.id), digester: digester,
+                    on: connection
                 )
-                let externalID: String = try updated[0].decode(0)
-                let document = try updated[0].decode(1, as: PostgresJSON.self).text
-                // When a lookup field changed, the lookup index follows: every key of the record
-                // that its new values do not give is removed (whatever normalisation made it), and
-                // theirs are added, in one statement.
-                if access.updating.contains(where: { dataset.schema.field($0)?.lookup != nil }) {
-                    let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
-                    try await RecordStore.replaceLookupKeys(
-                        of: recordID, in: dataset, values: values, digester: digester, on: connection
-                    )
-                }
                 entry.subjectDigests = [digester.subjectDigest(externalID: externalID)]
                 // The change and its entry commit together, or neither does.
                 return try await accessLog.commit(with: [entry], on: connection)[0]
@@ -468,8 +458,7 @@ struct AgentController: Sendable {
                 withheld.append("\(id.uuidString.lowercased()):\(status == "suspended" ? "subject_suspended" : "record_expired")")
                 continue
             }
-            let document = try row.decode(2, as: PostgresJSON.self).text
-            let values = (try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: String]) ?? [:]
+            let values = try admin.dataKeys.open(try row.decode(2, as: PostgresJSON.self).text, tenant: tenant.id, record: id.uuidString)
             var fields: [String: String] = [:]
             for (name, transform) in decision.fields {
                 guard let value = values[name], let field = schema.field(name),

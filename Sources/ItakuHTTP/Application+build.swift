@@ -69,7 +69,10 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     HealthController(database: database, metrics: metrics, openAPIDocument: try openAPIDocument())
         .addRoutes(to: &routes)
     let accessLog = AccessLogWriter(database: database, keyring: keyring, instanceID: configuration.instanceID, logger: logger)
-    let admin = Admin(database: database, reader: reader, registry: registry, accessLog: accessLog)
+    let admin = Admin(
+        database: database, reader: reader, registry: registry, accessLog: accessLog,
+        dataKeys: DataKeys(configuration: configuration, keyring: keyring)
+    )
     TenantsController(admin: admin).addRoutes(to: &routes)
     DatasetsController(admin: admin).addRoutes(to: &routes)
     PurposesController(admin: admin).addRoutes(to: &routes)

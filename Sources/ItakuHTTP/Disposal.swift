@@ -54,7 +54,7 @@ struct Disposer: Sendable {
         let now = Date()
         let document = DisposalDocument(
             id: id, kind: kind, tenantID: tenant.id, tenant: tenant.code, dataset: dataset.name, subjectDigests: digests, at: now,
-            by: actor.description, subjectRequest: subjectRequest
+            by: actor.description, subjectRequest: subjectRequest, dataKeyDestroyed: kind == .contractEnd ? true : nil
         )
         let signed = try SignedDisposal.sign(document, key: keyring.checkpointSigningKey, keyID: keyring.checkpointKeyID)
         try await connection.query(
@@ -94,8 +94,8 @@ struct Disposer: Sendable {
     }
 }
 
-/// Disposes of expired records on a schedule: every `interval`, each tenant's datasets with a
-/// retention period lose the records whose `expires_at` has passed, in batches, each batch with
+/// Disposes of expired records on a schedule: every `interval`, each tenant's datasets lose the
+/// records whose `expires_at` (set from the dataset's retention period at import) has passed, in batches, each batch with
 /// its signed disposal record. Several instances may run it at once: a record is deleted once
 /// (`FOR UPDATE SKIP LOCKED`), and a batch that found nothing writes nothing.
 final class RetentionService: Service, Sendable {
@@ -145,10 +145,11 @@ final class RetentionService: Service, Sendable {
 
     /// One run for one tenant: every dataset with a retention period, batch by batch, until no
     /// expired record is left. Returns the disposal records written.
-    func run(tenant: Tenant, actor: Disposer.Actor, requestID: String? = nil) async throws -> [DisposalDocument] {
+    func run(tenant: Tenant, actor: Disposer.Actor, requestID: String? = nil, clientAddress: String? = nil) async throws -> [DisposalDocument] {
         var documents: [DisposalDocument] = []
-        let datasets = (registry.snapshot.datasets[tenant.id] ?? [:]).values
-            .filter { $0.schema.retentionDays != nil }.sorted { $0.name < $1.name }
+        // Every dataset: records that expired under a retention period since removed are
+        // withheld from agents and must still go.
+        let datasets = (registry.snapshot.datasets[tenant.id] ?? [:]).values.sorted { $0.name < $1.name }
         for dataset in datasets {
             while true {
                 let disposer = self.disposer, accessLog = self.accessLog
@@ -163,6 +164,7 @@ final class RetentionService: Service, Sendable {
                             return nil
                         }
                         disposed.entry.requestID = requestID
+                        disposed.entry.clientAddress = clientAddress
                         try await accessLog.commit(with: [disposed.entry], on: connection)
                         return disposed.document
                     } catch {

@@ -30,6 +30,9 @@ struct ImportsController: Sendable {
 
     private func importRecords(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
         let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+        guard tenant.status != "ended" else {
+            throw Problem.conflict(code: "tenant_ended", "The tenant's contract ended and its data was disposed of; nothing can be imported.")
+        }
         guard let name = context.parameters.get("dataset"), let dataset = context.snapshot?.datasets[tenant.id]?[name] else {
             throw Problem.notFound
         }
@@ -40,7 +43,8 @@ struct ImportsController: Sendable {
                           detail: "Send text/csv or application/json.")
         }
         let importer = RecordImporter(
-            tenantID: tenant.id, dataset: dataset, digester: LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString))
+            tenantID: tenant.id, dataset: dataset, digester: LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString)),
+            sealer: try admin.dataKeys.sealer(for: tenant.id)
         )
         let limit = context.maxUploadSize
         let outcome = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name):import") { connection in

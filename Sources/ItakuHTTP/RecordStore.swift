@@ -29,6 +29,28 @@ enum RecordStore {
         )
     }
 
+    /// Writes a record's new fields (`before` with `changes`; an empty value removes the field),
+    /// sealed with the tenant's data key, and keeps the lookup index in step when a lookup field
+    /// changed. The record is locked by the caller. Returns the new fields.
+    @discardableResult
+    static func write(
+        _ changes: [String: String], to recordID: UUID, in dataset: Dataset, before: [String: String], sealer: FieldSealer,
+        digester: LookupDigester, on connection: PostgresConnection
+    ) async throws -> [String: String] {
+        let after = before.merging(changes) { $1 }.filter { !$0.value.isEmpty }
+        let sealed = try sealer.seal(RecordDocument.json(after, order: dataset.schema.fields), record: recordID.uuidString)
+        try await connection.query(
+            """
+            UPDATE itaku.records SET fields = \(PostgresJSON(sealed)), updated_at = now()
+            WHERE tenant_id = \(dataset.tenantID) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
+            """
+        )
+        if changes.keys.contains(where: { dataset.schema.field($0)?.lookup != nil }) {
+            try await replaceLookupKeys(of: recordID, in: dataset, values: after, digester: digester, on: connection)
+        }
+        return after
+    }
+
     /// The records of a subject, located by a lookup field's value: (record id, external id).
     static func locate(
         in dataset: Dataset, kind: DatasetSchema.LookupKind, digest: [UInt8], on connection: PostgresConnection

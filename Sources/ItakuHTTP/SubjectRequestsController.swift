@@ -121,7 +121,8 @@ struct SubjectRequestsController: Sendable {
         routes.on("/v1/tenants/:tenant/retention/run", method: .post) { _, context in
             let (principal, tenant) = try admin.tenant(context, Self.writers)
             let documents = try await retention.run(
-                tenant: tenant, actor: .init(role: principal.role.rawValue, keyID: principal.keyID), requestID: context.requestID
+                tenant: tenant, actor: .init(role: principal.role.rawValue, keyID: principal.keyID), requestID: context.requestID,
+                clientAddress: context.clientAddress
             )
             return try admin.json(["disposals": documents])
         }
@@ -233,6 +234,9 @@ struct SubjectRequestsController: Sendable {
                 }
                 if name == dataset.schema.keyField {
                     issues.append(.init(code: "key_field_immutable", pointer: "fields.\(name)"))
+                } else if value.isEmpty {
+                    // An empty value removes an optional field; a required one must keep a value.
+                    if field.required == true { issues.append(.init(code: "required", pointer: "fields.\(name)")) }
                 } else if let code = RecordValidator.problem(value, field) {
                     issues.append(.init(code: code, pointer: "fields.\(name)"))
                 }
@@ -243,6 +247,7 @@ struct SubjectRequestsController: Sendable {
         let recordIDs = pending.record_ids.compactMap(UUID.init(uuidString:))
         let digester = LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString))
         let disposer = Disposer(keyring: keyring)
+        let dataKeys = admin.dataKeys
         let actor = Disposer.Actor(role: principal.role.rawValue, keyID: principal.keyID)
         let template = entry(principal, context, tenant: tenant, dataset: dataset, target: Self.target(requestID, kind, "executed"))
         let executed: RequestBody = try await transaction(tenant) { [changes] connection in
@@ -292,24 +297,17 @@ struct SubjectRequestsController: Sendable {
                     )
                     guard let row = rows.first else { continue }
                     let externalID: String = try row.decode(0)
-                    let before = (try? JSONSerialization.jsonObject(with: Data(try row.decode(1, as: PostgresJSON.self).text.utf8))) as? [String: String] ?? [:]
-                    let after = before.merging(changes) { $1 }
-                    let patch = "{" + changes.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }.joined(separator: ",") + "}"
-                    try await connection.query(
-                        """
-                        UPDATE itaku.records SET fields = fields || \(PostgresJSON(patch)), updated_at = now()
-                        WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
-                        """
+                    let before = try dataKeys.open(try row.decode(1, as: PostgresJSON.self).text, tenant: tenant.id, record: recordID.uuidString)
+                    try await RecordStore.write(
+                        changes, to: recordID, in: dataset, before: before, sealer: try dataKeys.sealer(for: tenant.id), digester: digester,
+                        on: connection
                     )
-                    if changes.keys.contains(where: { dataset.schema.field($0)?.lookup != nil }) {
-                        try await RecordStore.replaceLookupKeys(of: recordID, in: dataset, values: after, digester: digester, on: connection)
-                    }
                     var entry = template
                     entry.recordIDs = [recordID]
                     entry.subjectDigests = [digester.subjectDigest(externalID: externalID)]
                     entry.fields = Dictionary(uniqueKeysWithValues: changes.keys.map { name in
                         (name, "\(before[name].map { digester.valueDigest(field: name, value: $0) } ?? "absent")->"
-                            + digester.valueDigest(field: name, value: changes[name] ?? ""))
+                            + (changes[name].flatMap { $0.isEmpty ? nil : digester.valueDigest(field: name, value: $0) } ?? "absent"))
                     })
                     entries.append(entry)
                 }
@@ -383,6 +381,7 @@ struct SubjectRequestsController: Sendable {
             throw Problem.internalError
         }
         let recordIDs = pending.record_ids.compactMap(UUID.init(uuidString:))
+        let dataKeys = admin.dataKeys
         var template = entry(principal, context, tenant: tenant, dataset: dataset, target: Self.target(requestID, .disclosure, "package"))
         template.recordIDs = recordIDs
         template.subjectDigests = pending.subject_digests
@@ -396,9 +395,10 @@ struct SubjectRequestsController: Sendable {
                 """
             )
             let records = try rows.map { row in
-                PackageRecord(
-                    record_id: try row.decode(0, as: UUID.self).uuidString.lowercased(), external_id: try row.decode(1),
-                    fields: (try? JSONSerialization.jsonObject(with: Data(try row.decode(2, as: PostgresJSON.self).text.utf8))) as? [String: String] ?? [:],
+                let id: UUID = try row.decode(0)
+                return PackageRecord(
+                    record_id: id.uuidString.lowercased(), external_id: try row.decode(1),
+                    fields: try dataKeys.open(try row.decode(2, as: PostgresJSON.self).text, tenant: tenant.id, record: id.uuidString),
                     status: try row.decode(3)
                 )
             }
@@ -503,6 +503,7 @@ struct SubjectRequestsController: Sendable {
         }
         let datasets = (context.snapshot?.datasets[tenant.id] ?? [:]).values.sorted { $0.name < $1.name }
         let disposer = Disposer(keyring: keyring)
+        let dataKeys = admin.dataKeys
         let actor = Disposer.Actor(role: principal.role.rawValue, keyID: principal.keyID)
         let requestID = context.requestID, clientAddress = context.clientAddress
         let documents: [DisposalDocument] = try await transaction(tenant) { connection in
@@ -517,8 +518,18 @@ struct SubjectRequestsController: Sendable {
                 documents.append(disposed.document)
                 entries.append(disposed.entry)
             }
+            // Crypto-shredding: with the tenant's data key gone, no copy of its records (a
+            // backup, a replica's old pages) can be opened again. Destroyed before the commit:
+            // should the commit fail, the records are kept but sealed for good, which is what the
+            // instruction asked for.
+            try dataKeys.destroy(tenant: tenant.id)
+            // The tenant is ended: agents are refused (purpose_inactive) and imports too, so no
+            // new key and no new records appear after the instruction.
+            try await connection.query("UPDATE itaku.tenants SET status = 'ended', updated_at = now() WHERE tenant_id = \(tenant.id)")
+            try await RegistryStore.announceChange("tenant:\(tenant.code):ended", on: connection)
             return (documents, entries)
         }
+        try await admin.registry.reload()
         return try admin.json(["disposals": documents])
     }
 

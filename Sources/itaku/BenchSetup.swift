@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ItakuAccessLog
 import ItakuCore
+import ItakuData
 import ItakuDemo
 import ItakuPostgres
 import ItakuRegistry
@@ -27,7 +28,9 @@ struct BenchSetup: AsyncParsableCommand {
     func run() async throws {
         try await options.withRuntimeDatabase { configuration, logger, database, keyring in
             let url = "http://\(configuration.httpHost):\(configuration.httpPort)"
-            let credentials = try await DemoSeeder(database: database, keyring: keyring, logger: logger).seed(url: url)
+            let credentials = try await DemoSeeder(
+                database: database, keyring: keyring, dataKeys: DataKeys(configuration: configuration, keyring: keyring), logger: logger
+            ).seed(url: url)
             let accessLog = try options.accessLog(configuration, database: database, logger: logger)
             try await database.withTransaction { connection in
                 let snapshot = try await RegistryStore.loadSnapshot(on: connection, tenantByTenant: true)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ItakuCore
+import ItakuData
 import ItakuDemo
 import ItakuPostgres
 
@@ -17,7 +18,9 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         try await options.withRuntimeDatabase { configuration, logger, database, keyring in
             let url = "http://\(configuration.httpHost):\(configuration.httpPort)"
-            let credentials = try await DemoSeeder(database: database, keyring: keyring, logger: logger).seed(url: url)
+            let credentials = try await DemoSeeder(
+                database: database, keyring: keyring, dataKeys: DataKeys(configuration: configuration, keyring: keyring), logger: logger
+            ).seed(url: url)
             let path = envFile ?? configuration.stateDirectory + "/demo.env"
             guard FileManager.default.createFile(atPath: path, contents: Data(credentials.envFile.utf8), attributes: [.posixPermissions: 0o600]) else {
                 throw ValidationError("could not write \(path)")

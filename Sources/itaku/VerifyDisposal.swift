@@ -34,7 +34,9 @@ struct VerifyDisposal: AsyncParsableCommand {
             print("NOT VALID: \(error)")
             throw ExitCode(1)
         }
-        print("valid: signed by key \(signed.key_id)")
+        // The key id in the file is not signed: name the key that verified it.
+        let keyID = Keyring.keyID(key.rawRepresentation)
+        print("valid: signed by key \(keyID)" + (keyID == signed.key_id ? "" : " (the file names key \(signed.key_id))"))
         print("disposal \(document.disposal_id) (\(document.kind.rawValue)): \(document.records) record(s) of \(document.tenant)/\(document.dataset)")
         print("disposed at \(document.disposed_at) by \(document.disposed_by)"
             + (document.subject_request.map { ", subject request \($0)" } ?? ""))

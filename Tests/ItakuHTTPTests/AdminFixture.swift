@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import ItakuCore
+import ItakuData
 import ItakuDemo
 import ItakuPostgres
 import Logging
@@ -125,7 +126,9 @@ func seededDemo(customers: Int, policyholders: Int) async throws -> (TestDatabas
     // The keyring is made the way the application makes it, before the application starts.
     let keyring = try Keyring.load(file: state + "/keyring.json", directory: nil, generate: true)
     let runtime = database.makeClient(role: .runtime)
-    var seeder = DemoSeeder(database: runtime, keyring: keyring, logger: Logger(label: "test"))
+    var seeder = DemoSeeder(
+        database: runtime, keyring: keyring, dataKeys: DataKeys(directory: state + "/data-keys", keyring: keyring), logger: Logger(label: "test")
+    )
     seeder.customers = customers
     seeder.policyholders = policyholders
     do {

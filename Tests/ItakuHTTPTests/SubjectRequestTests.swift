@@ -153,6 +153,9 @@ struct SubjectRequestTests {
             "SELECT count(*) FROM itaku.lookup_keys k JOIN itaku.records r USING (tenant_id, dataset_id, record_id) WHERE r.external_id = \(customerNo)"
         )[0].decode(0, as: Int.self)
         #expect(lookupKeys == 0)
+        // Stored sealed: the database never holds a field's value in the clear.
+        let stored = try await owner.query("SELECT fields::text FROM itaku.records").map { try $0.decode(0, as: String.self) }
+        #expect(!stored.isEmpty && stored.allSatisfy(FieldSealer.isSealed))
         await owner.shutdown()
     }
 
@@ -238,11 +241,26 @@ struct SubjectRequestTests {
         await owner.shutdown()
     }
 
-    @Test("the contract's end disposes of every record of the tenant, with a disposal record per dataset; other tenants keep theirs")
+    @Test("the contract's end disposes of every record of the tenant and destroys its data key: a backup of its records no longer opens; other tenants keep theirs")
     func contractEnd() async throws {
         let (database, state, keyring, credentials) = try await seededDemo(customers: 20, policyholders: 7)
         let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
         let kobeAdmin = try #require(credentials["ITAKU_OTHER_CLIENT_ADMIN_KEY"]), reviewer = credentials["ITAKU_REVIEWER_KEY"]
+        let kobe = try await tenantID(database, "kobe-insurance"), acme = try await tenantID(database, "acme-retail")
+        let keys = DataKeys(directory: state + "/data-keys", keyring: keyring)
+        // A "backup": the stored rows as the database holds them, sealed.
+        let owner = database.makeClient(role: .owner)
+        let backup = try await owner.query("SELECT tenant_id, record_id, fields::text FROM itaku.records ORDER BY tenant_id, external_id")
+            .map { (try $0.decode(0, as: UUID.self), try $0.decode(1, as: UUID.self), try $0.decode(2, as: String.self)) }
+        let holders = DemoCustomers(count: 7, seed: 7).map { $0["name"] ?? "" }
+        #expect(backup.count == 27)
+        #expect(backup.allSatisfy { FieldSealer.isSealed($0.2) })
+        #expect(!backup.contains { row in holders.contains { row.2.contains($0) } })
+        let kobeRow = try #require(backup.first { $0.0 == kobe })
+        #expect(holders.contains(try keys.open(kobeRow.2, tenant: kobe, record: kobeRow.1.uuidString)["name"] ?? ""))
+        // Sealed to its record: moved to another record, it does not open.
+        let otherKobe = try #require(backup.last { $0.0 == kobe })
+        #expect(throws: FieldSealer.SealError.self) { try keys.open(kobeRow.2, tenant: kobe, record: otherKobe.1.uuidString) }
         try await app.test(.live) { client in
             let ended = try await client.call(.post, "/v1/tenants/kobe-insurance/contract-end", key: kobeAdmin, json: ["confirm": "kobe-insurance"])
             #expect(ended.status == .ok, "\(ended.text)")
@@ -251,10 +269,24 @@ struct SubjectRequestTests {
             #expect(disposals.first?["records"] as? Int == 7)
             let id = try #require(disposals.first?["disposal_id"] as? String)
             let signed = try JSONDecoder().decode(SignedDisposal.self, from: Data(try await client.call(.get, "/v1/tenants/kobe-insurance/disposals/\(id)", key: kobeAdmin).text.utf8))
-            #expect(try signed.verify(with: keyring.checkpointSigningKey.publicKey).kind == .contractEnd)
+            let document = try signed.verify(with: keyring.checkpointSigningKey.publicKey)
+            #expect(document.kind == .contractEnd)
+            #expect(document.data_key_destroyed == true)
+            // The tenant is ended: nothing more comes in, its agents are refused.
+            #expect(try await client.call(.get, "/v1/tenants/kobe-insurance", key: kobeAdmin)["status"] as? String == "ended")
+            let late = try await client.call(
+                .post, "/v1/tenants/kobe-insurance/datasets/policyholders/imports", key: kobeAdmin, text: "policy_no,name\nP9,Late\n"
+            )
+            #expect(late.status == .conflict)
+            #expect(late.code == "tenant_ended")
             #expect(try await client.call(.post, "/v1/access-log/verify", key: reviewer)["clean"] as? Bool == true)
         }
-        let owner = database.makeClient(role: .owner)
+        // The backup of kobe's records no longer opens; acme's still does.
+        #expect(!FileManager.default.fileExists(atPath: state + "/data-keys/\(kobe.uuidString.lowercased()).key"))
+        let afterwards = DataKeys(directory: state + "/data-keys", keyring: keyring)
+        #expect(throws: DataKeys.KeyError.self) { try afterwards.open(kobeRow.2, tenant: kobe, record: kobeRow.1.uuidString) }
+        let acmeRow = try #require(backup.first { $0.0 == acme })
+        #expect(try afterwards.open(acmeRow.2, tenant: acme, record: acmeRow.1.uuidString)["name"] != nil)
         let counts = try await owner.query("SELECT t.code, count(r.record_id) FROM itaku.tenants t LEFT JOIN itaku.records r USING (tenant_id) GROUP BY t.code ORDER BY t.code")
             .map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int.self)) }
         #expect(counts.map(\.0) == ["acme-retail", "kobe-insurance"])
