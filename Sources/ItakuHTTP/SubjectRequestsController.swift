@@ -360,7 +360,9 @@ struct SubjectRequestsController: Sendable {
     /// The disclosure package: the subject's records with their fields as stored, and every
     /// access to them (lookups, reads, updates) found by the subject's digests in the log.
     private func package(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        let (principal, tenant) = try admin.tenant(context, [.clientAdmin, .operator_])
+        // The package holds record values: only the client's own admin takes it (a BPO operator
+        // may execute the request on the client's instruction, but never sees the data).
+        let (principal, tenant) = try admin.tenant(context, [.clientAdmin])
         let pending = try await find(tenant, context)
         guard pending.kind == Kind.disclosure.rawValue else {
             throw Problem.conflict(code: "not_a_disclosure", "Only a disclosure request has a package.")

@@ -187,6 +187,8 @@ struct SubjectRequestTests {
             #expect(try await client.call(.post, path, key: reviewer, json: cases[0].0).status == .forbidden)
             #expect(try await client.call(.get, path, key: reviewer).status == .ok)
             #expect(try await client.call(.get, path + "/\(UUID())", key: admin).status == .notFound)
+            // A disclosure package holds record values: the BPO's operator never takes one.
+            #expect(try await client.call(.get, path + "/\(UUID())/package", key: credentials["ITAKU_OPERATOR_KEY"]).status == .forbidden)
             #expect(try await client.call(.post, Self.base + "/contract-end", key: admin, json: ["confirm": "wrong"]).code == "confirmation_required")
         }
         let owner = database.makeClient(role: .owner)
