@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # sourced by run, whose variables it uses
 # Sourced by Deploy/bench/run --scale, after the import: G1 lookups at 8 and 64 connections
 # served by one instance directly (S1), one instance through PgBouncer in transaction mode
 # (S2), and two instances through the same PgBouncer, the connections split between them (S3).
@@ -52,7 +53,7 @@ start_pooled_instance() {
 }
 
 scale_measure() {
-    cd "$work"
+    cd "$work" || return 1
     for clients in 8 64; do wrk_run s1 lookup phones.txt "$clients"; done
     kill "$serve"; wait "$serve" 2>/dev/null || true
     serve=

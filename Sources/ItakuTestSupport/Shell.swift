@@ -7,6 +7,20 @@ import Foundation
 /// reader waiting for end-of-file forever.
 @discardableResult
 func run(_ executable: String, _ arguments: [String]) throws -> String {
+    let (status, text) = try runProgram(executable, arguments)
+    guard status == 0 else {
+        throw TestClusterError.commandFailed("\(executable) \(arguments.joined(separator: " ")): \(text)")
+    }
+    return text
+}
+
+/// The `itaku` executable built beside the test bundle (`swift build --build-tests` builds both).
+public var itakuExecutable: String {
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("itaku").path
+}
+
+/// Runs a program to its end: its exit status and its output (stdout and stderr).
+public func runProgram(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
     let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-cmd-\(UUID()).out").path
     defer { unlink(outputPath) }
     var actions = posix_spawn_file_actions_t()
@@ -25,11 +39,8 @@ func run(_ executable: String, _ arguments: [String]) throws -> String {
     var status: Int32 = 0
     while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
     let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-    // WIFEXITED && WEXITSTATUS == 0
-    guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
-        throw TestClusterError.commandFailed("\(executable) \(arguments.joined(separator: " ")): \(text)")
-    }
-    return text
+    // WIFEXITED ? WEXITSTATUS : -1
+    return (status & 0x7f == 0 ? (status >> 8) & 0xff : -1, text)
 }
 
 public enum TestClusterError: Error, CustomStringConvertible {

@@ -233,6 +233,20 @@ struct SubjectRequestTests {
             edited.document = edited.document.replacingOccurrences(of: "\"records\":3", with: "\"records\":2")
             #expect(edited.document != signed.document)
             #expect(throws: SignedDisposal.VerificationError.badSignature) { try edited.verify(with: keyring.checkpointSigningKey.publicKey) }
+            // Offline, as the client checks it: `itaku verify-disposal` with the public key.
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-disposal-\(UUID())").path
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            try Data(downloaded.text.utf8).write(to: URL(fileURLWithPath: folder + "/disposal.json"))
+            try JSONEncoder().encode(edited).write(to: URL(fileURLWithPath: folder + "/edited.json"))
+            let publicKey = keyring.checkpointSigningKey.publicKey.rawRepresentation.base64EncodedString()
+            let good = try runProgram(itakuExecutable, ["verify-disposal", folder + "/disposal.json", "--public-key", publicKey])
+            #expect(good.status == 0, "\(good.output)")
+            #expect(good.output.contains("valid: signed by key \(keyring.checkpointKeyID)"))
+            #expect(good.output.contains("3 record(s) of acme-retail/customers"))
+            let bad = try runProgram(itakuExecutable, ["verify-disposal", folder + "/edited.json", "--public-key", publicKey])
+            #expect(bad.status == 1)
+            #expect(bad.output.contains("NOT VALID"))
             // A run on instruction finds nothing more to dispose of.
             let run = try await client.call(.post, Self.base + "/retention/run", key: admin)
             #expect((run["disposals"] as? [Any])?.isEmpty == true)

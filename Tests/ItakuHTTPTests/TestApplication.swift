@@ -26,6 +26,18 @@ func makeApplication(
     return try await buildApplication(reader: ConfigReader(provider: InMemoryProvider(values: values)), logger: logger)
 }
 
+/// Asks `condition` every 20 ms until it holds or `limit` has passed: how long it took to hold,
+/// or nil if it never did. For changes that reach another instance "within a second".
+func timeUntil(limit: Duration = .seconds(2), _ condition: () async throws -> Bool) async rethrows -> Duration? {
+    let clock = ContinuousClock()
+    let start = clock.now
+    while clock.now - start < limit {
+        if try await condition() { return clock.now - start }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return nil
+}
+
 /// A log handler that keeps records in memory, so a test can read what Itaku logged.
 final class CapturedLogs: Sendable {
     struct Record: Sendable {
