@@ -16,13 +16,16 @@ struct Disposer: Sendable {
     enum Selection: Sendable {
         case records([UUID])
         case expired(limit: Int)
-        case all
+        case any(limit: Int)
     }
 
     struct Disposed: Sendable {
         var signed: SignedDisposal
         var document: DisposalDocument
         var entry: AccessEntry
+        var createdAt: Date
+
+        var summary: DisposalSummary { DisposalSummary(document, at: createdAt) }
     }
 
     /// Deletes what `selection` names in `dataset` and returns the signed record with the entry
@@ -39,8 +42,8 @@ struct Disposer: Sendable {
             )
         case .expired(let limit):
             rows = try await connection.query("SELECT record_id, external_id FROM itaku.dispose_expired(\(dataset.id), \(Int32(clamping: limit)))")
-        case .all:
-            rows = try await connection.query("SELECT record_id, external_id FROM itaku.dispose_dataset(\(dataset.id))")
+        case .any(let limit):
+            rows = try await connection.query("SELECT record_id, external_id FROM itaku.dispose_dataset(\(dataset.id), \(Int32(clamping: limit)))")
         }
         guard evenIfEmpty || !rows.isEmpty else { return nil }
         let digester = LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString))
@@ -76,7 +79,7 @@ struct Disposer: Sendable {
             entry.subjectDigests = digests
         }
         entry.rowsReturned = digests.count
-        return Disposed(signed: signed, document: document, entry: entry)
+        return Disposed(signed: signed, document: document, entry: entry, createdAt: now)
     }
 
     /// Who disposed: a caller of the API, or the retention service of an instance.
@@ -145,15 +148,15 @@ final class RetentionService: Service, Sendable {
 
     /// One run for one tenant: every dataset with a retention period, batch by batch, until no
     /// expired record is left. Returns the disposal records written.
-    func run(tenant: Tenant, actor: Disposer.Actor, requestID: String? = nil, clientAddress: String? = nil) async throws -> [DisposalDocument] {
-        var documents: [DisposalDocument] = []
+    func run(tenant: Tenant, actor: Disposer.Actor, requestID: String? = nil, clientAddress: String? = nil) async throws -> [DisposalSummary] {
+        var documents: [DisposalSummary] = []
         // Every dataset: records that expired under a retention period since removed are
         // withheld from agents and must still go.
         let datasets = (registry.snapshot.datasets[tenant.id] ?? [:]).values.sorted { $0.name < $1.name }
         for dataset in datasets {
             while true {
                 let disposer = self.disposer, accessLog = self.accessLog
-                let batch: DisposalDocument? = try await database.withConnection { connection in
+                let batch: DisposalSummary? = try await database.withConnection { connection in
                     try await connection.begin()
                     do {
                         try await RegistryStore.setTenant(tenant.id, on: connection)
@@ -166,7 +169,7 @@ final class RetentionService: Service, Sendable {
                         disposed.entry.requestID = requestID
                         disposed.entry.clientAddress = clientAddress
                         try await accessLog.commit(with: [disposed.entry], on: connection)
-                        return disposed.document
+                        return disposed.summary
                     } catch {
                         _ = try? await connection.query("ROLLBACK")
                         throw error
@@ -178,5 +181,26 @@ final class RetentionService: Service, Sendable {
             }
         }
         return documents
+    }
+}
+
+/// A disposal record as lists and runs show it: the signed document is fetched by id.
+struct DisposalSummary: Encodable, Sendable {
+    var id: String
+    var created_at: Date
+    var kind: String
+    var dataset: String
+    var records: Int
+
+    init(id: String, createdAt: Date, kind: String, dataset: String, records: Int) {
+        self.id = id
+        created_at = createdAt
+        self.kind = kind
+        self.dataset = dataset
+        self.records = records
+    }
+
+    init(_ document: DisposalDocument, at date: Date) {
+        self.init(id: document.disposal_id, createdAt: date, kind: document.kind.rawValue, dataset: document.dataset, records: document.records)
     }
 }

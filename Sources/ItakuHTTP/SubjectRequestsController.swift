@@ -97,10 +97,9 @@ struct SubjectRequestsController: Sendable {
                     """
                 )
             }
-            struct Listed: Encodable { var id: String, created_at: Date, kind: String, dataset: String, records: Int }
             let listed = try rows.map {
-                Listed(id: try $0.decode(0, as: UUID.self).uuidString.lowercased(), created_at: try $0.decode(1), kind: try $0.decode(2),
-                       dataset: try $0.decode(3), records: Int(try $0.decode(4, as: Int32.self)))
+                DisposalSummary(id: try $0.decode(0, as: UUID.self).uuidString.lowercased(), createdAt: try $0.decode(1), kind: try $0.decode(2),
+                                dataset: try $0.decode(3), records: Int(try $0.decode(4, as: Int32.self)))
             }
             return try admin.json(["disposals": listed])
         }
@@ -508,17 +507,24 @@ struct SubjectRequestsController: Sendable {
         let dataKeys = admin.dataKeys
         let actor = Disposer.Actor(role: principal.role.rawValue, keyID: principal.keyID)
         let requestID = context.requestID, clientAddress = context.clientAddress
-        let documents: [DisposalDocument] = try await transaction(tenant) { connection in
-            var documents: [DisposalDocument] = []
+        let disposals: [DisposalSummary] = try await transaction(tenant) { connection in
+            var disposals: [DisposalSummary] = []
             var entries: [AccessEntry] = []
+            // One instruction, one transaction; a disposal record per 5,000 records, so no
+            // signed document grows without bound (each dataset gets one, even when empty).
             for dataset in datasets {
-                guard var disposed = try await disposer.dispose(
-                    .all, tenant: tenant, dataset: dataset, kind: .contractEnd, by: actor, evenIfEmpty: true, on: connection
-                ) else { continue }
-                disposed.entry.requestID = requestID
-                disposed.entry.clientAddress = clientAddress
-                documents.append(disposed.document)
-                entries.append(disposed.entry)
+                var first = true
+                while var disposed = try await disposer.dispose(
+                    .any(limit: RetentionService.batchSize), tenant: tenant, dataset: dataset, kind: .contractEnd, by: actor,
+                    evenIfEmpty: first, on: connection
+                ) {
+                    first = false
+                    disposed.entry.requestID = requestID
+                    disposed.entry.clientAddress = clientAddress
+                    disposals.append(disposed.summary)
+                    entries.append(disposed.entry)
+                    if disposed.document.records < RetentionService.batchSize { break }
+                }
             }
             // Crypto-shredding: with the tenant's data key gone, no copy of its records (a
             // backup, a replica's old pages) can be opened again. Destroyed before the commit:
@@ -529,10 +535,10 @@ struct SubjectRequestsController: Sendable {
             // new key and no new records appear after the instruction.
             try await connection.query("UPDATE itaku.tenants SET status = 'ended', updated_at = now() WHERE tenant_id = \(tenant.id)")
             try await RegistryStore.announceChange("tenant:\(tenant.code):ended", on: connection)
-            return (documents, entries)
+            return (disposals, entries)
         }
         try await admin.registry.reload()
-        return try admin.json(["disposals": documents])
+        return try admin.json(["disposals": disposals])
     }
 
     // MARK: Shared steps

@@ -257,9 +257,9 @@ struct SubjectRequestTests {
         await owner.shutdown()
     }
 
-    @Test("the contract's end disposes of every record of the tenant and destroys its data key: a backup of its records no longer opens; other tenants keep theirs")
+    @Test("the contract's end disposes of every record of the tenant, a disposal record per 5,000, and destroys its data key: a backup of its records no longer opens; other tenants keep theirs")
     func contractEnd() async throws {
-        let (database, state, keyring, credentials) = try await seededDemo(customers: 20, policyholders: 7)
+        let (database, state, keyring, credentials) = try await seededDemo(customers: 20, policyholders: 5_003)
         let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
         let kobeAdmin = try #require(credentials["ITAKU_OTHER_CLIENT_ADMIN_KEY"]), reviewer = credentials["ITAKU_REVIEWER_KEY"]
         let kobe = try await tenantID(database, "kobe-insurance"), acme = try await tenantID(database, "acme-retail")
@@ -268,8 +268,8 @@ struct SubjectRequestTests {
         let owner = database.makeClient(role: .owner)
         let backup = try await owner.query("SELECT tenant_id, record_id, fields::text FROM itaku.records ORDER BY tenant_id, external_id")
             .map { (try $0.decode(0, as: UUID.self), try $0.decode(1, as: UUID.self), try $0.decode(2, as: String.self)) }
-        let holders = DemoCustomers(count: 7, seed: 7).map { $0["name"] ?? "" }
-        #expect(backup.count == 27)
+        let holders = DemoCustomers(count: 20, seed: 7).map { $0["name"] ?? "" }
+        #expect(backup.count == 5_023)
         #expect(backup.allSatisfy { FieldSealer.isSealed($0.2) })
         #expect(!backup.contains { row in holders.contains { row.2.contains($0) } })
         let kobeRow = try #require(backup.first { $0.0 == kobe })
@@ -281,9 +281,9 @@ struct SubjectRequestTests {
             let ended = try await client.call(.post, "/v1/tenants/kobe-insurance/contract-end", key: kobeAdmin, json: ["confirm": "kobe-insurance"])
             #expect(ended.status == .ok, "\(ended.text)")
             let disposals = try #require(ended["disposals"] as? [[String: Any]])
-            #expect(disposals.map { $0["dataset"] as? String } == ["policyholders"])
-            #expect(disposals.first?["records"] as? Int == 7)
-            let id = try #require(disposals.first?["disposal_id"] as? String)
+            #expect(disposals.map { $0["dataset"] as? String } == ["policyholders", "policyholders"])
+            #expect(disposals.map { $0["records"] as? Int } == [5_000, 3])
+            let id = try #require(disposals.first?["id"] as? String)
             let signed = try JSONDecoder().decode(SignedDisposal.self, from: Data(try await client.call(.get, "/v1/tenants/kobe-insurance/disposals/\(id)", key: kobeAdmin).text.utf8))
             let document = try signed.verify(with: keyring.checkpointSigningKey.publicKey)
             #expect(document.kind == .contractEnd)

@@ -71,6 +71,9 @@ ALTER TABLE itaku.disposal_records ENABLE ALWAYS TRIGGER disposal_records_no_tru
 GRANT UPDATE (status, updated_at) ON itaku.records TO itaku_runtime;
 
 -- The runtime role still may not DELETE records. Disposal goes through these functions, which
+-- take their batch once (ARRAY(...): an init plan; as `IN (subquery)` a generic plan may run the
+-- locking subquery again for each row, skip the rows this statement already deleted, and so
+-- take the next batch, and the next),
 -- delete only the current tenant's records (row-level security applies to their owner too:
 -- FORCE) and return what they deleted, for the disposal record. Lookup keys follow through
 -- the records_deleted trigger.
@@ -87,22 +90,26 @@ RETURNS TABLE (record_id uuid, external_id text)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, itaku AS $$
     DELETE FROM itaku.records r
     WHERE r.tenant_id = itaku.current_tenant() AND r.dataset_id = p_dataset
-      AND r.record_id IN (
+      AND r.record_id = ANY (ARRAY(
           SELECT e.record_id FROM itaku.records e
           WHERE e.tenant_id = itaku.current_tenant() AND e.dataset_id = p_dataset AND e.expires_at < now()
-          LIMIT p_limit FOR UPDATE SKIP LOCKED)
+          LIMIT p_limit FOR UPDATE SKIP LOCKED))
     RETURNING r.record_id, r.external_id
 $$;
 
-CREATE FUNCTION itaku.dispose_dataset(p_dataset uuid)
+CREATE FUNCTION itaku.dispose_dataset(p_dataset uuid, p_limit integer)
 RETURNS TABLE (record_id uuid, external_id text)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, itaku AS $$
     DELETE FROM itaku.records r
     WHERE r.tenant_id = itaku.current_tenant() AND r.dataset_id = p_dataset
+      AND r.record_id = ANY (ARRAY(
+          SELECT a.record_id FROM itaku.records a
+          WHERE a.tenant_id = itaku.current_tenant() AND a.dataset_id = p_dataset
+          LIMIT p_limit FOR UPDATE))
     RETURNING r.record_id, r.external_id
 $$;
 
 REVOKE ALL ON FUNCTION itaku.dispose_records(uuid, uuid[]), itaku.dispose_expired(uuid, integer),
-    itaku.dispose_dataset(uuid) FROM PUBLIC;
+    itaku.dispose_dataset(uuid, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION itaku.dispose_records(uuid, uuid[]), itaku.dispose_expired(uuid, integer),
-    itaku.dispose_dataset(uuid) TO itaku_runtime;
+    itaku.dispose_dataset(uuid, integer) TO itaku_runtime;
