@@ -82,7 +82,8 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     ImportsController(admin: admin, keyring: keyring, maxImportBytes: configuration.maxImportBytes).addRoutes(to: &routes)
     AccessLogController(admin: admin, keyring: keyring).addRoutes(to: &routes)
     let retention = RetentionService(
-        database: database, registry: registry, accessLog: accessLog, keyring: keyring, instanceID: configuration.instanceID,
+        database: database, registry: registry, accessLog: accessLog, keyring: keyring, dataKeys: admin.dataKeys,
+        instanceID: configuration.instanceID,
         interval: .seconds(configuration.retentionIntervalSeconds), logger: logger
     )
     SubjectRequestsController(admin: admin, keyring: keyring, retention: retention).addRoutes(to: &routes)

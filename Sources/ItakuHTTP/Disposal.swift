@@ -105,16 +105,21 @@ final class RetentionService: Service, Sendable {
     let database: PostgresClient
     let registry: Registry
     let accessLog: AccessLogWriter
+    let dataKeys: DataKeys
     let disposer: Disposer
     let instanceID: String
     let interval: Duration
     let logger: Logger
     static let batchSize = 5_000
 
-    init(database: PostgresClient, registry: Registry, accessLog: AccessLogWriter, keyring: Keyring, instanceID: String, interval: Duration, logger: Logger) {
+    init(
+        database: PostgresClient, registry: Registry, accessLog: AccessLogWriter, keyring: Keyring, dataKeys: DataKeys,
+        instanceID: String, interval: Duration, logger: Logger
+    ) {
         self.database = database
         self.registry = registry
         self.accessLog = accessLog
+        self.dataKeys = dataKeys
         self.disposer = Disposer(keyring: keyring)
         self.instanceID = instanceID
         self.interval = interval
@@ -153,6 +158,9 @@ final class RetentionService: Service, Sendable {
         // Every dataset: records that expired under a retention period since removed are
         // withheld from agents and must still go.
         let datasets = (registry.snapshot.datasets[tenant.id] ?? [:]).values.sorted { $0.name < $1.name }
+        if tenant.status != "ended" {
+            for dataset in datasets { try await sealPlainRecords(of: tenant, in: dataset) }
+        }
         for dataset in datasets {
             while true {
                 let disposer = self.disposer, accessLog = self.accessLog
@@ -181,6 +189,44 @@ final class RetentionService: Service, Sendable {
             }
         }
         return documents
+    }
+
+    /// Seals the records stored before sealing existed, 1,000 a transaction, their stored JSON
+    /// as it is: after one pass of the service no record of the tenant is plain in the database.
+    @discardableResult
+    func sealPlainRecords(of tenant: Tenant, in dataset: Dataset) async throws -> Int {
+        var sealed = 0
+        let dataKeys = self.dataKeys
+        while true {
+            let count: Int = try await database.withTransaction { connection in
+                try await RegistryStore.setTenant(tenant.id, on: connection)
+                let rows = try await connection.query(
+                    """
+                    SELECT record_id, fields FROM itaku.records
+                    WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id) AND NOT fields ? '$sealed'
+                    LIMIT 1000 FOR UPDATE SKIP LOCKED
+                    """
+                )
+                guard !rows.isEmpty else { return 0 }
+                let sealer = try dataKeys.sealer(for: tenant.id)
+                var ids: [String] = [], documents: [String] = []
+                for row in rows {
+                    let id: UUID = try row.decode(0)
+                    ids.append(id.uuidString.lowercased())
+                    documents.append(try sealer.seal(try row.decode(1, as: PostgresJSON.self).text, record: id.uuidString))
+                }
+                try await connection.query(
+                    """
+                    UPDATE itaku.records r SET fields = t.f::jsonb
+                    FROM unnest(\(ids)::text[], \(documents)::text[]) AS t(id, f)
+                    WHERE r.tenant_id = \(tenant.id) AND r.dataset_id = \(dataset.id) AND r.record_id = t.id::uuid
+                    """
+                )
+                return rows.count
+            }
+            sealed += count
+            if count < 1000 { return sealed }
+        }
     }
 }
 

@@ -203,6 +203,11 @@ struct SubjectRequestTests {
         let expired = try await owner.query("SELECT external_id FROM itaku.records WHERE dataset_id IN (SELECT dataset_id FROM itaku.datasets WHERE name = 'customers') ORDER BY external_id LIMIT 3")
             .map { try $0.decode(0, as: String.self) }
         try await owner.query("UPDATE itaku.records SET expires_at = now() - interval '1 day' WHERE external_id = ANY (\(expired))")
+        // A record stored before sealing existed: plain JSON.
+        let legacy = try await owner.query(
+            "SELECT record_id FROM itaku.records WHERE NOT (external_id = ANY (\(expired))) ORDER BY external_id LIMIT 1"
+        )[0].decode(0, as: UUID.self)
+        try await owner.query(#"UPDATE itaku.records SET fields = '{"name": "平文 太郎", "phone": "090-0000-1111"}' WHERE record_id = \#(legacy)"#)
         let before = try await owner.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self)
         let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"])
         let app = try await makeApplication(database: database, settings: [
@@ -254,6 +259,11 @@ struct SubjectRequestTests {
         #expect(try await owner.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self) == before - 3)
         #expect(try await owner.query("SELECT count(*) FROM itaku.records WHERE external_id = ANY (\(expired))")[0].decode(0, as: Int.self) == 0)
         #expect(try await owner.query("SELECT count(*) FROM itaku.disposal_records")[0].decode(0, as: Int.self) == 1)
+        // The service's pass sealed the plain record, its values as they were.
+        #expect(try await owner.query("SELECT count(*) FROM itaku.records WHERE NOT fields ? '$sealed'")[0].decode(0, as: Int.self) == 0)
+        let resealed = try await owner.query("SELECT fields::text FROM itaku.records WHERE record_id = \(legacy)")[0].decode(0, as: String.self)
+        #expect(try DataKeys(directory: state + "/data-keys", keyring: keyring).open(resealed, tenant: tenant, record: legacy.uuidString)
+            == ["name": "平文 太郎", "phone": "090-0000-1111"])
         await owner.shutdown()
     }
 
