@@ -20,8 +20,9 @@ public struct AccessRequest: Sendable {
     public var fields: [String]?
     /// For updates: the fields being changed.
     public var updating: [String] = []
-    /// For reads and updates: whether a lookup under the same case returned the record.
-    public var caseBound = true
+    /// For reads and updates: whether a lookup under the same case returned the record. False
+    /// until the caller has checked the binding: a read nobody vouched for is refused.
+    public var caseBound = false
     /// Lookups and records this agent had under this purpose in the current windows.
     public var lookupsLastMinute = 0
     public var recordsLastHour = 0

@@ -81,18 +81,19 @@ struct ScopeEnforcerTests {
              at: World.date("2026-11-24T23:30:00Z"), expected: .outsideHours),
         Case(name: "order support at 03:00 (a 24-hour center)", at: World.date("2026-11-28T03:00:00+09:00"), expected: .allowed),
         Case(name: "no case reference", change: { $0.caseRef = nil }, expected: .caseRequired),
-        Case(name: "update under billing inquiry", change: { $0.purposeKey = "billing-inquiry"; $0.operation = .update; $0.updating = ["address"] },
+        Case(name: "update under billing inquiry", change: { $0.purposeKey = "billing-inquiry"; $0.operation = .update; $0.updating = ["address"]; $0.caseBound = true },
              expected: .operationNotAllowed),
         Case(name: "survey outreach looking up by phone", change: { $0.purposeKey = "survey-outreach" }, expected: .lookupKeyNotAllowed),
         Case(name: "survey outreach by customer_no", change: { $0.purposeKey = "survey-outreach"; $0.lookupField = "customer_no" }, expected: .allowed),
         Case(name: "lookup by a field that is not searchable", change: { $0.lookupField = "name" }, expected: .lookupKeyNotAllowed),
         Case(name: "asking for card_last4 under order support", change: { $0.fields = ["name", "card_last4"] }, expected: .fieldNotAllowed),
         Case(name: "asking for my_number", change: { $0.fields = ["my_number"] }, expected: .fieldNotAllowed),
-        Case(name: "updating a field that is not updatable", change: { $0.operation = .update; $0.updating = ["name"] }, expected: .fieldNotAllowed),
+        Case(name: "updating a field that is not updatable", change: { $0.operation = .update; $0.updating = ["name"]; $0.caseBound = true }, expected: .fieldNotAllowed),
         Case(name: "reading a record the case did not look up", change: { $0.operation = .read; $0.caseBound = false }, expected: .notCaseBound),
-        Case(name: "reading a case-bound record", change: { $0.operation = .read }, expected: .allowed),
+        Case(name: "reading a case-bound record", change: { $0.operation = .read; $0.caseBound = true }, expected: .allowed),
+        Case(name: "reading a record nobody checked the binding of (fails closed)", change: { $0.operation = .read }, expected: .notCaseBound),
         Case(name: "the 61st lookup in a minute", change: { $0.lookupsLastMinute = 60 }, expected: .volumeExceeded),
-        Case(name: "the 601st record in an hour", change: { $0.operation = .read; $0.recordsLastHour = 600 }, expected: .volumeExceeded),
+        Case(name: "the 601st record in an hour", change: { $0.operation = .read; $0.caseBound = true; $0.recordsLastHour = 600 }, expected: .volumeExceeded),
     ]
 
     @Test("each rule, in order, with its reason code", arguments: cases)
