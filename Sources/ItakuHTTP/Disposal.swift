@@ -151,8 +151,8 @@ final class RetentionService: Service, Sendable {
         }
     }
 
-    /// One run for one tenant: every dataset with a retention period, batch by batch, until no
-    /// expired record is left. Returns the disposal records written.
+    /// One run for one tenant: plain records sealed, then every dataset's expired records
+    /// disposed of, batch by batch, until none is left. Returns the disposal records written.
     func run(tenant: Tenant, actor: Disposer.Actor, requestID: String? = nil, clientAddress: String? = nil) async throws -> [DisposalSummary] {
         var documents: [DisposalSummary] = []
         // Every dataset: records that expired under a retention period since removed are
