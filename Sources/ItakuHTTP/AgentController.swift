@@ -89,12 +89,12 @@ struct AgentController: Sendable {
         let until = Date().addingTimeInterval(Double(caseBinding.components.seconds))
         let access = call.access
         let rows = try await admin.database.withConnection { connection in
-            try await connection.query(
+            try await connection.query(.prepared(
                 """
                 SELECT * FROM itaku.agent_lookup(\(tenant.id), \(dataset.id), \(kind.rawValue), \(PostgresBytes(digest)),
                     \(decision.maxResults)::integer, \(access.agent), \(access.caseRef), \(until))
                 """
-            )
+            ))
         }
         return try await answer(
             rows, decision: decision, entry: call.entry, tenant: tenant, schema: schema, access: access, reservedRecords: call.reservedRecords
@@ -118,7 +118,7 @@ struct AgentController: Sendable {
         call.entry.recordIDs = []
         guard let tenant, let recordID, let dataset = snapshot.datasets[tenant.id]?[call.access.dataset] else { throw Problem.internalError }
         let rows = try await admin.database.withConnection { connection in
-            try await connection.query("SELECT * FROM itaku.agent_read(\(tenant.id), \(dataset.id), \(recordID))")
+            try await connection.query(.prepared("SELECT * FROM itaku.agent_read(\(tenant.id), \(dataset.id), \(recordID))"))
         }
         return try await answer(
             rows, decision: decision, entry: call.entry, tenant: tenant, schema: dataset.schema, access: call.access,
@@ -269,7 +269,7 @@ struct AgentController: Sendable {
     private func isBound(_ recordID: UUID?, tenant: Tenant?, access: AccessRequest) async throws -> Bool {
         guard let tenant, let recordID, let agent = access.agent, let caseRef = access.caseRef else { return false }
         let rows = try await admin.database.withConnection { connection in
-            try await connection.query("SELECT itaku.case_bound(\(tenant.id), \(agent), \(caseRef), \(recordID))")
+            try await connection.query(.prepared("SELECT itaku.case_bound(\(tenant.id), \(agent), \(caseRef), \(recordID))"))
         }
         return try rows.first?.decode(0, as: Bool.self) == true
     }
@@ -415,12 +415,12 @@ struct AgentController: Sendable {
         let who = "agent:" + agent
         let tool = integration.map { "integration:" + $0.uuidString.lowercased() }
         let rows = try await admin.database.withConnection { connection in
-            try await connection.query(
+            try await connection.query(.prepared(
                 """
                 SELECT * FROM itaku.reserve_usage(\(tenantID), \(purpose), \(who), \(perMinute)::bigint, \(tool),
                     \(integrationLimit)::bigint, \(perHour)::bigint, \(Int32(clamping: records)))
                 """
-            )
+            ))
         }
         var usage = Usage()
         if let perMinute, try rows[0].decode(0, as: Bool.self) == false { usage.lookupsLastMinute = perMinute }
@@ -434,9 +434,9 @@ struct AgentController: Sendable {
     /// Adds `records` (negative: gives back) to the hour's counter, for `records_per_hour`.
     private func count(records: Int, tenantID: UUID, purpose: String, agent: String) async throws {
         try await admin.database.withConnection { connection in
-            try await connection.query(
+            try await connection.query(.prepared(
                 "SELECT itaku.count_records(\(tenantID), \(purpose), \("agent:" + agent), \(Int32(clamping: records)))"
-            )
+            ))
         }
     }
 

@@ -17,6 +17,12 @@ import Synchronization
 /// from another thread; it is guarded by `OperationCancellation`'s mutex.
 final class ConnectionHandle: @unchecked Sendable {
     private var conn: OpaquePointer?
+    /// Named statements prepared on this connection, by SQL text and parameter types.
+    private var preparedStatements: [String: String] = [:]
+    private var statementsPrepared = 0
+    /// False through a transaction pooler: a named statement lives in one server session,
+    /// which the next transaction may not get.
+    private var mayPrepare = true
 
     private init(conn: OpaquePointer) {
         self.conn = conn
@@ -44,6 +50,7 @@ final class ConnectionHandle: @unchecked Sendable {
             throw PostgresError(.connectionFailed, detail: "out of memory")
         }
         let handle = ConnectionHandle(conn: conn)
+        handle.mayPrepare = !configuration.transactionPooler
         // libpq prints server notices ("relation exists, skipping") to stderr by default;
         // Itaku's own logs are structured, and notices could quote data.
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
@@ -130,6 +137,7 @@ final class ConnectionHandle: @unchecked Sendable {
     func execute(
         _ sql: String,
         _ binds: PostgresBindings,
+        prepared: Bool = false,
         cancellation: OperationCancellation? = nil
     ) throws -> PostgresRows {
         if let error = binds.encodingError { throw error }
@@ -157,12 +165,37 @@ final class ConnectionHandle: @unchecked Sendable {
             }
         }
         if storage.isEmpty { storage.append(0) }
-        let result: OpaquePointer? = storage.withUnsafeBufferPointer { buffer in
-            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
-            var pointers: [UnsafePointer<CChar>?] = offsets.map { $0.map { base + $0 } }
-            return PQexecParams(conn, sql, Int32(values.count), &types, &pointers, &lengths, &formats, 1)
+        let name = prepared && mayPrepare ? try statementName(sql, types: types, conn: conn) : nil
+        func run() -> OpaquePointer? {
+            storage.withUnsafeBufferPointer { buffer in
+                let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+                var pointers: [UnsafePointer<CChar>?] = offsets.map { $0.map { base + $0 } }
+                if let name {
+                    return PQexecPrepared(conn, name, Int32(values.count), &pointers, &lengths, &formats, 1)
+                }
+                return PQexecParams(conn, sql, Int32(values.count), &types, &pointers, &lengths, &formats, 1)
+            }
         }
-        return try consume(result)
+        do {
+            return try consume(run())
+        } catch let error as PostgresError where name != nil && error.sqlState == PostgresError.SQLState.invalidStatementName {
+            // Dropped under us (DEALLOCATE, DISCARD ALL): forget them and run this one unnamed.
+            preparedStatements.removeAll()
+            return try execute(sql, binds, prepared: false, cancellation: nil)
+        }
+    }
+
+    /// The name of `sql` prepared with these parameter types on this connection; prepares it
+    /// the first time (`PQprepare`).
+    private func statementName(_ sql: String, types: [Oid], conn: OpaquePointer) throws -> String {
+        let key = types.map(String.init).joined(separator: ",") + ";" + sql
+        if let name = preparedStatements[key] { return name }
+        statementsPrepared += 1
+        let name = "itaku_\(statementsPrepared)"
+        var types = types
+        _ = try consume(PQprepare(conn, name, sql, Int32(types.count), &types))
+        preparedStatements[key] = name
+        return name
     }
 
     /// Runs one or more statements without parameters (simple query protocol): migration files.

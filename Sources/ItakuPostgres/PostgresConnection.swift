@@ -23,7 +23,7 @@ public struct PostgresConnection: Sendable {
         let handle = self.handle
         return try await withTaskCancellationHandler {
             try await threadPool.runIfActive {
-                try handle.execute(query.sql, query.binds, cancellation: cancellation)
+                try handle.execute(query.sql, query.binds, prepared: query.isPrepared, cancellation: cancellation)
             }
         } onCancel: {
             cancellation.cancel()

@@ -63,5 +63,6 @@ extension PostgresError {
         public static let insufficientPrivilege = "42501"
         public static let serializationFailure = "40001"
         public static let raiseException = "P0001"
+        public static let invalidStatementName = "26000"
     }
 }

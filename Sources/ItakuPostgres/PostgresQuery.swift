@@ -8,6 +8,19 @@
 public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomStringConvertible {
     public private(set) var sql: String
     public private(set) var binds: PostgresBindings
+    /// Run as a named prepared statement on each pooled connection (parsed and planned once per
+    /// connection), unless the connection goes through a transaction pooler.
+    public private(set) var isPrepared = false
+
+    /// This statement, prepared once per connection: for the hot, fixed statements.
+    public func prepared() -> PostgresQuery {
+        var copy = self
+        copy.isPrepared = true
+        return copy
+    }
+
+    /// `query`, prepared once per connection: `connection.query(.prepared("SELECT … \(x)"))`.
+    public static func prepared(_ query: PostgresQuery) -> PostgresQuery { query.prepared() }
 
     public init(stringLiteral value: String) {
         self.sql = value

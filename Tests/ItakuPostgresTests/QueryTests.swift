@@ -76,6 +76,40 @@ struct QueryTests {
         #expect(error?.debugDescription.contains("090-1234-5678") == true)
     }
 
+    @Test("a prepared statement is prepared once per connection, takes NULL and values alike, survives DEALLOCATE, and is never named through a transaction pooler")
+    func preparedStatements() async throws {
+        let database = try await TestCluster.shared().makeDatabase()
+        let client = database.makeClient(role: .runtime, maximumConnections: 1)
+        let (names, answers) = try await client.withConnection { connection in
+            var answers: [String?] = []
+            for value in ["a", nil, "b", "a"] as [String?] {
+                let rows = try await connection.query(.prepared("SELECT \(value)::text || '!', \(Int32(7)) + 1"))
+                answers.append(try rows[0].decode(0, as: String?.self))
+                #expect(try rows[0].decode(1, as: Int32.self) == 8)
+            }
+            let names = try await connection.query("SELECT name FROM pg_prepared_statements ORDER BY name").map { try $0.decode(0, as: String.self) }
+            // Dropped under the pool's feet: the statement still runs.
+            try await connection.query("DEALLOCATE ALL")
+            let again = try await connection.query(.prepared("SELECT \("c")::text || '!', \(Int32(7)) + 1"))
+            answers.append(try again[0].decode(0, as: String?.self))
+            return (names, answers)
+        }
+        await client.shutdown()
+        #expect(answers == ["a!", nil, "b!", "a!", "c!"])
+        #expect(names == ["itaku_1"])
+
+        // Through a transaction pooler a named statement could land in another session: none is made.
+        var pooled = database.configuration(role: .runtime, maximumConnections: 1)
+        pooled.transactionPooler = true
+        let viaPooler = PostgresClient(configuration: pooled, logger: Logger(label: "itaku.test"))
+        let unnamed = try await viaPooler.withConnection { connection in
+            _ = try await connection.query(.prepared("SELECT \("x")::text"))
+            return try await connection.query("SELECT count(*) FROM pg_prepared_statements")[0].decode(0, as: Int.self)
+        }
+        await viaPooler.shutdown()
+        #expect(unnamed == 0)
+    }
+
     @Test("a thrown error rolls the whole transaction back")
     func transactionRollsBack() async throws {
         let database = try await TestCluster.shared().makeDatabase(migrated: false)
