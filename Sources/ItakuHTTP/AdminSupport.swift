@@ -85,29 +85,43 @@ struct Admin: Sendable {
         let requestID = context.requestID
         let clientAddress = context.clientAddress
         let accessLog = self.accessLog
-        let result = try await database.withConnection { connection in
-            try await connection.begin()
-            do {
-                let (value, before, after) = try await body(connection)
-                var entry = AccessEntry(
-                    tenantID: tenantID, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
-                    operation: .configure, decision: .allow, reason: "allowed"
-                )
-                entry.target = target
-                entry.versionBefore = before
-                entry.versionAfter = after
-                entry.requestID = requestID
-                entry.clientAddress = clientAddress
-                try await RegistryStore.announceChange(target, on: connection)
-                try await accessLog.commit(with: [entry], on: connection)
-                return value
-            } catch {
-                _ = try? await connection.query("ROLLBACK")
-                throw error
-            }
+        let result = try await recordedTransaction(database: database, accessLog: accessLog) { connection in
+            let (value, before, after) = try await body(connection)
+            var entry = AccessEntry(
+                tenantID: tenantID, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
+                operation: .configure, decision: .allow, reason: "allowed"
+            )
+            entry.target = target
+            entry.versionBefore = before
+            entry.versionAfter = after
+            entry.requestID = requestID
+            entry.clientAddress = clientAddress
+            try await RegistryStore.announceChange(target, on: connection)
+            return (value, [entry])
         }
         try await registry.reload()
         return result
+    }
+}
+
+/// One transaction that commits together with the access entries its body returns (the
+/// writer commits it), or rolls back on any error: a change and its evidence, or neither. With
+/// `tenant`, the transaction acts for that tenant (row-level security) from its start.
+func recordedTransaction<T: Sendable>(
+    database: PostgresClient, accessLog: AccessLogWriter, tenant: UUID? = nil,
+    _ body: (PostgresConnection) async throws -> (T, [AccessEntry])
+) async throws -> T {
+    try await database.withConnection { connection in
+        try await connection.begin()
+        do {
+            if let tenant { try await RegistryStore.setTenant(tenant, on: connection) }
+            let (value, entries) = try await body(connection)
+            try await accessLog.commit(with: entries, on: connection)
+            return value
+        } catch {
+            _ = try? await connection.query("ROLLBACK")
+            throw error
+        }
     }
 }
 

@@ -163,25 +163,17 @@ final class RetentionService: Service, Sendable {
         }
         for dataset in datasets {
             while true {
-                let disposer = self.disposer, accessLog = self.accessLog
-                let batch: DisposalSummary? = try await database.withConnection { connection in
-                    try await connection.begin()
-                    do {
-                        try await RegistryStore.setTenant(tenant.id, on: connection)
-                        guard var disposed = try await disposer.dispose(
-                            .expired(limit: Self.batchSize), tenant: tenant, dataset: dataset, kind: .retention, by: actor, on: connection
-                        ) else {
-                            try await connection.query("ROLLBACK")
-                            return nil
-                        }
-                        disposed.entry.requestID = requestID
-                        disposed.entry.clientAddress = clientAddress
-                        try await accessLog.commit(with: [disposed.entry], on: connection)
-                        return disposed.summary
-                    } catch {
-                        _ = try? await connection.query("ROLLBACK")
-                        throw error
-                    }
+                let disposer = self.disposer
+                let batch: DisposalSummary? = try await recordedTransaction(
+                    database: database, accessLog: accessLog, tenant: tenant.id
+                ) { connection in
+                    // Nothing expired: nothing deleted, nothing to record.
+                    guard var disposed = try await disposer.dispose(
+                        .expired(limit: Self.batchSize), tenant: tenant, dataset: dataset, kind: .retention, by: actor, on: connection
+                    ) else { return (nil, []) }
+                    disposed.entry.requestID = requestID
+                    disposed.entry.clientAddress = clientAddress
+                    return (disposed.summary, [disposed.entry])
                 }
                 guard let batch else { break }
                 documents.append(batch)

@@ -403,13 +403,17 @@ struct SubjectRequestsController: Sendable {
                     status: try row.decode(3)
                 )
             }
+            // The agents' accesses to the subject, oldest first (the column list is program text).
+            var binds = PostgresBindings()
+            binds.append(tenant.id)
+            binds.append(pending.subject_digests)
             let history = try await connection.query(PostgresQuery(
                 unsafeSQL: """
                     SELECT \(AccessLogStore.columns) FROM itaku.access_log
                     WHERE tenant_id = $1 AND subject_digests && $2::text[] AND operation IN ('lookup', 'read', 'update')
                     ORDER BY occurred_at, entry_id LIMIT 100000
                     """,
-                binds: { var binds = PostgresBindings(); binds.append(tenant.id); binds.append(pending.subject_digests); return binds }()
+                binds: binds
             )).map(AccessLogStore.entry)
             var entry = template
             entry.rowsReturned = records.count
@@ -611,18 +615,6 @@ struct SubjectRequestsController: Sendable {
     private func transaction<T: Sendable>(
         _ tenant: Tenant, _ body: @Sendable (PostgresConnection) async throws -> (T, [AccessEntry])
     ) async throws -> T {
-        let accessLog = admin.accessLog
-        return try await admin.database.withConnection { connection in
-            try await connection.begin()
-            do {
-                try await RegistryStore.setTenant(tenant.id, on: connection)
-                let (value, entries) = try await body(connection)
-                try await accessLog.commit(with: entries, on: connection)
-                return value
-            } catch {
-                _ = try? await connection.query("ROLLBACK")
-                throw error
-            }
-        }
+        try await recordedTransaction(database: admin.database, accessLog: admin.accessLog, tenant: tenant.id, body)
     }
 }
