@@ -15,6 +15,8 @@ public struct AccessLogQuery: Sendable {
     public var decision: String?
     public var reason: String?
     public var recordID: UUID?
+    /// One entry, by its id (the console's detail page).
+    public var entryID: UUID?
     public var lookupKind: String?
     /// Digests of a lookup value, one per tenant key that may apply.
     public var lookupDigests: [[UInt8]]?
@@ -72,6 +74,7 @@ public struct AccessLogQuery: Sendable {
         if let decision { add("decision = ?", decision) }
         if let reason { add("reason = ?", reason) }
         if let recordID { add("? = ANY(record_ids)", recordID) }
+        if let entryID { add("entry_id = ?", entryID) }
         if let lookupKind { add("lookup_kind = ?", lookupKind) }
         if let lookupDigests { add("lookup_digest = ANY(?::text[]::bytea[])", lookupDigests.map { "\\x" + AccessEntry.hex($0) }) }
         if let subjectDigests { add("subject_digests && ?::text[]", subjectDigests) }

@@ -60,6 +60,10 @@ public struct ItakuConfiguration: Sendable {
     public var assertedLookupsPerMinute: Int
     /// `retention.intervalSeconds`: how often the retention service disposes of expired records.
     public var retentionIntervalSeconds: Int
+    /// `console.sessionMinutes`: the longest a console session lasts; `console.idleMinutes`:
+    /// how long it lasts without a page being viewed.
+    public var consoleSessionMinutes: Int
+    public var consoleIdleMinutes: Int
     /// Whether the database is the embedded cluster of `./Deploy/run` (a local demo).
     public var isEmbeddedDatabase: Bool
     /// `db.readerUrl`: the cross-tenant reader role's connection (registry snapshots, the
@@ -112,6 +116,8 @@ public struct ItakuConfiguration: Sendable {
         requireAuthorizedParty = reader.bool(forKey: "agents.requireAuthorizedParty", default: false)
         retentionIntervalSeconds = min(max(1, reader.int(forKey: "retention.intervalSeconds", default: 3600)), 604_800)
         assertedLookupsPerMinute = min(max(1, reader.int(forKey: "agents.assertedLookupsPerMinute", default: 600)), 1_000_000)
+        consoleSessionMinutes = min(max(1, reader.int(forKey: "console.sessionMinutes", default: 480)), 1440)
+        consoleIdleMinutes = min(max(1, reader.int(forKey: "console.idleMinutes", default: 30)), consoleSessionMinutes)
     }
 
     /// The effective settings as `key = value` lines, with passwords in URLs redacted.
@@ -149,6 +155,8 @@ public struct ItakuConfiguration: Sendable {
             ("agents.requireAuthorizedParty", String(requireAuthorizedParty)),
             ("agents.assertedLookupsPerMinute", String(assertedLookupsPerMinute)),
             ("retention.intervalSeconds", String(retentionIntervalSeconds)),
+            ("console.sessionMinutes", String(consoleSessionMinutes)),
+            ("console.idleMinutes", String(consoleIdleMinutes)),
         ]
     }
 

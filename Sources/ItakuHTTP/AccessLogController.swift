@@ -41,7 +41,7 @@ struct AccessLogController: Sendable {
             // BPO. Reading checkpoints writes nothing: they hold no personal data.
             let principal = try admin.principal(context, [.reviewer, .clientAdmin])
             let snapshot = context.snapshot ?? RegistrySnapshot()
-            let (limit, cursor) = try Self.page(request)
+            let (limit, cursor) = try Self.page(Self.parameters(request))
             let (checkpoints, next): ([Checkpoint], AccessLogQuery.Cursor?)
             if principal.role == .reviewer {
                 (checkpoints, next) = try await admin.reader.withTransaction {
@@ -68,24 +68,46 @@ struct AccessLogController: Sendable {
             ))
         }
         routes.on("/v1/access-log/verify", method: .post) { _, context in
-            let principal = try admin.principal(context, [.reviewer])
-            // Bounded in time: a log too long to walk now answers with what was checked
-            // (`complete: false`); `itaku verify-log` has no bound.
-            let verifier = AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey, timeLimit: Self.verifyTimeLimit)
-            let report = try await verifier.verify(admin.reader)
-            try await review(principal, context, target: "access-log:verify", rows: report.entries)
-            return try admin.json(report)
+            try admin.json(try await verify(context))
         }
         addSearchRoutes(to: &routes)
+    }
+
+    /// Verifies every chain and checkpoint for a reviewer, and records that it did.
+    func verify(_ context: ItakuRequestContext) async throws -> AccessLogVerifier.Report {
+        let principal = try admin.principal(context, [.reviewer])
+        // Bounded in time: a log too long to walk now answers with what was checked
+        // (`complete: false`); `itaku verify-log` has no bound.
+        let verifier = AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey, timeLimit: Self.verifyTimeLimit)
+        let report = try await verifier.verify(admin.reader)
+        try await review(principal, context, target: "access-log:verify", rows: report.entries)
+        return report
     }
 
     // MARK: Search and export
 
     func addSearchRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/access-log", method: .get) { request, context in try await search(request, context, scoped: false) }
-        routes.on("/v1/tenants/:tenant/access-log", method: .get) { request, context in try await search(request, context, scoped: true) }
-        routes.on("/v1/access-log/export", method: .get) { request, context in try await export(request, context, scoped: false) }
-        routes.on("/v1/tenants/:tenant/access-log/export", method: .get) { request, context in try await export(request, context, scoped: true) }
+        routes.on("/v1/access-log", method: .get) { request, context in
+            try await searchResponse(Self.parameters(request), context, scoped: false)
+        }
+        routes.on("/v1/tenants/:tenant/access-log", method: .get) { request, context in
+            try await searchResponse(Self.parameters(request), context, scoped: true)
+        }
+        routes.on("/v1/access-log/export", method: .get) { request, context in
+            try await export(Self.parameters(request), context, scoped: false)
+        }
+        routes.on("/v1/tenants/:tenant/access-log/export", method: .get) { request, context in
+            try await export(Self.parameters(request), context, scoped: true)
+        }
+    }
+
+    /// The query's parameters, the first of each name (as Hummingbird's `get` reads them).
+    static func parameters(_ request: Request) -> [String: String] {
+        var parameters: [String: String] = [:]
+        for (name, value) in request.uri.queryParameters where parameters[String(name)] == nil {
+            parameters[String(name)] = String(value)
+        }
+        return parameters
     }
 
     struct Page: Encodable {
@@ -97,14 +119,13 @@ struct AccessLogController: Sendable {
     static let verifyTimeLimit: Duration = .seconds(60)
 
     /// A page's `limit` (1 to 1,000, default 100) and `cursor` (one this API handed out).
-    static func page(_ request: Request) throws -> (limit: Int, cursor: AccessLogQuery.Cursor?) {
-        let parameters = request.uri.queryParameters
-        let limit = try parameters.get("limit").map { value -> Int in
+    static func page(_ parameters: [String: String]) throws -> (limit: Int, cursor: AccessLogQuery.Cursor?) {
+        let limit = try parameters["limit"].map { value -> Int in
             guard let limit = Int(value), (1...maxPageSize).contains(limit) else { throw badParameter("limit") }
             return limit
         } ?? 100
-        let cursor = try parameters.get("cursor").map { token -> AccessLogQuery.Cursor in
-            guard let cursor = AccessLogQuery.Cursor(token: String(token)) else {
+        let cursor = try parameters["cursor"].map { token -> AccessLogQuery.Cursor in
+            guard let cursor = AccessLogQuery.Cursor(token: token) else {
                 throw Problem.badRequest(code: "invalid_cursor", "The cursor is not one this API returned.", pointer: "cursor")
             }
             return cursor
@@ -112,30 +133,39 @@ struct AccessLogController: Sendable {
         return (limit, cursor)
     }
 
-    private func search(_ request: Request, _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
-        let (principal, tenant, query) = try selection(request, context, scoped: scoped)
-        let (limit, cursor) = try Self.page(request)
+    /// One page of the selected entries, the search itself recorded as a `review` entry.
+    func search(
+        _ parameters: [String: String], _ context: ItakuRequestContext, scoped: Bool, target: String = "access-log:search"
+    ) async throws -> (entries: [AccessEntry], next: AccessLogQuery.Cursor?) {
+        let (principal, tenant, query) = try selection(parameters, context, scoped: scoped)
+        let (limit, cursor) = try Self.page(parameters)
         let (entries, next) = try await pool(for: tenant).withTransaction { connection in
             try await Self.scope(connection, tenant: tenant)
             return try await query.page(after: cursor, limit: limit, on: connection)
         }
-        try await review(principal, context, target: "access-log:search", rows: entries.count, tenantID: tenant?.id)
+        try await review(principal, context, target: target, rows: entries.count, tenantID: tenant?.id)
+        return (entries, next)
+    }
+
+    private func searchResponse(_ parameters: [String: String], _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
+        let (entries, next) = try await search(parameters, context, scoped: scoped)
         let body = "{\"entries\":[" + entries.map(\.jsonObject).joined(separator: ",") + "],\"next_cursor\":"
             + (next.map { JSONText.string($0.token) } ?? "null") + ",\"count\":\(entries.count)}"
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
-    private func export(_ request: Request, _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
-        let (principal, tenant, query) = try selection(request, context, scoped: scoped)
-        let format = String(request.uri.queryParameters.get("format") ?? "jsonl")
+    func export(_ parameters: [String: String], _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
+        let (principal, tenant, query) = try selection(parameters, context, scoped: scoped)
+        let format = parameters["format"] ?? "jsonl"
         guard ["jsonl", "csv", "ocsf"].contains(format) else { throw Self.badParameter("format") }
         // The export is itself logged before the first byte leaves.
         try await review(principal, context, target: "access-log:export:\(format)", rows: 0, tenantID: tenant?.id)
         let database = pool(for: tenant)
         let codes = (context.snapshot ?? RegistrySnapshot()).tenants.mapValues(\.code)
         let contentType = format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson"
+        let disposition = "attachment; filename=\"itaku-access-log.\(format == "csv" ? "csv" : "\(format).jsonl")\""
         // Pages of 2,000 entries, each written as soon as it is read: constant memory for any size.
-        return Response(status: .ok, headers: [.contentType: contentType], body: ResponseBody { writer in
+        return Response(status: .ok, headers: [.contentType: contentType, .contentDisposition: disposition], body: ResponseBody { writer in
             if format == "csv" { try await writer.write(ByteBuffer(string: AccessEntry.csvHeader)) }
             var cursor: AccessLogQuery.Cursor?
             repeat {
@@ -161,7 +191,7 @@ struct AccessLogController: Sendable {
 
     /// Who may read which part of the log, and the filters of the request.
     private func selection(
-        _ request: Request, _ context: ItakuRequestContext, scoped: Bool
+        _ parameters: [String: String], _ context: ItakuRequestContext, scoped: Bool
     ) throws -> (Principal, Tenant?, AccessLogQuery) {
         let principal: Principal
         var tenant: Tenant?
@@ -173,9 +203,8 @@ struct AccessLogController: Sendable {
             principal = try admin.principal(context, [.reviewer])
         }
         let snapshot = context.snapshot ?? RegistrySnapshot()
-        let parameters = request.uri.queryParameters
         func text(_ name: String) throws -> String? {
-            guard let value = parameters.get(name).map({ String($0) }) else { return nil }
+            guard let value = parameters[name] else { return nil }
             guard PrintableText.isValid(value, maxBytes: 256) else { throw Self.badParameter(name) }
             return value
         }
@@ -205,6 +234,7 @@ struct AccessLogController: Sendable {
         query.decision = try text("decision")
         query.reason = try text("reason")
         query.recordID = try uuid("record")
+        query.entryID = try uuid("entry")
         query.lookupKind = try text("lookup_kind")
         if let value = try text("lookup_value") {
             // The value is digested here, with each candidate tenant's key; it is never stored.
@@ -240,7 +270,7 @@ struct AccessLogController: Sendable {
         .badRequest(code: "invalid_parameter", "The query parameter is not valid here.", pointer: name)
     }
 
-    private func review(
+    func review(
         _ principal: Principal, _ context: ItakuRequestContext, target: String, rows: Int, tenantID: UUID? = nil
     ) async throws {
         var entry = AccessEntry(

@@ -75,12 +75,23 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     )
     TenantsController(admin: admin).addRoutes(to: &routes)
     DatasetsController(admin: admin).addRoutes(to: &routes)
-    PurposesController(admin: admin).addRoutes(to: &routes)
+    let purposes = PurposesController(admin: admin)
+    purposes.addRoutes(to: &routes)
     AgentsController(admin: admin).addRoutes(to: &routes)
     AssignmentsController(admin: admin).addRoutes(to: &routes)
     IntegrationsController(admin: admin).addRoutes(to: &routes)
     ImportsController(admin: admin, keyring: keyring, maxImportBytes: configuration.maxImportBytes).addRoutes(to: &routes)
-    AccessLogController(admin: admin, keyring: keyring).addRoutes(to: &routes)
+    let accessLogController = AccessLogController(admin: admin, keyring: keyring)
+    accessLogController.addRoutes(to: &routes)
+    ConsoleController(
+        admin: admin,
+        sessions: ConsoleSessions(
+            database: database, lifetime: .seconds(configuration.consoleSessionMinutes * 60),
+            idle: .seconds(configuration.consoleIdleMinutes * 60)
+        ),
+        accessLog: accessLogController, purposes: purposes,
+        reports: ConsoleReports(admin: admin, accessLog: accessLogController)
+    ).addRoutes(to: &routes)
     let retention = RetentionService(
         database: database, registry: registry, accessLog: accessLog, keyring: keyring, dataKeys: admin.dataKeys,
         instanceID: configuration.instanceID,

@@ -1,6 +1,7 @@
 import Hummingbird
 import ItakuAccessLog
 import ItakuPostgres
+import ItakuRegistry
 import Logging
 
 /// Maps every error to problem+json, in exactly one place. Unknown errors become an empty
@@ -12,7 +13,12 @@ struct ErrorMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            return Self.problem(for: error, context: context).render(requestID: context.requestID)
+            let problem = Self.problem(for: error, context: context)
+            if request.uri.path.hasPrefix("/console") {
+                // The console answers in pages, also for paths it does not have.
+                return ConsoleView(language: .of(request), snapshot: RegistrySnapshot(), path: "/console/").errorPage(problem)
+            }
+            return problem.render(requestID: context.requestID)
         }
     }
 

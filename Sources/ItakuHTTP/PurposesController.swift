@@ -47,20 +47,32 @@ struct PurposesController: Sendable {
     }
 
     private func put(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+        let (purpose, created) = try await save(context, ifMatch: request.headers[.ifMatch]) {
+            try await admin.decode(PurposeDefinition.self, from: request, context: context)
+        }
+        return try admin.json(Self.body(purpose), status: created ? .created : .ok, headers: [.eTag: Self.etag(purpose.version)])
+    }
+
+    /// Makes a new version of the path's purpose: the API's PUT and the console's edit form
+    /// alike. `ifMatch` must name the current version when the purpose exists; the definition is
+    /// read only after that check passes. Returns the stored purpose and whether it is new.
+    func save(
+        _ context: ItakuRequestContext, ifMatch: String?, definition read: () async throws -> PurposeDefinition
+    ) async throws -> (Purpose, created: Bool) {
         let (_, tenant) = try admin.tenant(context, [.clientAdmin])
         let key = context.parameters.get("purpose") ?? ""
         guard TenantsController.isCode(key) else { throw Problem.invalid([.init(code: "invalid_purpose_key", pointer: "purpose")]) }
         let current = context.snapshot?.purposes[tenant.id]?[key]
         var expected: Int? = nil
         if let current {
-            guard let ifMatch = request.headers[.ifMatch] else {
+            guard let ifMatch else {
                 throw Problem(.preconditionRequired, code: "precondition_required", title: "If-Match required",
                               detail: "This purpose exists; send If-Match with its current ETag.")
             }
             guard ifMatch == Self.etag(current.version) || ifMatch == "*" else { throw Self.stale }
             expected = current.version
         }
-        let definition = try await admin.decode(PurposeDefinition.self, from: request, context: context)
+        let definition = try await read()
         let schemas = (context.snapshot?.datasets[tenant.id] ?? [:]).mapValues(\.schema)
         let issues = definition.validate(against: schemas)
         guard issues.isEmpty else { throw Problem.invalid(issues.problems) }
@@ -73,8 +85,10 @@ struct PurposesController: Sendable {
             guard let version else { throw Self.stale }
             return (version, expectedVersion, version)
         }
-        guard let version, let purpose = admin.registry.snapshot.purposes[tenant.id]?[key] else { throw Problem.internalError }
-        return try admin.json(Self.body(purpose), status: current == nil ? .created : .ok, headers: [.eTag: Self.etag(version)])
+        guard let version, let purpose = admin.registry.snapshot.purposes[tenant.id]?[key], purpose.version == version else {
+            throw Problem.internalError
+        }
+        return (purpose, current == nil)
     }
 
     static let stale = Problem(.preconditionFailed, code: "precondition_failed", title: "Stale version",

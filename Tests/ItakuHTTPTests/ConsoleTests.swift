@@ -1,0 +1,214 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import ItakuTestSupport
+import NIOCore
+import Testing
+
+/// The supervision console over real HTTP and a real database: signing in and out, the form
+/// token, tenant isolation, escaping, and that viewing the log is itself logged. The browser
+/// run (`./Deploy/console`, in `./Deploy/test`) drives the same pages in Chromium.
+@Suite("Console", .serialized)
+struct ConsoleTests {
+    struct Page {
+        var status: HTTPResponse.Status
+        var headers: HTTPFields
+        var html: String
+        /// The `<main>` element: what differs between pages, without the layout around it.
+        var main: String {
+            guard let start = html.range(of: "<main"), let end = html.range(of: "</main>") else { return "" }
+            return String(html[start.lowerBound..<end.upperBound])
+        }
+        var location: String? { headers[.location] }
+        var csrf: String? {
+            guard let range = html.range(of: "name=\"csrf\" value=\"") else { return nil }
+            return String(html[range.upperBound...].prefix { $0 != "\"" })
+        }
+        /// `name=value` of a cookie this response sets.
+        func cookie(_ name: String) -> String? {
+            headers[values: .setCookie].first { $0.hasPrefix(name + "=") }.map { String($0.prefix { $0 != ";" }) }
+        }
+    }
+
+    func get(_ client: some TestClientProtocol, _ path: String, cookie: String?) async throws -> Page {
+        var headers: HTTPFields = [:]
+        if let cookie { headers[.cookie] = cookie }
+        return try await client.execute(uri: path, method: .get, headers: headers) {
+            Page(status: $0.status, headers: $0.headers, html: String(buffer: $0.body))
+        }
+    }
+
+    func post(_ client: some TestClientProtocol, _ path: String, cookie: String?, form: [(String, String)]) async throws -> Page {
+        var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+        if let cookie { headers[.cookie] = cookie }
+        let body = form.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
+        return try await client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: body)) {
+            Page(status: $0.status, headers: $0.headers, html: String(buffer: $0.body))
+        }
+    }
+
+    /// Signs in as the sign-in page does: its own form token, then the key. Returns the response.
+    func signIn(_ client: some TestClientProtocol, key: String) async throws -> Page {
+        let form = try await get(client, "/console/sign-in", cookie: nil)
+        let token = try #require(form.csrf)
+        return try await post(client, "/console/sign-in", cookie: form.cookie("itaku_sign_in"), form: [("csrf", token), ("key", key)])
+    }
+
+    func session(_ client: some TestClientProtocol, key: String) async throws -> (cookie: String, csrf: String) {
+        let signedIn = try await signIn(client, key: key)
+        let cookie = try #require(signedIn.cookie("itaku_session"))
+        let home = try await get(client, "/console/tenants", cookie: cookie)
+        return (cookie, try #require(home.csrf))
+    }
+
+    @Test("sign-in takes a person's key into a Secure HttpOnly SameSite=Strict session; sign-out ends it everywhere")
+    func signInAndOut() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            let adminKey = try await client.setUpTenant("acme", operatorKey: fixture.operatorKey)
+            let integration = try await client.call(.post, "/v1/integrations", key: fixture.operatorKey, json: ["name": "desk", "trust_mode": "verified", "tenants": ["acme"]])
+            let integrationKey = try await client.call(
+                .post, "/v1/keys", key: fixture.operatorKey, json: ["role": "integration", "integration": integration["id"] as? String ?? ""]
+            )["key"] as? String ?? "itk_none"
+
+            // Without a session every page leads to the sign-in page.
+            #expect(try await get(client, "/console/tenants", cookie: nil).location == "/console/sign-in")
+            // A wrong key, and a machine's key, are refused alike.
+            for key in ["itk_wrong", integrationKey] {
+                let refused = try await signIn(client, key: key)
+                #expect(refused.status == .unauthorized)
+                #expect(refused.html.contains("invalid_key"))
+                #expect(refused.cookie("itaku_session") == nil)
+            }
+            // A sign-in form posted without this browser's own token is refused.
+            let forged = try await post(client, "/console/sign-in", cookie: nil, form: [("csrf", "x"), ("key", adminKey)])
+            #expect(forged.status == .forbidden)
+            #expect(forged.html.contains("csrf_failed"))
+
+            let signedIn = try await signIn(client, key: adminKey)
+            #expect(signedIn.status == .seeOther)
+            let setCookie = signedIn.headers[values: .setCookie].first { $0.hasPrefix("itaku_session=") } ?? ""
+            for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/console"] { #expect(setCookie.contains(attribute)) }
+            let cookie = try #require(signedIn.cookie("itaku_session"))
+            // The client admin lands on its tenant; the cookie holds no key.
+            #expect(try await get(client, "/console/", cookie: cookie).location == "/console/tenants/acme/")
+            #expect(!setCookie.contains(adminKey))
+            let home = try await get(client, "/console/tenants/acme/", cookie: cookie)
+            #expect(home.status == .ok)
+            #expect(home.headers[.contentSecurityPolicy]?.contains("default-src 'none'") == true)
+            let csrf = try #require(home.csrf)
+
+            // Signing out needs the form token too; then the cookie opens nothing.
+            #expect(try await post(client, "/console/sign-out", cookie: cookie, form: []).status == .forbidden)
+            #expect(try await get(client, "/console/tenants/acme/", cookie: cookie).status == .ok)
+            #expect(try await post(client, "/console/sign-out", cookie: cookie, form: [("csrf", csrf)]).location == "/console/sign-in")
+            #expect(try await get(client, "/console/tenants/acme/", cookie: cookie).location == "/console/sign-in")
+        }
+    }
+
+    @Test("a client admin sees only its tenant: a foreign tenant's page is the same 404 page as a missing one")
+    func tenantIsolation() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            let adminKey = try await client.setUpTenant("acme", operatorKey: fixture.operatorKey)
+            _ = try await client.setUpTenant("kobe", operatorKey: fixture.operatorKey)
+            let (cookie, _) = try await session(client, key: adminKey)
+            let tenants = try await get(client, "/console/tenants", cookie: cookie)
+            #expect(tenants.html.contains("/console/tenants/acme/"))
+            #expect(!tenants.html.contains("kobe"))
+            for page in ["", "purposes", "datasets", "roster", "access-log", "charts", "report", "report.pdf"] {
+                let foreign = try await get(client, "/console/tenants/kobe/\(page)", cookie: cookie)
+                let missing = try await get(client, "/console/tenants/nowhere/\(page)", cookie: cookie)
+                #expect(foreign.status == .notFound, "\(page)")
+                #expect(missing.status == .notFound, "\(page)")
+                #expect(foreign.main == missing.main, "\(page)")
+                #expect(!foreign.main.contains("kobe"))
+            }
+        }
+    }
+
+    @Test("the purpose form makes a new version only with the session's form token, and the diff shows the change")
+    func purposeEdit() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            let adminKey = try await client.setUpTenant("acme", operatorKey: fixture.operatorKey)
+            _ = try await client.call(.put, "/v1/tenants/acme/purposes/support", key: adminKey, json: purpose())
+            let (cookie, csrf) = try await session(client, key: adminKey)
+            var changed = purpose()
+            changed["name"] = "Order support (extended)"
+            let form = [("version", "1"), ("definition", jsonText(changed))]
+
+            for token in [nil, "wrong"] as [String?] {
+                let refused = try await post(client, "/console/tenants/acme/purposes/support/edit", cookie: cookie, form: form + (token.map { [("csrf", $0)] } ?? []))
+                #expect(refused.status == .forbidden)
+                #expect(refused.html.contains("csrf_failed"))
+            }
+            let unchanged = try await client.call(.get, "/v1/tenants/acme/purposes/support", key: adminKey)
+            #expect(unchanged["version"] as? Int == 1)
+
+            let saved = try await post(client, "/console/tenants/acme/purposes/support/edit", cookie: cookie, form: form + [("csrf", csrf)])
+            #expect(saved.location == "/console/tenants/acme/purposes/support")
+            let now = try await client.call(.get, "/v1/tenants/acme/purposes/support", key: adminKey)
+            #expect(now["version"] as? Int == 2)
+            // The same form again is stale: If-Match named version 1.
+            let stale = try await post(client, "/console/tenants/acme/purposes/support/edit", cookie: cookie, form: form + [("csrf", csrf)])
+            #expect(stale.status == .preconditionFailed)
+            // Not JSON: the form comes back with the problem, nothing stored.
+            let broken = try await post(client, "/console/tenants/acme/purposes/support/edit", cookie: cookie, form: [("version", "2"), ("definition", "{"), ("csrf", csrf)])
+            #expect(broken.status == .badRequest)
+            #expect(broken.html.contains("invalid_json"))
+
+            let page = try await get(client, "/console/tenants/acme/purposes/support?a=1&b=2", cookie: cookie)
+            #expect(page.html.contains("id=\"current-version\">2<"))
+            #expect(page.html.contains("<tr class=\"changed\">"))
+            #expect(page.html.contains("Order support (extended)"))
+        }
+    }
+
+    @Test("every page escapes what it shows: an agent named <script> is text in the roster and its CSV")
+    func escaping() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            let adminKey = try await client.setUpTenant("acme", operatorKey: fixture.operatorKey)
+            _ = try await client.call(.put, "/v1/tenants/acme/purposes/support", key: adminKey, json: purpose())
+            _ = try await client.call(.post, "/v1/agents", key: fixture.operatorKey, json: ["employee_id": "A9", "name": "<script>alert(1)</script>", "site": "\"><img src=x>"])
+            let assigned = try await client.call(.put, "/v1/tenants/acme/assignments/A9", key: fixture.operatorKey, json: [
+                "purposes": ["support"], "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2030-01-01T00:00:00Z",
+            ])
+            #expect(assigned.status == .created)
+            let (cookie, _) = try await session(client, key: adminKey)
+            let roster = try await get(client, "/console/tenants/acme/roster", cookie: cookie)
+            #expect(roster.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+            #expect(roster.html.contains("&quot;&gt;&lt;img src=x&gt;"))
+            #expect(!roster.html.contains("<script>"))
+            #expect(!roster.html.contains("<img"))
+            let csv = try await get(client, "/console/tenants/acme/roster.csv", cookie: cookie)
+            #expect(csv.headers[.contentType]?.hasPrefix("text/csv") == true)
+            #expect(csv.html.contains("A9,<script>alert(1)</script>,"))
+        }
+    }
+
+    @Test("viewing the log in the console writes the review entries the API writes")
+    func viewingIsLogged() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            let adminKey = try await client.setUpTenant("acme", operatorKey: fixture.operatorKey)
+            let (cookie, _) = try await session(client, key: adminKey)
+            for page in ["access-log", "charts", "report", "report.csv"] {
+                #expect(try await get(client, "/console/tenants/acme/\(page)", cookie: cookie).status == .ok, "\(page)")
+            }
+            #expect(try await get(client, "/console/tenants/acme/access-log?from=not-a-time", cookie: cookie).status == .badRequest)
+            let reviews = try await client.call(.get, "/v1/tenants/acme/access-log?operation=review&limit=100", key: adminKey)
+            let targets = Set(((reviews["entries"] as? [[String: Any]]) ?? []).compactMap { $0["target"] as? String })
+            for target in ["access-log:search", "access-log:charts", "access-log:report", "access-log:report:csv"] {
+                #expect(targets.contains(target), "\(target)")
+            }
+        }
+    }
+}
