@@ -221,7 +221,7 @@ struct ConsoleReports: Sendable {
     }
 
     private func agentHeader(_ language: ConsoleLanguage) -> [String] {
-        [ConsoleText.employeeID, .name, .lookups, .reads, .updates, .denials, .recordsReturned, .specialAccesses].map { $0(language) }
+        [ConsoleText.employeeID, .name, .lookups, .reads, .updates, .denied, .recordsReturned, .specialAccesses].map { $0(language) }
     }
 
     private func reportPage(_ request: Request, _ context: ItakuRequestContext, _ view: ConsoleView) async throws -> Response {

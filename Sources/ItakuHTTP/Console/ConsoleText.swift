@@ -31,7 +31,7 @@ enum ConsoleText: String {
     case any, time, actor, rows, entries, nextPage, export, verify, verifyLead, entry, noEntries, newestFirst
     case streams, stream, checkedEntries, checkpoints, complete, incomplete, verified, problems
     case period, show, hourly, denials, topAgents, perPurpose, noData, allow, deny
-    case reportTitle, reportLead, accesses, recordsReturned, specialAccesses, lookups, reads, updates, downloadPDF
+    case reportTitle, reportLead, denied, accesses, recordsReturned, specialAccesses, lookups, reads, updates, downloadPDF
     case notFound, forbidden, csrfFailed, invalidKey, signedOut, error, back, utcNote
 
     func callAsFunction(_ language: ConsoleLanguage) -> String {
@@ -82,7 +82,7 @@ enum ConsoleText: String {
         .reportTitle: ("取扱状況報告", "Handling-status report"),
         .reportLead: ("委託先における個人データの取扱状況（監督義務・PMS 監査の記録）",
                       "How the contractor handled the entrusted personal data (evidence for supervision and PrivacyMark audits)"),
-        .accesses: ("アクセス数", "Accesses"), .recordsReturned: ("返却レコード数", "Records returned"),
+        .denied: ("拒否", "Denied"), .accesses: ("アクセス数", "Accesses"), .recordsReturned: ("返却レコード数", "Records returned"),
         .specialAccesses: ("要配慮・個人番号のアクセス", "Special-category accesses"), .lookups: ("検索", "Lookups"),
         .reads: ("閲覧", "Reads"), .updates: ("更新", "Updates"), .downloadPDF: ("PDF ダウンロード", "Download PDF"),
         .notFound: ("見つかりません", "Not found"), .forbidden: ("権限がありません", "Forbidden"),
