@@ -107,10 +107,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ItakuAgentAPI",
+            dependencies: ["ItakuCore", "ItakuPostgres", "ItakuRegistry", "ItakuEnforcer", "ItakuAccessLog", "ItakuData"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ItakuHTTP",
             dependencies: [
                 "ItakuCore", "ItakuPostgres", "ItakuSchema", "ItakuRegistry", "ItakuEnforcer",
-                "ItakuAccessLog", "ItakuData",
+                "ItakuAccessLog", "ItakuData", "ItakuAgentAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Configuration", package: "swift-configuration"),

@@ -74,7 +74,9 @@ public final class AccessLogWriter: Service, Sendable {
     private let state = Mutex(State())
     private let wakeUp: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
-    private let transactional = AsyncLock()
+    /// The transactional streams' lanes (see `transaction`), taken in turn.
+    private let lanes = (0..<8).map { _ in AsyncLock() }
+    private let nextLane = Atomic<UInt>(0)
 
     public init(database: PostgresClient, keyring: Keyring, instanceID: String, logger: Logger, configuration: Configuration = .init()) {
         self.database = database
@@ -105,22 +107,49 @@ public final class AccessLogWriter: Service, Sendable {
         }
     }
 
-    /// Writes `entries` inside the caller's open transaction on `connection` and commits it:
-    /// the change and its entries are durable together or not at all. These entries chain in
-    /// their tenant's transactional stream (`…/tx`), one such commit at a time.
-    @discardableResult
-    public func commit(with entries: [AccessEntry], on connection: PostgresConnection) async throws -> [AccessEntry] {
+    /// Runs `body` in a transaction that this function opens and commits, together with the
+    /// access entries `body` returns: the change and its evidence are durable together, or
+    /// neither is (any error rolls back). With `tenant`, the transaction acts for that tenant
+    /// (row-level security) from its start. This is the one place that opens and commits a
+    /// transaction carrying access entries.
+    ///
+    /// The entries chain in one of the tenant's transactional streams (`…/tx0` … `…/tx7`): a
+    /// transaction takes a free lane for its insert and commit, so up to eight commits of one
+    /// tenant are in flight together and PostgreSQL flushes them in one WAL write.
+    public func transaction<T: Sendable>(
+        on database: PostgresClient, tenant: UUID? = nil,
+        _ body: (PostgresConnection) async throws -> (T, [AccessEntry])
+    ) async throws -> (T, [AccessEntry]) {
+        try await database.withConnection { connection in
+            try await connection.begin()
+            do {
+                if let tenant {
+                    try await connection.query("SELECT set_config('itaku.tenant_id', \(tenant.uuidString), true)")
+                }
+                let (value, entries) = try await body(connection)
+                let written = try await commit(entries, on: connection)
+                return (value, written)
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// Chains and inserts `entries` in the open transaction and commits it, holding one lane.
+    private func commit(_ entries: [AccessEntry], on connection: PostgresConnection) async throws -> [AccessEntry] {
         let prepared = entries.map { entry -> AccessEntry in
             var entry = entry
             entry.occurredAt = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(entry.occurredAt)) / 1_000_000)
             return entry
         }
         guard prepared.allSatisfy(AccessLogStore.isStorable) else { throw AccessLogError.unstorable }
-        return try await transactional.withLock {
+        let lane = Int(nextLane.wrappingAdd(1, ordering: .relaxed).oldValue % UInt(lanes.count))
+        return try await lanes[lane].withLock {
             var heads = state.withLock { $0.heads }
             var chained: [AccessEntry] = []
             for var entry in prepared {
-                let stream = self.stream(for: entry.tenantID) + "/tx"
+                let stream = self.stream(for: entry.tenantID) + "/tx\(lane)"
                 Self.link(&entry, stream: stream, after: heads[stream] ?? Head(seq: 0, hash: ChainLink.genesis, tenantID: entry.tenantID))
                 heads[stream] = Head(seq: entry.chain!.seq, hash: entry.chain!.hash, tenantID: entry.tenantID)
                 chained.append(entry)
@@ -128,9 +157,6 @@ public final class AccessLogWriter: Service, Sendable {
             seal(&chained)
             do {
                 try await AccessLogStore.insert(chained, on: connection)
-                // Durable whatever ran earlier in the transaction (a statement may have turned
-                // synchronous_commit off for it, as itaku.agent_lookup does).
-                try await connection.query("SET LOCAL synchronous_commit TO on")
                 try await connection.query("COMMIT")
             } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation {
                 // A position taken by someone else: this change fails; later ones use new streams.

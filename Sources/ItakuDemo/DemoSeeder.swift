@@ -52,8 +52,7 @@ public struct DemoSeeder: Sendable {
         let year = Calendar(identifier: .gregorian).component(.year, from: now)
         let (start, end) = ("\(year)-01-01", "\(year)-12-31")
         let accessLog = AccessLogWriter(database: database, keyring: keyring, instanceID: "itaku-demo", logger: logger)
-        try await database.withConnection { connection in
-            try await connection.begin()
+        _ = try await accessLog.transaction(on: database) { connection in
             let acme = try await RegistryStore.createTenant(
                 code: "acme-retail", name: "Acme Retail 株式会社", timeZone: "Asia/Tokyo", contractStart: start, contractEnd: end, on: connection
             )
@@ -100,7 +99,7 @@ public struct DemoSeeder: Sendable {
                 return entry
             }
             // Commits the whole demo together with its access entries.
-            try await accessLog.commit(with: entries, on: connection)
+            return ((), entries)
         }
         await accessLog.checkpoint()
         logger.info("demo data created", metadata: ["itaku.demo.customers": "\(customers)", "itaku.demo.policyholders": "\(policyholders)"])

@@ -185,3 +185,15 @@ struct LocalTime {
         second = parts.second ?? 0
     }
 }
+
+extension ScopeEnforcer {
+    /// Whether one record an allowed request found may leave: `.allowed`, or why it is withheld
+    /// (and logged as withheld). Total: a status it does not know is withheld too.
+    public static func release(status: String, expired: Bool) -> ReasonCode {
+        switch status {
+        case "active": expired ? .recordExpired : .allowed
+        case "suspended": .subjectSuspended
+        default: .notFound
+        }
+    }
+}

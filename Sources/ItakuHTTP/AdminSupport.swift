@@ -104,25 +104,14 @@ struct Admin: Sendable {
     }
 }
 
-/// One transaction that commits together with the access entries its body returns (the
-/// writer commits it), or rolls back on any error: a change and its evidence, or neither. With
-/// `tenant`, the transaction acts for that tenant (row-level security) from its start.
+/// One transaction that commits together with the access entries its body returns, or rolls
+/// back on any error: a change and its evidence, or neither (`AccessLogWriter.transaction`).
+/// With `tenant`, the transaction acts for that tenant (row-level security) from its start.
 func recordedTransaction<T: Sendable>(
     database: PostgresClient, accessLog: AccessLogWriter, tenant: UUID? = nil,
     _ body: (PostgresConnection) async throws -> (T, [AccessEntry])
 ) async throws -> T {
-    try await database.withConnection { connection in
-        try await connection.begin()
-        do {
-            if let tenant { try await RegistryStore.setTenant(tenant, on: connection) }
-            let (value, entries) = try await body(connection)
-            try await accessLog.commit(with: entries, on: connection)
-            return value
-        } catch {
-            _ = try? await connection.query("ROLLBACK")
-            throw error
-        }
-    }
+    try await accessLog.transaction(on: database, tenant: tenant, body).0
 }
 
 extension Array where Element == ValidationIssue {

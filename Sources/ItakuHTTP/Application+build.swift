@@ -2,6 +2,7 @@ import Configuration
 import Foundation
 import Hummingbird
 import ItakuAccessLog
+import ItakuAgentAPI
 import ItakuCore
 import ItakuData
 import ItakuPostgres
@@ -113,10 +114,12 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
             metadata: ["itaku.config": "agents.jwksFile"]
         )
     }
-    AgentController(
-        admin: admin, keyring: keyring, tokens: tokens, caseBinding: .seconds(configuration.caseBindingMinutes * 60),
+    let agentData = AgentDataService(
+        store: PostgresAgentRecordStore(database: database, accessLog: accessLog), accessLog: accessLog, keyring: keyring,
+        dataKeys: admin.dataKeys, caseBinding: .seconds(configuration.caseBindingMinutes * 60),
         assertedLookupsPerMinute: configuration.assertedLookupsPerMinute
-    ).addRoutes(to: &routes)
+    )
+    AgentController(admin: admin, tokens: tokens, service: agentData).addRoutes(to: &routes)
 
     var app = Application(
         router: routes.finish(),

@@ -32,7 +32,7 @@ struct BenchSetup: AsyncParsableCommand {
                 database: database, keyring: keyring, dataKeys: DataKeys(configuration: configuration, keyring: keyring), logger: logger
             ).seed(url: url)
             let accessLog = try options.accessLog(configuration, database: database, logger: logger)
-            try await database.withTransaction { connection in
+            _ = try await accessLog.transaction(on: database) { connection in
                 let snapshot = try await RegistryStore.loadSnapshot(on: connection, tenantByTenant: true)
                 guard let acme = snapshot.tenant(code: "acme-retail"), let agent = snapshot.agentIDsByEmployeeID["A0001"],
                     let assignment = snapshot.assignments[acme.id]?[agent]
@@ -55,7 +55,7 @@ struct BenchSetup: AsyncParsableCommand {
                 if !updated.purposes.contains(Self.purpose) { updated.purposes.append(Self.purpose) }
                 _ = try await RegistryStore.putAssignment(updated, on: connection)
                 try await RegistryStore.announceChange("bench:setup", on: connection)
-                try await accessLog.commit(with: [.cli(target: "bench:setup", tenantID: acme.id)], on: connection)
+                return ((), [AccessEntry.cli(target: "bench:setup", tenantID: acme.id)])
             }
             await accessLog.checkpoint()
             try writeFiles(credentials)

@@ -41,15 +41,13 @@ struct Keys: AsyncParsableCommand {
             }
             let key = APIKeys.generate()
             let label = self.label
-            let keyID: UUID = try await database.withConnection { connection in
-                try await connection.begin()
+            let (keyID, _) = try await accessLog.transaction(on: database) { connection in
                 let id = try await RegistryStore.createKey(
                     hash: APIKeys.hash(key), displayPrefix: APIKeys.displayPrefix(key), role: role, tenantID: tenantID,
                     integrationID: integrationID, label: label, on: connection
                 )
                 try await RegistryStore.announceChange("key", on: connection)
-                try await accessLog.commit(with: [.cli(target: "key:\(role.rawValue)", tenantID: tenantID)], on: connection)
-                return id
+                return (id, [.cli(target: "key:\(role.rawValue)", tenantID: tenantID)])
             }
             await accessLog.checkpoint()
             print("key id: \(keyID.uuidString.lowercased())")
@@ -68,15 +66,16 @@ struct Keys: AsyncParsableCommand {
             let (configuration, logger, database) = try await options.runtimeDatabase()
             defer { Task { await database.shutdown() } }
             let accessLog = try options.accessLog(configuration, database: database, logger: logger)
-            let revoked = try await database.withConnection { connection in
-                try await connection.begin()
-                guard try await RegistryStore.revokeKey(keyID, on: connection) else {
-                    try await connection.query("ROLLBACK")
-                    return false
+            let revoked: Bool
+            do {
+                (revoked, _) = try await accessLog.transaction(on: database) { connection in
+                    // Nothing to revoke: roll back, nothing written, nothing logged.
+                    guard try await RegistryStore.revokeKey(keyID, on: connection) else { throw NoSuchKey() }
+                    try await RegistryStore.announceChange("key", on: connection)
+                    return (true, [.cli(target: "key:\(keyID.uuidString.lowercased())")])
                 }
-                try await RegistryStore.announceChange("key", on: connection)
-                try await accessLog.commit(with: [.cli(target: "key:\(keyID.uuidString.lowercased())")], on: connection)
-                return true
+            } catch is NoSuchKey {
+                revoked = false
             }
             await accessLog.checkpoint()
             print(revoked ? "revoked" : "no such live key")
@@ -84,3 +83,5 @@ struct Keys: AsyncParsableCommand {
         }
     }
 }
+
+private struct NoSuchKey: Error {}

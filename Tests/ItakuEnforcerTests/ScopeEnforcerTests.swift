@@ -110,6 +110,17 @@ struct ScopeEnforcerTests {
         }
     }
 
+    @Test(
+        "a found record leaves only when active and not expired; any other is withheld, with its reason",
+        arguments: [
+            ("active", false, "allowed"), ("active", true, "record_expired"), ("suspended", false, "subject_suspended"),
+            ("suspended", true, "subject_suspended"), ("deleted", false, "not_found"), ("", false, "not_found"),
+        ]
+    )
+    func release(status: String, expired: Bool, expected: String) {
+        #expect(ScopeEnforcer.release(status: status, expired: expired).rawValue == expected)
+    }
+
     @Test("an allowed decision lists exactly the purpose's fields with their transforms, and the result cap")
     func allowedFields() {
         var request = AccessRequest(tenantCode: "acme-retail", dataset: "customers", operation: .lookup, integrationID: World.desktop, agent: "A0001", agentVerified: true)

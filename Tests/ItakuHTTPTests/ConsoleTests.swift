@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ItakuPostgres
 import ItakuTestSupport
 import NIOCore
 import Testing
@@ -105,6 +106,32 @@ struct ConsoleTests {
             #expect(try await get(client, "/console/tenants/acme/", cookie: cookie).status == .ok)
             #expect(try await post(client, "/console/sign-out", cookie: cookie, form: [("csrf", csrf)]).location == "/console/sign-in")
             #expect(try await get(client, "/console/tenants/acme/", cookie: cookie).location == "/console/sign-in")
+        }
+    }
+
+    @Test("a session ends when idle too long, at its end, and when its key is revoked")
+    func sessionsExpire() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        let owner = fixture.database.makeClient(role: .owner, maximumConnections: 1)
+        defer { Task { await owner.shutdown() } }
+        try await app.test(.live) { client in
+            let adminKey = try await client.setUpTenant("acme", operatorKey: fixture.operatorKey)
+            // Idle for 31 minutes (console.idleMinutes is 30): the next page asks to sign in again.
+            let (idle, _) = try await session(client, key: adminKey)
+            try await owner.query("UPDATE itaku.console_sessions SET last_seen = now() - interval '31 minutes'")
+            #expect(try await get(client, "/console/tenants/acme/", cookie: idle).location == "/console/sign-in")
+            // Past its end (console.sessionMinutes), however active.
+            let (old, _) = try await session(client, key: adminKey)
+            try await owner.query("UPDATE itaku.console_sessions SET expires_at = now() - interval '1 second'")
+            #expect(try await get(client, "/console/tenants/acme/", cookie: old).location == "/console/sign-in")
+            // A revoked key's session ends with it.
+            let second = try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "client_admin", "tenant": "acme"])
+            let keyID = second["id"] as? String ?? ""
+            let (live, _) = try await session(client, key: second["key"] as? String ?? "")
+            #expect(try await get(client, "/console/tenants/acme/", cookie: live).status == .ok)
+            #expect(try await client.call(.delete, "/v1/keys/\(keyID)", key: fixture.operatorKey).status == .noContent)
+            #expect(try await get(client, "/console/tenants/acme/", cookie: live).location == "/console/sign-in")
         }
     }
 

@@ -12,7 +12,10 @@ struct ConsoleLogPages: Sendable {
     let admin: Admin
     let accessLog: AccessLogController
 
-    static let filters = ["agent", "purpose", "operation", "decision", "reason", "from", "to", "lookup_kind", "lookup_value", "record", "case"]
+    static let filters = [
+        "agent", "integration", "purpose", "operation", "decision", "reason", "from", "to", "lookup_kind", "lookup_value", "record",
+        "case", "subject",
+    ]
 
     func addRoutes(to routes: inout RouteTable, console: ConsoleController) {
         console.page(&routes, "/console/access-log", .get) { request, context, view in
@@ -120,12 +123,13 @@ struct ConsoleLogPages: Sendable {
         }
         var html = "<form id=\"search\" class=\"filters\" method=\"get\" action=\"\(base)\">"
         if !scoped { html += select("tenant", .tenant, view.snapshot.tenants.values.map(\.code).sorted()) }
-        html += input("agent", .agent) + input("purpose", .purpose)
+        html += input("agent", .agent) + input("integration", .integration) + input("purpose", .purpose)
         html += select("operation", .operation, AccessEntry.Operation.allCases.map(\.rawValue))
         html += select("decision", .decision, ["allow", "deny"]) + input("reason", .reason)
         html += time("from", .from) + time("to", .to)
         html += select("lookup_kind", .lookupKind, DatasetSchema.LookupKind.allCases.map(\.rawValue))
         html += input("lookup_value", .lookupValue) + input("record", .record) + input("case", .caseRef)
+        html += input("subject", .subject)
         html += input("limit", .limit, type: "number")
         html += "<label>&nbsp;<button id=\"search-button\" type=\"submit\">\(view.t(.search))</button></label></form>"
         return html

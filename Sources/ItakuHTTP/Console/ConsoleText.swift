@@ -27,7 +27,7 @@ enum ConsoleText: String {
     case field, type, category, lookup, keyField, retentionDays, required, special
     case currentVersion, version, created, versions, edit, save, definition, diff, compare, before, after, noChanges
     case employeeID, site, active, validFrom, validUntil, assignedPurposes, current, expired, upcoming, downloadCSV
-    case search, agent, purpose, operation, decision, reason, from, to, lookupKind, lookupValue, record, caseRef, limit
+    case search, agent, integration, subject, purpose, operation, decision, reason, from, to, lookupKind, lookupValue, record, caseRef, limit
     case any, time, actor, rows, entries, nextPage, export, verify, verifyLead, entry, noEntries, newestFirst
     case streams, stream, checkedEntries, checkpoints, complete, incomplete, verified, problems
     case period, show, hourly, denials, topAgents, perPurpose, noData, allow, deny
@@ -61,7 +61,8 @@ enum ConsoleText: String {
         .validFrom: ("開始", "Valid from"), .validUntil: ("終了", "Valid until"),
         .assignedPurposes: ("担当する利用目的", "Assigned purposes"), .current: ("有効", "current"),
         .expired: ("期限切れ", "expired"), .upcoming: ("開始前", "upcoming"), .downloadCSV: ("CSV ダウンロード", "Download CSV"),
-        .search: ("検索", "Search"), .agent: ("オペレーター", "Agent"), .purpose: ("利用目的", "Purpose"),
+        .search: ("検索", "Search"), .agent: ("オペレーター", "Agent"), .integration: ("連携 ID", "Integration id"),
+        .subject: ("本人のレコードキー", "Subject (record key)"), .purpose: ("利用目的", "Purpose"),
         .operation: ("操作", "Operation"), .decision: ("判定", "Decision"), .reason: ("理由", "Reason"),
         .from: ("開始日時", "From"), .to: ("終了日時", "To"), .lookupKind: ("検索種別", "Lookup kind"),
         .lookupValue: ("検索値", "Lookup value"), .record: ("レコード ID", "Record id"), .caseRef: ("案件番号", "Case"),

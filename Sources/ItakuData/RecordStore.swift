@@ -1,15 +1,14 @@
 import Foundation
-import ItakuData
 import ItakuPostgres
 import ItakuRegistry
 
 /// SQL on entrusted records shared by the agent path and the data-subject requests. Runs on a
 /// connection in a transaction whose tenant context is set.
-enum RecordStore {
+public enum RecordStore {
     /// When a lookup field changed, the lookup index follows: every key of the record that its
     /// new values do not give is removed (whatever normalisation made it), and theirs are added,
     /// in one statement.
-    static func replaceLookupKeys(
+    public static func replaceLookupKeys(
         of recordID: UUID, in dataset: Dataset, values: [String: String], digester: LookupDigester, on connection: PostgresConnection
     ) async throws {
         let keys = digester.lookupKeys(of: values, schema: dataset.schema)
@@ -33,7 +32,7 @@ enum RecordStore {
     /// sealed with the tenant's data key, and keeps the lookup index in step when a lookup field
     /// changed. The record is locked by the caller. Returns the new fields.
     @discardableResult
-    static func write(
+    public static func write(
         _ changes: [String: String], to recordID: UUID, in dataset: Dataset, before: [String: String], sealer: FieldSealer,
         digester: LookupDigester, on connection: PostgresConnection
     ) async throws -> [String: String] {
@@ -52,7 +51,7 @@ enum RecordStore {
     }
 
     /// The records of a subject, located by a lookup field's value: (record id, external id).
-    static func locate(
+    public static func locate(
         in dataset: Dataset, kind: DatasetSchema.LookupKind, digest: [UInt8], on connection: PostgresConnection
     ) async throws -> [(UUID, String)] {
         let rows = try await connection.query(
@@ -68,7 +67,7 @@ enum RecordStore {
     }
 
     /// Records of `dataset` among `ids`: (record id, external id).
-    static func existing(_ ids: [UUID], in dataset: Dataset, on connection: PostgresConnection) async throws -> [(UUID, String)] {
+    public static func existing(_ ids: [UUID], in dataset: Dataset, on connection: PostgresConnection) async throws -> [(UUID, String)] {
         let rows = try await connection.query(
             """
             SELECT record_id, external_id FROM itaku.records

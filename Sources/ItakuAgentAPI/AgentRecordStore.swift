@@ -1,0 +1,71 @@
+import Foundation
+import ItakuAccessLog
+import ItakuData
+import ItakuPostgres
+import ItakuRegistry
+
+/// A record as stored: its sealed fields still sealed, and what the enforcer needs to decide
+/// whether it may leave (`status`, `expired`).
+public struct StoredRecord: Sendable {
+    public var id: UUID
+    public var externalID: String
+    /// The sealed document (`records.fields`).
+    public var document: String
+    public var status: String
+    public var expired: Bool
+
+    public init(id: UUID, externalID: String, document: String, status: String, expired: Bool) {
+        self.id = id
+        self.externalID = externalID
+        self.document = document
+        self.status = status
+        self.expired = expired
+    }
+}
+
+/// A reservation in the shared usage counters (`records_per_hour`, `lookups_per_minute`, and an
+/// asserted integration's cap): each `true` says that unit was reserved.
+public struct UsageReservation: Sendable {
+    public var tenant: UUID
+    public var purpose: String
+    public var agent: String
+    public var lookupsPerMinute: Int?
+    public var integration: UUID?
+    public var integrationLookupsPerMinute: Int?
+    public var recordsPerHour: Int?
+    public var records: Int
+}
+
+public struct UsageGranted: Sendable {
+    public var lookup: Bool
+    public var integration: Bool
+    public var records: Bool
+}
+
+/// Writes a locked record's new fields inside the update's transaction.
+public protocol RecordWriter: Sendable {
+    func write(_ changes: [String: String], before: [String: String], sealer: FieldSealer, digester: LookupDigester) async throws
+}
+
+/// Where the agent data service reads and writes entrusted records. Every method acts for one
+/// tenant (row-level security). PostgreSQL's is the one in production
+/// (`PostgresAgentRecordStore`); the service depends on nothing else of the database.
+public protocol AgentRecordStore: Sendable {
+    /// The records a lookup key finds (at most `limit`), and under a case, each one that may
+    /// leave bound to the agent and case until `bindUntil`, in the same round trip.
+    func lookup(
+        tenant: UUID, dataset: UUID, kind: String, digest: [UInt8], limit: Int, agent: String?, caseRef: String?, bindUntil: Date
+    ) async throws -> [StoredRecord]
+    func read(tenant: UUID, dataset: UUID, record: UUID) async throws -> StoredRecord?
+    /// Whether a lookup by this agent under this case returned this record, lately.
+    func isBound(tenant: UUID, agent: String, caseRef: String, record: UUID) async throws -> Bool
+    func reserve(_ reservation: UsageReservation) async throws -> UsageGranted
+    /// Adds `records` (negative: gives back) to the agent's hour of `records_per_hour`.
+    func count(records: Int, tenant: UUID, purpose: String, agent: String) async throws
+    /// Locks the record, lets `body` decide on it (and write through the writer when it allows),
+    /// and commits the change with the entry `body` returns, in one transaction.
+    func update(
+        tenant: UUID, dataset: Dataset, record: UUID,
+        _ body: @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
+    ) async throws -> AccessEntry
+}
