@@ -40,7 +40,7 @@ struct Admin: Sendable {
 
     // MARK: Bodies
 
-    func decode<T: Decodable>(_ type: T.Type, from request: Request, context: ItakuRequestContext) async throws -> T {
+    func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
         let buffer = try await request.body.collect(upTo: context.maxUploadSize)
         do {
             let decoder = JSONDecoder()

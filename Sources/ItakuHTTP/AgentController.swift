@@ -49,56 +49,54 @@ struct AgentController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/tenants/:tenant/datasets/:dataset/lookup", method: .post) { request, context in
-            var call = try await call(request, context, .read)
+        let context = IntegrationRequestContext.self
+        routes.on("/v1/tenants/:tenant/datasets/:dataset/lookup", method: .post, context: context) { request, context in
+            var call = await makeCall(request, context, .read)
             let body = try await admin.decode(LookupBody.self, from: request, context: context)
             call.input = .lookup(by: body.by, value: body.value)
             call.fields = body.fields
             return try await serve(call, context)
         }
-        routes.on("/v1/tenants/:tenant/datasets/:dataset/records/:record", method: .get) { request, context in
-            var call = try await call(request, context, .read)
+        routes.on("/v1/tenants/:tenant/datasets/:dataset/records/:record", method: .get, context: context) { request, context in
+            var call = await makeCall(request, context, .read)
             call.fields = request.uri.queryParameters.get("fields").map {
                 $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             }
             return try await serve(call, context)
         }
-        routes.on("/v1/tenants/:tenant/datasets/:dataset/records/:record", method: .patch) { request, context in
-            var call = try await call(request, context, .read)
+        routes.on("/v1/tenants/:tenant/datasets/:dataset/records/:record", method: .patch, context: context) { request, context in
+            var call = await makeCall(request, context, .read)
             let body = try await admin.decode(UpdateBody.self, from: request, context: context)
             call.input = .update(changes: body.fields)
             return try await serve(call, context)
         }
     }
 
-    /// The caller must be an integration; the agent is established from a verified token, or,
-    /// for an asserted integration only, from `Itaku-Agent-Id` (recorded as unverified).
-    private func call(_ request: Request, _ context: ItakuRequestContext, _ input: AgentCall.Input) async throws -> AgentCall {
-        let principal = try admin.principal(context, [.integration])
-        guard let integrationID = principal.integrationID else { throw Problem.forbidden }
-        let snapshot = context.snapshot ?? RegistrySnapshot()
+    /// The agent is established from a verified token, or, for an asserted integration only,
+    /// from `Itaku-Agent-Id` (recorded as unverified).
+    private func makeCall(_ request: Request, _ context: IntegrationRequestContext, _ input: AgentCall.Input) async -> AgentCall {
         var agent: String?
         var verified = false
         if let token = request.headers[.itakuAgent] {
-            agent = await tokens.employeeID(from: token, integration: integrationID)
+            agent = await tokens.employeeID(from: token, integration: context.integrationID)
             verified = agent != nil
         } else if let named = request.headers[.itakuAgentID], AgentsController.isEmployeeID(named),
-            snapshot.integrations[integrationID]?.trustMode == .asserted
+            context.snapshot.integrations[context.integrationID]?.trustMode == .asserted
         {
             agent = named
         }
         return AgentCall(
             input: input, tenantCode: context.parameters.get("tenant") ?? "", dataset: context.parameters.get("dataset") ?? "",
-            record: context.parameters.get("record"), integrationID: integrationID, actorKeyID: principal.keyID, agent: agent,
-            agentVerified: verified, purpose: request.headers[.itakuPurpose], caseRef: request.headers[.itakuCase],
+            record: context.parameters.get("record"), integrationID: context.integrationID, actorKeyID: context.principal.keyID,
+            agent: agent, agentVerified: verified, purpose: request.headers[.itakuPurpose], caseRef: request.headers[.itakuCase],
             requestID: context.requestID, clientAddress: context.clientAddress
         )
     }
 
-    private func serve(_ call: AgentCall, _ context: ItakuRequestContext) async throws -> Response {
+    private func serve(_ call: AgentCall, _ context: IntegrationRequestContext) async throws -> Response {
         let result: AgentResult
         do {
-            result = try await service.serve(call, snapshot: context.snapshot ?? RegistrySnapshot())
+            result = try await service.serve(call, snapshot: context.snapshot)
         } catch let refusal as AgentRefusal {
             throw Self.problem(refusal)
         } catch is AgentServiceError {

@@ -28,6 +28,26 @@ struct RouteTable {
         allowed.add(path, method)
     }
 
+    /// Registers a route whose handler gets a child context (`IntegrationRequestContext`): made
+    /// by a Hummingbird route group, so the handler's principal is checked before it runs.
+    mutating func on<Child: ChildRequestContext & BodyLimitedContext>(
+        _ path: String, method: HTTPRequest.Method, context: Child.Type, maxBodyBytes: Int? = nil,
+        use handler: @escaping @Sendable (Request, Child) async throws -> Response
+    ) where Child.ParentContext == ItakuRequestContext {
+        let limit = maxBodyBytes ?? self.maxBodyBytes
+        router.group(context: Child.self).on(RouterPath(path), method: method) { request, context in
+            if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+                throw Problem.payloadTooLarge(limit: limit)
+            }
+            var context = context
+            context.maxUploadSize = limit
+            return try await handler(request, context)
+        }
+        if methods[path] == nil { order.append(path) }
+        methods[path, default: []].append(method)
+        allowed.add(path, method)
+    }
+
     /// The limit belongs to the matched route; a declared length above it is refused before a
     /// byte of the body is read, and reading past it fails with 413.
     private static func limited(
@@ -57,3 +77,10 @@ struct RouteTable {
         return router
     }
 }
+
+/// A request context whose body limit the matched route sets.
+protocol BodyLimitedContext: RequestContext {
+    var maxUploadSize: Int { get set }
+}
+
+extension ItakuRequestContext: BodyLimitedContext {}
