@@ -31,17 +31,6 @@ struct AgentController: Sendable {
         var fields: [String: String]
     }
 
-    struct Record: Encodable {
-        var record_id: String
-        var fields: [String: String]
-    }
-
-    struct Answer: Encodable {
-        var access_id: String
-        var records: [Record]
-        var withheld: Int
-    }
-
     struct Updated: Encodable {
         var access_id: String
         var record_id: String
@@ -104,15 +93,29 @@ struct AgentController: Sendable {
         }
         switch result {
         case .records(let accessID, let records, let withheld):
-            return try admin.json(Answer(
-                access_id: accessID.uuidString.lowercased(),
-                records: records.map { Record(record_id: $0.id.uuidString.lowercased(), fields: $0.fields) }, withheld: withheld
-            ))
+            return Self.answer(accessID: accessID, records: records, withheld: withheld)
         case .updated(let accessID, let recordID, let fields):
             return try admin.json(Updated(
                 access_id: accessID.uuidString.lowercased(), record_id: recordID.uuidString.lowercased(), updated: fields
             ))
         }
+    }
+
+    /// The answer of a lookup or read, written directly: the agent path's hottest output, and
+    /// the same JSON the encoder made (keys sorted, `/` unescaped).
+    static func answer(accessID: UUID, records: [AgentRecord], withheld: Int) -> Response {
+        var text = "{\"access_id\":\"\(accessID.uuidString.lowercased())\",\"records\":["
+        for (index, record) in records.enumerated() {
+            if index > 0 { text += "," }
+            text += "{\"fields\":{"
+            for (position, name) in record.fields.keys.sorted().enumerated() {
+                if position > 0 { text += "," }
+                text += JSONText.string(name) + ":" + JSONText.string(record.fields[name] ?? "")
+            }
+            text += "},\"record_id\":\"\(record.id.uuidString.lowercased())\"}"
+        }
+        text += "],\"withheld\":\(withheld)}"
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     static func problem(_ refusal: AgentRefusal) -> Problem {
