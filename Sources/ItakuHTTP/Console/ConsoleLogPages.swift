@@ -171,12 +171,12 @@ struct ConsoleLogPages: Sendable {
     private func verify(_ context: ItakuRequestContext, _ view: ConsoleView) async throws -> Response {
         let report = try await accessLog.verify(context)
         var main = "<div id=\"verify-result\"><p class=\"\(report.clean ? "allow" : "deny")\">"
-        main += report.clean ? "✓ clean" : "✗ problems found"
+        main += report.clean ? "✓ \(view.t(.clean))" : "✗ \(view.t(.notClean))"
         main += " · \(report.complete ? view.t(.complete) : view.t(.incomplete))</p>"
         main += "<p>\(view.t(.checkedEntries)): <strong>\(report.entries)</strong> · \(view.t(.checkpoints)): "
         main += "<strong id=\"checkpoints-checked\">\(report.checkpoints)</strong></p>"
         main += ConsoleView.table(
-            id: "verified-streams", [view.t(.stream), view.t(.checkedEntries), view.t(.checkpoints), "verified_through", view.t(.problems)],
+            id: "verified-streams", [view.t(.stream), view.t(.checkedEntries), view.t(.checkpoints), view.t(.verifiedThrough), view.t(.problems)],
             report.streams.map { stream in
                 (stream.problems.isEmpty ? "" : "deny", [
                     ConsoleView.cell(stream.stream), "<td class=\"num\">\(stream.entries)</td>", "<td class=\"num\">\(stream.checkpoints)</td>",

@@ -196,13 +196,18 @@ struct ConsoleRegistryPages: Sendable {
         var main = "<p class=\"toolbar\"><a id=\"roster-csv\" href=\"\(Self.base(tenant))/roster.csv\">\(view.t(.downloadCSV))</a></p>"
         main += ConsoleView.table(
             id: "roster",
-            [view.t(.employeeID), view.t(.name), view.t(.site), view.t(.active), view.t(.assignedPurposes), view.t(.validFrom), view.t(.validUntil), view.t(.status)],
+            [
+                view.t(.employeeID), view.t(.name), view.t(.site), view.t(.active), view.t(.assignedPurposes),
+                "\(view.t(.validFrom)) (\(HTML.escape(tenant.timeZone)))", "\(view.t(.validUntil)) (\(HTML.escape(tenant.timeZone)))",
+                view.t(.status),
+            ],
             lines.map { line in
                 ("assignment", [
                     ConsoleView.cell(line.employeeID, class: "employee-id"), ConsoleView.cell(line.name, class: "agent-name"),
                     ConsoleView.cell(line.site, class: "site"), ConsoleView.cell(line.active ? "✓" : "—"),
-                    ConsoleView.cell(line.purposes.joined(separator: ", ")), ConsoleView.cell(ConsoleView.time(line.validFrom)),
-                    ConsoleView.cell(ConsoleView.time(line.validUntil)), ConsoleView.cell(line.state(view.language)),
+                    ConsoleView.cell(line.purposes.joined(separator: ", ")),
+                    ConsoleView.cell(ConsoleView.local(line.validFrom, timeZone: tenant.timeZone)),
+                    ConsoleView.cell(ConsoleView.local(line.validUntil, timeZone: tenant.timeZone)), ConsoleView.cell(line.state(view.language)),
                 ])
             }
         )

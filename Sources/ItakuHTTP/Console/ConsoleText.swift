@@ -29,7 +29,7 @@ enum ConsoleText: String {
     case employeeID, site, active, validFrom, validUntil, assignedPurposes, current, expired, upcoming, downloadCSV
     case search, agent, integration, subject, purpose, operation, decision, reason, from, to, lookupKind, lookupValue, record, caseRef, limit
     case any, time, actor, rows, entries, nextPage, export, verify, verifyLead, entry, noEntries, newestFirst
-    case streams, stream, checkedEntries, checkpoints, complete, incomplete, verified, problems
+    case streams, stream, verifiedThrough, clean, notClean, checkedEntries, checkpoints, complete, incomplete, verified, problems
     case period, show, hourly, denials, topAgents, perPurpose, noData, allow, deny
     case reportTitle, reportLead, denied, accesses, recordsReturned, specialAccesses, lookups, reads, updates, downloadPDF
     case notFound, forbidden, csrfFailed, invalidKey, signedOut, error, back, utcNote
@@ -72,7 +72,8 @@ enum ConsoleText: String {
         .verifyLead: ("全ストリームのハッシュチェーンと署名付きチェックポイントを検証します。",
                       "Checks every stream's hash chain and signed checkpoints."),
         .entry: ("アクセス記録", "Access entry"), .noEntries: ("該当する記録はありません。", "No entries match."),
-        .newestFirst: ("新しい順", "newest first"), .streams: ("ストリーム", "Streams"), .stream: ("ストリーム", "Stream"),
+        .newestFirst: ("新しい順", "newest first"), .streams: ("ストリーム", "Streams"), .verifiedThrough: ("検証済みの末尾", "Verified through"),
+        .clean: ("改ざんは見つかりませんでした", "No tampering found"), .notClean: ("問題が見つかりました", "Problems found"), .stream: ("ストリーム", "Stream"),
         .checkedEntries: ("検証した記録", "Entries checked"), .checkpoints: ("チェックポイント", "Checkpoints"),
         .complete: ("すべて検証済み", "complete"), .incomplete: ("時間内に一部のみ検証", "partial (time limit)"),
         .verified: ("検証結果", "Verification"), .problems: ("問題", "Problems"),

@@ -123,4 +123,13 @@ struct ConsoleView: Sendable {
     static func time(_ date: Date) -> String {
         Timestamp.iso8601(date)
     }
+
+    /// A moment as the tenant's people read it: `YYYY-MM-DD HH:MM` in its time zone.
+    static func local(_ date: Date, timeZone identifier: String) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: identifier) ?? TimeZone(identifier: "UTC") ?? .current
+        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        func two(_ value: Int?) -> String { (value ?? 0) < 10 ? "0\(value ?? 0)" : String(value ?? 0) }
+        return "\(parts.year ?? 0)-\(two(parts.month))-\(two(parts.day)) \(two(parts.hour)):\(two(parts.minute))"
+    }
 }
