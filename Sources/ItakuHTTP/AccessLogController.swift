@@ -35,11 +35,11 @@ struct AccessLogController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/access-log/checkpoints", method: .get) { request, context in
+        routes.on("/v1/access-log/checkpoints", method: .get, context: RoleContext<ClientAdminsAndReviewers>.self) { request, context in
             // Reviewers page every stream's checkpoints; a client admin those of its own tenant
             // (under row-level security), so the client can verify its export without asking the
             // BPO. Reading checkpoints writes nothing: they hold no personal data.
-            let principal = try admin.principal(context, [.reviewer, .clientAdmin])
+            let principal = context.principal
             let snapshot = context.snapshot ?? RegistrySnapshot()
             let (limit, cursor) = try Self.page(Self.parameters(request))
             let (checkpoints, next): ([Checkpoint], AccessLogQuery.Cursor?)
@@ -67,15 +67,15 @@ struct AccessLogController: Sendable {
                 next_cursor: next?.token
             ))
         }
-        routes.on("/v1/access-log/verify", method: .post) { _, context in
+        routes.on("/v1/access-log/verify", method: .post, context: RoleContext<Reviewers>.self) { _, context in
             try admin.json(try await verify(context))
         }
         addSearchRoutes(to: &routes)
     }
 
     /// Verifies every chain and checkpoint for a reviewer, and records that it did.
-    func verify(_ context: ItakuRequestContext) async throws -> AccessLogVerifier.Report {
-        let principal = try admin.principal(context, [.reviewer])
+    func verify(_ context: RoleContext<Reviewers>) async throws -> AccessLogVerifier.Report {
+        let principal = context.principal
         // Bounded in time: a log too long to walk now answers with what was checked
         // (`complete: false`); `itaku verify-log` has no bound.
         let verifier = AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey, timeLimit: Self.verifyTimeLimit)
@@ -87,16 +87,16 @@ struct AccessLogController: Sendable {
     // MARK: Search and export
 
     func addSearchRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/access-log", method: .get) { request, context in
+        routes.on("/v1/access-log", method: .get, context: RoleContext<Reviewers>.self) { request, context in
             try await searchResponse(Self.parameters(request), context, scoped: false)
         }
-        routes.on("/v1/tenants/:tenant/access-log", method: .get) { request, context in
+        routes.on("/v1/tenants/:tenant/access-log", method: .get, context: RoleContext<ClientAdminsAndReviewers>.self) { request, context in
             try await searchResponse(Self.parameters(request), context, scoped: true)
         }
-        routes.on("/v1/access-log/export", method: .get) { request, context in
+        routes.on("/v1/access-log/export", method: .get, context: RoleContext<Reviewers>.self) { request, context in
             try await export(Self.parameters(request), context, scoped: false)
         }
-        routes.on("/v1/tenants/:tenant/access-log/export", method: .get) { request, context in
+        routes.on("/v1/tenants/:tenant/access-log/export", method: .get, context: RoleContext<ClientAdminsAndReviewers>.self) { request, context in
             try await export(Self.parameters(request), context, scoped: true)
         }
     }
@@ -134,8 +134,8 @@ struct AccessLogController: Sendable {
     }
 
     /// One page of the selected entries, the search itself recorded as a `review` entry.
-    func search(
-        _ parameters: [String: String], _ context: ItakuRequestContext, scoped: Bool, target: String = "access-log:search"
+    func search<Allowed>(
+        _ parameters: [String: String], _ context: RoleContext<Allowed>, scoped: Bool, target: String = "access-log:search"
     ) async throws -> (entries: [AccessEntry], next: AccessLogQuery.Cursor?) {
         let (principal, tenant, query) = try selection(parameters, context, scoped: scoped)
         let (limit, cursor) = try Self.page(parameters)
@@ -147,14 +147,14 @@ struct AccessLogController: Sendable {
         return (entries, next)
     }
 
-    private func searchResponse(_ parameters: [String: String], _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
+    private func searchResponse<Allowed>(_ parameters: [String: String], _ context: RoleContext<Allowed>, scoped: Bool) async throws -> Response {
         let (entries, next) = try await search(parameters, context, scoped: scoped)
         let body = "{\"entries\":[" + entries.map(\.jsonObject).joined(separator: ",") + "],\"next_cursor\":"
             + (next.map { JSONText.string($0.token) } ?? "null") + ",\"count\":\(entries.count)}"
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
-    func export(_ parameters: [String: String], _ context: ItakuRequestContext, scoped: Bool) async throws -> Response {
+    func export<Allowed>(_ parameters: [String: String], _ context: RoleContext<Allowed>, scoped: Bool) async throws -> Response {
         let (principal, tenant, query) = try selection(parameters, context, scoped: scoped)
         let format = parameters["format"] ?? "jsonl"
         guard ["jsonl", "csv", "ocsf"].contains(format) else { throw Self.badParameter("format") }
@@ -190,18 +190,13 @@ struct AccessLogController: Sendable {
     }
 
     /// Who may read which part of the log, and the filters of the request.
-    private func selection(
-        _ parameters: [String: String], _ context: ItakuRequestContext, scoped: Bool
+    /// The part of the log the caller may read (the route admitted its role: reviewers for
+    /// every tenant, client admins and reviewers for one), and the filters of the request.
+    private func selection<Allowed>(
+        _ parameters: [String: String], _ context: RoleContext<Allowed>, scoped: Bool
     ) throws -> (Principal, Tenant?, AccessLogQuery) {
-        let principal: Principal
-        var tenant: Tenant?
-        if scoped {
-            let found = try admin.tenant(context, [.clientAdmin, .reviewer])
-            principal = found.0
-            tenant = found.1
-        } else {
-            principal = try admin.principal(context, [.reviewer])
-        }
+        let principal = context.principal
+        var tenant = scoped ? try admin.tenant(context) : nil
         let snapshot = context.snapshot ?? RegistrySnapshot()
         func text(_ name: String) throws -> String? {
             guard let value = parameters[name] else { return nil }
@@ -271,7 +266,7 @@ struct AccessLogController: Sendable {
     }
 
     func review(
-        _ principal: Principal, _ context: ItakuRequestContext, target: String, rows: Int, tenantID: UUID? = nil
+        _ principal: Principal, _ context: some ActingContext, target: String, rows: Int, tenantID: UUID? = nil
     ) async throws {
         var entry = AccessEntry(
             tenantID: tenantID ?? principal.tenantID, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,

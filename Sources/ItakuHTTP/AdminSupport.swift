@@ -38,6 +38,16 @@ struct Admin: Sendable {
         return (principal, tenant)
     }
 
+    /// The tenant of the path, for a caller whose role the route already admitted. A client
+    /// admin of another tenant gets the same 404 as for a tenant that does not exist.
+    func tenant<Allowed>(_ context: RoleContext<Allowed>) throws -> Tenant {
+        guard let code = context.parameters.get("tenant"), let tenant = context.snapshot?.tenant(code: code) else {
+            throw Problem.notFound
+        }
+        if context.principal.role == .clientAdmin && context.principal.tenantID != tenant.id { throw Problem.notFound }
+        return tenant
+    }
+
     // MARK: Bodies
 
     func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
@@ -78,10 +88,10 @@ struct Admin: Sendable {
     /// versions before and after, chained in the access log) and notifies every instance; then
     /// refreshes this instance's snapshot so the change is in force before the response leaves.
     func change<Result: Sendable>(
-        _ context: ItakuRequestContext, tenantID: UUID?, target: String,
+        _ context: some ActingContext, tenantID: UUID?, target: String,
         _ body: @Sendable (PostgresConnection) async throws -> (Result, before: Int?, after: Int?)
     ) async throws -> Result {
-        guard let principal = context.principal else { throw Problem.forbidden }
+        guard let principal = context.actor else { throw Problem.forbidden }
         let requestID = context.requestID
         let clientAddress = context.clientAddress
         let accessLog = self.accessLog

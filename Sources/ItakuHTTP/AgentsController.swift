@@ -22,13 +22,11 @@ struct AgentsController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/agents", method: .get) { _, context in
-            _ = try admin.principal(context, [.operator_])
+        routes.on("/v1/agents", method: .get, context: RoleContext<Operators>.self) { _, context in
             let agents = (context.snapshot?.agents.values.sorted { $0.employeeID < $1.employeeID } ?? []).map(AgentBody.init)
             return try admin.json(["agents": agents])
         }
-        routes.on("/v1/agents", method: .post) { request, context in
-            _ = try admin.principal(context, [.operator_])
+        routes.on("/v1/agents", method: .post, context: RoleContext<Operators>.self) { request, context in
             let body = try await admin.decode(AgentBody.self, from: request, context: context)
             let employeeID = body.employee_id ?? "", name = body.name ?? "", site = body.site ?? ""
             var issues: [Problem.Issue] = []
@@ -45,8 +43,7 @@ struct AgentsController: Sendable {
             guard let agent = admin.registry.snapshot.agent(employeeID: employeeID) else { throw Problem.internalError }
             return try admin.json(AgentBody(agent), status: .created)
         }
-        routes.on("/v1/agents/:agent", method: .patch) { request, context in
-            _ = try admin.principal(context, [.operator_])
+        routes.on("/v1/agents/:agent", method: .patch, context: RoleContext<Operators>.self) { request, context in
             guard let employeeID = context.parameters.get("agent"), let agent = context.snapshot?.agent(employeeID: employeeID) else {
                 throw Problem.notFound
             }

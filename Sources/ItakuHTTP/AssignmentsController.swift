@@ -15,23 +15,23 @@ struct AssignmentsController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/tenants/:tenant/assignments", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, [.operator_, .clientAdmin])
+        routes.on("/v1/tenants/:tenant/assignments", method: .get, context: RoleContext<OperatorsAndClientAdmins>.self) { _, context in
+            let tenant = try admin.tenant(context)
             let snapshot = context.snapshot ?? RegistrySnapshot()
             let list = (snapshot.assignments[tenant.id] ?? [:]).values.compactMap { Self.body($0, snapshot) }
                 .sorted { ($0.agent ?? "") < ($1.agent ?? "") }
             return try admin.json(["assignments": list])
         }
-        routes.on("/v1/tenants/:tenant/assignments/:agent", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, [.operator_, .clientAdmin])
+        routes.on("/v1/tenants/:tenant/assignments/:agent", method: .get, context: RoleContext<OperatorsAndClientAdmins>.self) { _, context in
+            let tenant = try admin.tenant(context)
             let snapshot = context.snapshot ?? RegistrySnapshot()
             guard let agent = context.parameters.get("agent").flatMap(snapshot.agent(employeeID:)),
                 let assignment = snapshot.assignments[tenant.id]?[agent.id], let body = Self.body(assignment, snapshot)
             else { throw Problem.notFound }
             return try admin.json(body)
         }
-        routes.on("/v1/tenants/:tenant/assignments/:agent", method: .put) { request, context in
-            let (_, tenant) = try admin.tenant(context, [.operator_])
+        routes.on("/v1/tenants/:tenant/assignments/:agent", method: .put, context: RoleContext<Operators>.self) { request, context in
+            let tenant = try admin.tenant(context)
             guard let agent = context.parameters.get("agent").flatMap({ context.snapshot?.agent(employeeID: $0) }) else {
                 throw Problem.notFound
             }
@@ -57,8 +57,8 @@ struct AssignmentsController: Sendable {
             }
             return try admin.json(response, status: created ? .created : .ok)
         }
-        routes.on("/v1/tenants/:tenant/assignments/:agent", method: .delete) { _, context in
-            let (_, tenant) = try admin.tenant(context, [.operator_])
+        routes.on("/v1/tenants/:tenant/assignments/:agent", method: .delete, context: RoleContext<Operators>.self) { _, context in
+            let tenant = try admin.tenant(context)
             guard let agent = context.parameters.get("agent").flatMap({ context.snapshot?.agent(employeeID: $0) }),
                 context.snapshot?.assignments[tenant.id]?[agent.id] != nil
             else { throw Problem.notFound }

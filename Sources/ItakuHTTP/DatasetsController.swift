@@ -24,9 +24,9 @@ struct DatasetsController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/tenants/:tenant/datasets/:dataset", method: .put) { request, context in try await put(request, context) }
-        routes.on("/v1/tenants/:tenant/datasets/:dataset", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+        routes.on("/v1/tenants/:tenant/datasets/:dataset", method: .put, context: RoleContext<ClientAdmins>.self) { request, context in try await put(request, context) }
+        routes.on("/v1/tenants/:tenant/datasets/:dataset", method: .get, context: RoleContext<ClientAdmins>.self) { _, context in
+            let tenant = try admin.tenant(context)
             guard let name = context.parameters.get("dataset"), let dataset = context.snapshot?.datasets[tenant.id]?[name] else {
                 throw Problem.notFound
             }
@@ -34,8 +34,8 @@ struct DatasetsController: Sendable {
         }
     }
 
-    private func put(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+    private func put(_ request: Request, _ context: RoleContext<ClientAdmins>) async throws -> Response {
+        let tenant = try admin.tenant(context)
         let name = context.parameters.get("dataset") ?? ""
         guard DatasetSchema.isFieldName(name) else {
             throw Problem.invalid([.init(code: "invalid_dataset_name", pointer: "dataset")])

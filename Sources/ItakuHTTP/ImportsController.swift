@@ -23,13 +23,13 @@ struct ImportsController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/tenants/:tenant/datasets/:dataset/imports", method: .post, maxBodyBytes: maxImportBytes) { request, context in
+        routes.on("/v1/tenants/:tenant/datasets/:dataset/imports", method: .post, context: RoleContext<ClientAdmins>.self, maxBodyBytes: maxImportBytes) { request, context in
             try await importRecords(request, context)
         }
     }
 
-    private func importRecords(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+    private func importRecords(_ request: Request, _ context: RoleContext<ClientAdmins>) async throws -> Response {
+        let tenant = try admin.tenant(context)
         guard tenant.status != "ended" else {
             throw Problem.conflict(code: "tenant_ended", "The tenant's contract ended and its data was disposed of; nothing can be imported.")
         }

@@ -32,16 +32,14 @@ struct IntegrationsController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/integrations", method: .get) { _, context in
-            _ = try admin.principal(context, [.operator_])
+        routes.on("/v1/integrations", method: .get, context: RoleContext<Operators>.self) { _, context in
             let snapshot = context.snapshot ?? RegistrySnapshot()
             let list = snapshot.integrations.values.sorted { $0.name < $1.name }.map { Self.body($0, snapshot) }
             return try admin.json(["integrations": list])
         }
-        routes.on("/v1/integrations", method: .post) { request, context in try await createIntegration(request, context) }
-        routes.on("/v1/keys", method: .post) { request, context in try await createKey(request, context) }
-        routes.on("/v1/keys/:id", method: .delete) { _, context in
-            _ = try admin.principal(context, [.operator_])
+        routes.on("/v1/integrations", method: .post, context: RoleContext<Operators>.self) { request, context in try await createIntegration(request, context) }
+        routes.on("/v1/keys", method: .post, context: RoleContext<Operators>.self) { request, context in try await createKey(request, context) }
+        routes.on("/v1/keys/:id", method: .delete, context: RoleContext<Operators>.self) { _, context in
             // Only live keys can be revoked; anything else is 404 and changes (and logs) nothing.
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
                 context.snapshot?.keys.values.contains(where: { $0.id == id }) == true
@@ -54,8 +52,7 @@ struct IntegrationsController: Sendable {
         }
     }
 
-    private func createIntegration(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        _ = try admin.principal(context, [.operator_])
+    private func createIntegration(_ request: Request, _ context: RoleContext<Operators>) async throws -> Response {
         let body = try await admin.decode(IntegrationBody.self, from: request, context: context)
         let snapshot = context.snapshot ?? RegistrySnapshot()
         var issues: [Problem.Issue] = []
@@ -84,8 +81,7 @@ struct IntegrationsController: Sendable {
         return try admin.json(Self.body(integration, fresh), status: .created)
     }
 
-    private func createKey(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        _ = try admin.principal(context, [.operator_])
+    private func createKey(_ request: Request, _ context: RoleContext<Operators>) async throws -> Response {
         let body = try await admin.decode(KeyRequest.self, from: request, context: context)
         let snapshot = context.snapshot ?? RegistrySnapshot()
         guard let role = body.role.flatMap(Role.init(rawValue:)) else {

@@ -18,8 +18,8 @@ struct PurposesController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/tenants/:tenant/purposes", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+        routes.on("/v1/tenants/:tenant/purposes", method: .get, context: RoleContext<ClientAdmins>.self) { _, context in
+            let tenant = try admin.tenant(context)
             let versions = try await admin.database.withTransaction { connection in
                 try await RegistryStore.purposeVersions(tenantID: tenant.id, on: connection)
             }
@@ -36,17 +36,17 @@ struct PurposesController: Sendable {
             }
             return try admin.json(["purposes": listing])
         }
-        routes.on("/v1/tenants/:tenant/purposes/:purpose", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+        routes.on("/v1/tenants/:tenant/purposes/:purpose", method: .get, context: RoleContext<ClientAdmins>.self) { _, context in
+            let tenant = try admin.tenant(context)
             guard let key = context.parameters.get("purpose"), let purpose = context.snapshot?.purposes[tenant.id]?[key] else {
                 throw Problem.notFound
             }
             return try admin.json(Self.body(purpose), headers: [.eTag: Self.etag(purpose.version)])
         }
-        routes.on("/v1/tenants/:tenant/purposes/:purpose", method: .put) { request, context in try await put(request, context) }
+        routes.on("/v1/tenants/:tenant/purposes/:purpose", method: .put, context: RoleContext<ClientAdmins>.self) { request, context in try await put(request, context) }
     }
 
-    private func put(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+    private func put(_ request: Request, _ context: RoleContext<ClientAdmins>) async throws -> Response {
         let (purpose, created) = try await save(context, ifMatch: request.headers[.ifMatch]) {
             try await admin.decode(PurposeDefinition.self, from: request, context: context)
         }
@@ -57,9 +57,9 @@ struct PurposesController: Sendable {
     /// alike. `ifMatch` must name the current version when the purpose exists; the definition is
     /// read only after that check passes. Returns the stored purpose and whether it is new.
     func save(
-        _ context: ItakuRequestContext, ifMatch: String?, definition read: () async throws -> PurposeDefinition
+        _ context: RoleContext<ClientAdmins>, ifMatch: String?, definition read: () async throws -> PurposeDefinition
     ) async throws -> (Purpose, created: Bool) {
-        let (_, tenant) = try admin.tenant(context, [.clientAdmin])
+        let tenant = try admin.tenant(context)
         let key = context.parameters.get("purpose") ?? ""
         guard TenantsController.isCode(key) else { throw Problem.invalid([.init(code: "invalid_purpose_key", pointer: "purpose")]) }
         let current = context.snapshot?.purposes[tenant.id]?[key]

@@ -68,27 +68,27 @@ struct SubjectRequestsController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/tenants/:tenant/subject-requests", method: .post) { request, context in try await create(request, context) }
-        routes.on("/v1/tenants/:tenant/subject-requests", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, Self.readers)
+        routes.on("/v1/tenants/:tenant/subject-requests", method: .post, context: RoleContext<OperatorsAndClientAdmins>.self) { request, context in try await create(request, context) }
+        routes.on("/v1/tenants/:tenant/subject-requests", method: .get, context: RoleContext<AdministrativeRoles>.self) { _, context in
+            let tenant = try admin.tenant(context)
             let requests = try await inTenant(tenant) { try await Self.load(tenant: tenant, id: nil, snapshot: context.snapshot, on: $0) }
             return try admin.json(["subject_requests": requests])
         }
-        routes.on("/v1/tenants/:tenant/subject-requests/:request", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, Self.readers)
+        routes.on("/v1/tenants/:tenant/subject-requests/:request", method: .get, context: RoleContext<AdministrativeRoles>.self) { _, context in
+            let tenant = try admin.tenant(context)
             return try admin.json(try await find(tenant, context))
         }
-        routes.on("/v1/tenants/:tenant/subject-requests/:request/execute", method: .post) { request, context in
+        routes.on("/v1/tenants/:tenant/subject-requests/:request/execute", method: .post, context: RoleContext<OperatorsAndClientAdmins>.self) { request, context in
             try await execute(request, context)
         }
-        routes.on("/v1/tenants/:tenant/subject-requests/:request/reject", method: .post) { request, context in
+        routes.on("/v1/tenants/:tenant/subject-requests/:request/reject", method: .post, context: RoleContext<OperatorsAndClientAdmins>.self) { request, context in
             try await reject(request, context)
         }
-        routes.on("/v1/tenants/:tenant/subject-requests/:request/package", method: .get) { request, context in
+        routes.on("/v1/tenants/:tenant/subject-requests/:request/package", method: .get, context: RoleContext<ClientAdmins>.self) { request, context in
             try await package(request, context)
         }
-        routes.on("/v1/tenants/:tenant/disposals", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, Self.readers)
+        routes.on("/v1/tenants/:tenant/disposals", method: .get, context: RoleContext<AdministrativeRoles>.self) { _, context in
+            let tenant = try admin.tenant(context)
             let rows = try await inTenant(tenant) { connection in
                 try await connection.query(
                     """
@@ -103,8 +103,8 @@ struct SubjectRequestsController: Sendable {
             }
             return try admin.json(["disposals": listed])
         }
-        routes.on("/v1/tenants/:tenant/disposals/:disposal", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, Self.readers)
+        routes.on("/v1/tenants/:tenant/disposals/:disposal", method: .get, context: RoleContext<AdministrativeRoles>.self) { _, context in
+            let tenant = try admin.tenant(context)
             guard let text = context.parameters.get("disposal"), let id = UUID(uuidString: text) else { throw Problem.notFound }
             let rows = try await inTenant(tenant) { connection in
                 try await connection.query(
@@ -117,23 +117,25 @@ struct SubjectRequestsController: Sendable {
             )
             return try admin.json(signed, headers: [.contentDisposition: "attachment; filename=\"disposal-\(id.uuidString.lowercased()).json\""])
         }
-        routes.on("/v1/tenants/:tenant/retention/run", method: .post) { _, context in
-            let (principal, tenant) = try admin.tenant(context, Self.writers)
+        routes.on("/v1/tenants/:tenant/retention/run", method: .post, context: RoleContext<OperatorsAndClientAdmins>.self) { _, context in
+            let tenant = try admin.tenant(context)
+            let principal = context.principal
             let documents = try await retention.run(
                 tenant: tenant, actor: .init(role: principal.role.rawValue, keyID: principal.keyID), requestID: context.requestID,
                 clientAddress: context.clientAddress
             )
             return try admin.json(["disposals": documents])
         }
-        routes.on("/v1/tenants/:tenant/contract-end", method: .post) { request, context in
+        routes.on("/v1/tenants/:tenant/contract-end", method: .post, context: RoleContext<OperatorsAndClientAdmins>.self) { request, context in
             try await contractEnd(request, context)
         }
     }
 
     // MARK: Receiving
 
-    private func create(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        let (principal, tenant) = try admin.tenant(context, Self.writers)
+    private func create(_ request: Request, _ context: RoleContext<OperatorsAndClientAdmins>) async throws -> Response {
+        let tenant = try admin.tenant(context)
+        let principal = context.principal
         let body = try await admin.decode(CreateBody.self, from: request, context: context)
         var issues: [Problem.Issue] = []
         let kind = body.kind.flatMap(Kind.init(rawValue:))
@@ -213,8 +215,9 @@ struct SubjectRequestsController: Sendable {
 
     // MARK: Executing
 
-    private func execute(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        let (principal, tenant) = try admin.tenant(context, Self.writers)
+    private func execute(_ request: Request, _ context: RoleContext<OperatorsAndClientAdmins>) async throws -> Response {
+        let tenant = try admin.tenant(context)
+        let principal = context.principal
         let pending = try await find(tenant, context)
         guard let kind = Kind(rawValue: pending.kind), let dataset = context.snapshot?.datasets[tenant.id]?[pending.dataset] else {
             throw Problem.internalError
@@ -328,8 +331,9 @@ struct SubjectRequestsController: Sendable {
         return try admin.json(executed)
     }
 
-    private func reject(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        let (principal, tenant) = try admin.tenant(context, Self.writers)
+    private func reject(_ request: Request, _ context: RoleContext<OperatorsAndClientAdmins>) async throws -> Response {
+        let tenant = try admin.tenant(context)
+        let principal = context.principal
         let pending = try await find(tenant, context)
         let body = try await admin.decode(RejectBody.self, from: request, context: context)
         let reason = body.reason ?? ""
@@ -358,10 +362,11 @@ struct SubjectRequestsController: Sendable {
 
     /// The disclosure package: the subject's records with their fields as stored, and every
     /// access to them (lookups, reads, updates) found by the subject's digests in the log.
-    private func package(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
+    private func package(_ request: Request, _ context: RoleContext<ClientAdmins>) async throws -> Response {
         // The package holds record values: only the client's own admin takes it (a BPO operator
         // may execute the request on the client's instruction, but never sees the data).
-        let (principal, tenant) = try admin.tenant(context, [.clientAdmin])
+        let tenant = try admin.tenant(context)
+        let principal = context.principal
         let pending = try await find(tenant, context)
         guard pending.kind == Kind.disclosure.rawValue else {
             throw Problem.conflict(code: "not_a_disclosure", "Only a disclosure request has a package.")
@@ -499,8 +504,9 @@ struct SubjectRequestsController: Sendable {
 
     // MARK: The contract's end
 
-    private func contractEnd(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        let (principal, tenant) = try admin.tenant(context, Self.writers)
+    private func contractEnd(_ request: Request, _ context: RoleContext<OperatorsAndClientAdmins>) async throws -> Response {
+        let tenant = try admin.tenant(context)
+        let principal = context.principal
         struct Body: Decodable { var confirm: String? }
         let body = try await admin.decode(Body.self, from: request, context: context)
         guard body.confirm == tenant.code else {
@@ -547,7 +553,7 @@ struct SubjectRequestsController: Sendable {
 
     // MARK: Shared steps
 
-    private func find(_ tenant: Tenant, _ context: ItakuRequestContext) async throws -> RequestBody {
+    private func find(_ tenant: Tenant, _ context: some ActingContext) async throws -> RequestBody {
         guard let text = context.parameters.get("request"), let id = UUID(uuidString: text) else { throw Problem.notFound }
         let found = try await inTenant(tenant) { try await Self.load(tenant: tenant, id: id, snapshot: context.snapshot, on: $0) }
         guard let request = found.first else { throw Problem.notFound }
@@ -591,7 +597,7 @@ struct SubjectRequestsController: Sendable {
         "subject-request:\(id.uuidString.lowercased()):\(kind.rawValue):\(step)"
     }
 
-    private func entry(_ principal: Principal, _ context: ItakuRequestContext, tenant: Tenant, dataset: Dataset, target: String) -> AccessEntry {
+    private func entry(_ principal: Principal, _ context: some ActingContext, tenant: Tenant, dataset: Dataset, target: String) -> AccessEntry {
         var entry = AccessEntry(
             tenantID: tenant.id, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
             operation: .subjectRequest, decision: .allow, reason: "allowed"

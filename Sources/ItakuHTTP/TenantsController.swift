@@ -30,21 +30,19 @@ struct TenantsController: Sendable {
     }
 
     func addRoutes(to routes: inout RouteTable) {
-        routes.on("/v1/tenants", method: .post) { request, context in try await create(request, context) }
-        routes.on("/v1/tenants", method: .get) { _, context in
-            _ = try admin.principal(context, [.operator_, .reviewer])
+        routes.on("/v1/tenants", method: .post, context: RoleContext<Operators>.self) { request, context in try await create(request, context) }
+        routes.on("/v1/tenants", method: .get, context: RoleContext<OperatorsAndReviewers>.self) { _, context in
             let tenants = (context.snapshot?.tenants.values.sorted { $0.code < $1.code } ?? []).map(TenantBody.init)
             return try admin.json(["tenants": tenants])
         }
-        routes.on("/v1/tenants/:tenant", method: .get) { _, context in
-            let (_, tenant) = try admin.tenant(context, [.operator_, .reviewer, .clientAdmin])
+        routes.on("/v1/tenants/:tenant", method: .get, context: RoleContext<AdministrativeRoles>.self) { _, context in
+            let tenant = try admin.tenant(context)
             return try admin.json(TenantBody(tenant))
         }
-        routes.on("/v1/tenants/:tenant", method: .patch) { request, context in try await update(request, context) }
+        routes.on("/v1/tenants/:tenant", method: .patch, context: RoleContext<Operators>.self) { request, context in try await update(request, context) }
     }
 
-    private func create(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        _ = try admin.principal(context, [.operator_])
+    private func create(_ request: Request, _ context: RoleContext<Operators>) async throws -> Response {
         let body = try await admin.decode(TenantBody.self, from: request, context: context)
         var issues: [Problem.Issue] = []
         let code = body.code ?? ""
@@ -74,8 +72,8 @@ struct TenantsController: Sendable {
         return try admin.json(TenantBody(tenant), status: .created)
     }
 
-    private func update(_ request: Request, _ context: ItakuRequestContext) async throws -> Response {
-        let (_, tenant) = try admin.tenant(context, [.operator_])
+    private func update(_ request: Request, _ context: RoleContext<Operators>) async throws -> Response {
+        let tenant = try admin.tenant(context)
         let body = try await admin.decode(TenantBody.self, from: request, context: context)
         // The period is checked as it will be after the change, stored values included.
         var issues = Self.validate(

@@ -31,10 +31,12 @@ struct ConsoleLogPages: Sendable {
             try await entry(context, view, scoped: true)
         }
         console.page(&routes, "/console/access-log/export", .get) { request, context, _ in
-            try await accessLog.export(Self.parameters(request, scoped: false), context, scoped: false)
+            try await accessLog.export(Self.parameters(request, scoped: false), RoleContext<Reviewers>(context: context), scoped: false)
         }
         console.page(&routes, "/console/tenants/:tenant/access-log/export", .get) { request, context, _ in
-            try await accessLog.export(Self.parameters(request, scoped: true), context, scoped: true)
+            try await accessLog.export(
+                Self.parameters(request, scoped: true), RoleContext<ClientAdminsAndReviewers>(context: context), scoped: true
+            )
         }
         console.page(&routes, "/console/access-log/verify", .post) { _, context, view in
             try await verify(context, view)
@@ -61,11 +63,22 @@ struct ConsoleLogPages: Sendable {
 
     // MARK: Search
 
+    /// The API's search, as the API's route admits it: one tenant's log for its client admin and
+    /// reviewers, every tenant's for reviewers.
+    private func search(
+        _ parameters: [String: String], _ context: ItakuRequestContext, scoped: Bool, target: String = "access-log:search"
+    ) async throws -> (entries: [AccessEntry], next: AccessLogQuery.Cursor?) {
+        if scoped {
+            return try await accessLog.search(parameters, RoleContext<ClientAdminsAndReviewers>(context: context), scoped: true, target: target)
+        }
+        return try await accessLog.search(parameters, RoleContext<Reviewers>(context: context), scoped: false, target: target)
+    }
+
     private func search(_ request: Request, _ context: ItakuRequestContext, _ view: ConsoleView, scoped: Bool) async throws -> Response {
         let base = try base(context, view, scoped: scoped)
         var parameters = Self.parameters(request, scoped: scoped)
         if parameters["limit"] == nil { parameters["limit"] = "50" }
-        let (entries, next) = try await accessLog.search(parameters, context, scoped: scoped)
+        let (entries, next) = try await search(parameters, context, scoped: scoped)
         let codes = view.snapshot.tenants.mapValues(\.code)
 
         var main = searchForm(view, base: base, parameters: parameters, scoped: scoped)
@@ -140,9 +153,7 @@ struct ConsoleLogPages: Sendable {
     private func entry(_ context: ItakuRequestContext, _ view: ConsoleView, scoped: Bool) async throws -> Response {
         guard let id = context.parameters.get("entry").flatMap(UUID.init(uuidString:)) else { throw Problem.notFound }
         let base = try base(context, view, scoped: scoped)
-        let (entries, _) = try await accessLog.search(
-            ["entry": id.uuidString, "limit": "1"], context, scoped: scoped, target: "access-log:entry"
-        )
+        let (entries, _) = try await search(["entry": id.uuidString, "limit": "1"], context, scoped: scoped, target: "access-log:entry")
         guard let entry = entries.first else { throw Problem.notFound }
         var main = "<dl id=\"entry\">"
         if let object = (try? JSONSerialization.jsonObject(with: Data(entry.jsonObject.utf8))) as? [String: Any] {
@@ -169,7 +180,7 @@ struct ConsoleLogPages: Sendable {
     // MARK: Verification
 
     private func verify(_ context: ItakuRequestContext, _ view: ConsoleView) async throws -> Response {
-        let report = try await accessLog.verify(context)
+        let report = try await accessLog.verify(RoleContext<Reviewers>(context: context))
         var main = "<div id=\"verify-result\"><p class=\"\(report.clean ? "allow" : "deny")\">"
         main += report.clean ? "✓ \(view.t(.clean))" : "✗ \(view.t(.notClean))"
         main += " · \(report.complete ? view.t(.complete) : view.t(.incomplete))</p>"

@@ -148,7 +148,7 @@ struct ConsoleRegistryPages: Sendable {
         let text = view.form["definition"] ?? ""
         let version = view.form["version"].flatMap { Int($0) } ?? 0
         do {
-            _ = try await purposes.save(context, ifMatch: PurposesController.etag(version)) {
+            _ = try await purposes.save(RoleContext<ClientAdmins>(context: context), ifMatch: PurposesController.etag(version)) {
                 do {
                     return try JSONDecoder().decode(PurposeDefinition.self, from: Data(text.utf8))
                 } catch let error as DecodingError {
