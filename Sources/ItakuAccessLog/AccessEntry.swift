@@ -90,6 +90,11 @@ public enum AccessLogStore {
     /// of rows; every value is a bound parameter.
     public static func insert(_ entries: [AccessEntry], on connection: PostgresConnection) async throws {
         guard !entries.isEmpty else { return }
+        try await connection.query(insertQuery(entries))
+    }
+
+    /// The multi-row INSERT of `entries` (at least one).
+    static func insertQuery(_ entries: [AccessEntry]) -> PostgresQuery {
         var binds = PostgresBindings(capacity: entries.count * 31)
         var rows: [String] = []
         rows.reserveCapacity(entries.count)
@@ -104,9 +109,7 @@ public enum AccessLogStore {
             }
             rows.append("(" + placeholders.joined(separator: ",") + ")")
         }
-        try await connection.query(
-            PostgresQuery(unsafeSQL: "INSERT INTO itaku.access_log (\(columns)) VALUES " + rows.joined(separator: ","), binds: binds)
-        )
+        return PostgresQuery(unsafeSQL: "INSERT INTO itaku.access_log (\(columns)) VALUES " + rows.joined(separator: ","), binds: binds)
     }
 
     static func bind(_ entry: AccessEntry, into binds: inout PostgresBindings) {

@@ -262,10 +262,9 @@ public final class AccessLogWriter: Service, Sendable {
         }
         seal(&entries)
         do {
-            let written = entries
-            try await database.withTransaction { connection in
-                try await AccessLogStore.insert(written, on: connection)
-            }
+            // One multi-row INSERT is its own transaction: durable when it returns
+            // (synchronous_commit is on), and all or nothing, in one round trip.
+            try await database.query(AccessLogStore.insertQuery(entries))
             // Only the streams this batch wrote: a transactional commit may have moved others.
             state.withLock { state in
                 for entry in entries { state.heads[entry.chain!.stream] = heads[entry.chain!.stream] }
