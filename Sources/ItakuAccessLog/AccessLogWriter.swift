@@ -33,7 +33,8 @@ public enum AccessLogError: Error, Sendable, Equatable {
 ///
 /// Streams are per process and tenant (`instance/boot/tenant`), so instances never contend for
 /// a chain head; checkpoints sign every stream's head every few seconds and at shutdown. Heads of
-/// abandoned streams are dropped once checkpointed, so the map holds one head per tenant.
+/// abandoned streams are dropped once checkpointed, so the map holds a few heads per tenant (one
+/// for group commit, one per transactional lane it used).
 public final class AccessLogWriter: Service, Sendable {
     public struct Configuration: Sendable {
         public var maxBatch = 500
@@ -157,7 +158,9 @@ public final class AccessLogWriter: Service, Sendable {
             seal(&chained)
             do {
                 try await AccessLogStore.insert(chained, on: connection)
-                try await connection.query("COMMIT")
+                // Durable whatever the body ran: a statement may have lowered synchronous_commit
+                // for the transaction (itaku.agent_lookup and the usage counters do). One round trip.
+                try await connection.executeScript("SET LOCAL synchronous_commit TO on; COMMIT")
             } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation {
                 // A position taken by someone else: this change fails; later ones use new streams.
                 logger.error("access-log position already taken; continuing in new streams", metadata: ["itaku.error": "\(error)"])

@@ -1,3 +1,4 @@
+import Configuration
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -231,11 +232,59 @@ struct ConsoleTests {
                 #expect(try await get(client, "/console/tenants/acme/\(page)", cookie: cookie).status == .ok, "\(page)")
             }
             #expect(try await get(client, "/console/tenants/acme/access-log?from=not-a-time", cookie: cookie).status == .badRequest)
+            // A browser's GET form sends spaces as `+` and a plus as `%2B`: the search gets the value as typed.
+            let typed = try await get(client, "/console/tenants/acme/access-log?lookup_kind=phone&lookup_value=%2B81+90+1234+5678", cookie: cookie)
+            #expect(typed.status == .ok)
+            #expect(typed.html.contains("name=\"lookup_value\" type=\"text\" value=\"+81 90 1234 5678\""))
             let reviews = try await client.call(.get, "/v1/tenants/acme/access-log?operation=review&limit=100", key: adminKey)
             let targets = Set(((reviews["entries"] as? [[String: Any]]) ?? []).compactMap { $0["target"] as? String })
             for target in ["access-log:search", "access-log:charts", "access-log:report", "access-log:report:csv"] {
                 #expect(targets.contains(target), "\(target)")
             }
+        }
+    }
+
+    @Test("the report counts a special-category access only when such a field left the gateway on a record, not redacted")
+    func specialCategoryAccesses() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 30, policyholders: 3)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let adminKey = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"]), operatorKey = try #require(credentials["ITAKU_OPERATOR_KEY"])
+        let integration = try #require(credentials["ITAKU_INTEGRATION_KEY"]), token = try #require(credentials["ITAKU_AGENT_TOKEN"])
+        let phone = try #require(credentials["ITAKU_DEMO_PHONE"])
+        try await app.test(.live) { client in
+            for (key, transform) in [("health-plain", "plain"), ("health-redacted", "redact")] {
+                var definition = purpose(fields: ["name": "plain", "health_note": transform])
+                definition["name"] = key
+                let put = try await client.call(.put, "/v1/tenants/acme-retail/purposes/\(key)", key: adminKey, json: definition)
+                #expect(put.status == .created, "\(put.text)")
+            }
+            let assigned = try await client.call(.put, "/v1/tenants/acme-retail/assignments/A0001", key: operatorKey, json: [
+                "purposes": ["order-support", "health-plain", "health-redacted"], "valid_from": "2020-01-01T00:00:00Z",
+                "valid_until": "2099-01-01T00:00:00Z",
+            ])
+            #expect(assigned.status == .ok, "\(assigned.text)")
+            func lookup(_ purpose: String, _ value: String) async throws -> Int {
+                let headers: HTTPFields = [.init("Itaku-Agent")!: token, .init("Itaku-Purpose")!: purpose, .init("Itaku-Case")!: "CALL-77"]
+                let answer = try await client.call(
+                    .post, "/v1/tenants/acme-retail/datasets/customers/lookup", key: integration, json: ["by": "phone", "value": value],
+                    headers: headers
+                )
+                #expect(answer.status == .ok, "\(answer.text)")
+                return (answer["records"] as? [[String: Any]])?.count ?? -1
+            }
+            #expect(try await lookup("health-plain", phone) == 1)  // counted
+            #expect(try await lookup("health-plain", "090-0000-0001") == 0)  // nothing went out
+            #expect(try await lookup("health-redacted", phone) == 1)  // went out redacted
+            #expect(try await lookup("order-support", phone) == 1)  // no special field
+
+            let (cookie, _) = try await session(client, key: adminKey)
+            let csv = try await get(client, "/console/tenants/acme-retail/report.csv", cookie: cookie)
+            let line = try #require(csv.html.split(separator: "\n").first { $0.hasPrefix("agent,A0001,") })
+            let cells = line.split(separator: ",", omittingEmptySubsequences: false)
+            // section,key,name,accesses,lookups,reads,updates,denials,records_returned,special_category_accesses
+            #expect(cells[4] == "4")
+            #expect(cells[8] == "3")
+            #expect(cells[9] == "1")
         }
     }
 }

@@ -46,7 +46,8 @@ struct ConsoleLogPages: Sendable {
     /// The form's filters as the API takes them: empty fields left out, and a time without a
     /// zone (what a browser's date-time field sends) read as UTC.
     static func parameters(_ request: Request, scoped: Bool) -> [String: String] {
-        var parameters = AccessLogController.parameters(request).filter { !$0.value.isEmpty }
+        // The raw query, decoded as a form: a browser's GET form sends a space as `+`.
+        var parameters = ConsoleForm.parse(request.uri.query ?? "").filter { !$0.value.isEmpty }
         if scoped { parameters["tenant"] = nil }
         for name in ["from", "to"] {
             guard let value = parameters[name] else { continue }

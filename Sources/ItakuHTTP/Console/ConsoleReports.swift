@@ -95,10 +95,13 @@ struct ConsoleReports: Sendable {
         return ("tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 AND \(Self.dataOperations)", binds)
     }
 
-    /// Counts by one column, largest first.
-    private func counts(_ tenant: Tenant, _ period: Period, column: String, value: String = "count(*)", extra: String = "") async throws -> [(String, Int)] {
+    /// Counts by one column, largest first: the first `limit` (a chart's bars), or all (a report).
+    private func counts(
+        _ tenant: Tenant, _ period: Period, column: String, value: String = "count(*)", extra: String = "", limit: Int? = 12
+    ) async throws -> [(String, Int)] {
         let (filter, binds) = scope(tenant, period)
-        let sql = "SELECT \(column), \(value)::bigint FROM itaku.access_log WHERE \(filter) \(extra) AND \(column) IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 12"
+        let sql = "SELECT \(column), \(value)::bigint FROM itaku.access_log WHERE \(filter) \(extra) AND \(column) IS NOT NULL "
+            + "GROUP BY 1 ORDER BY 2 DESC, 1" + (limit.map { " LIMIT \($0)" } ?? "")
         return try await read(tenant) { connection in
             try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds)).map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int.self)) }
         }
@@ -174,8 +177,8 @@ struct ConsoleReports: Sendable {
         var purposes: [(String, Int)]
         var denials: [(String, Int)]
         var total: AgentLine {
-            agents.reduce(AgentLine(agent: "", lookups: 0, reads: 0, updates: 0, denials: 0, records: 0, special: 0)) {
-                AgentLine(agent: "", lookups: $0.lookups + $1.lookups, reads: $0.reads + $1.reads, updates: $0.updates + $1.updates,
+            agents.reduce(AgentLine(agent: "Σ", lookups: 0, reads: 0, updates: 0, denials: 0, records: 0, special: 0)) {
+                AgentLine(agent: "Σ", lookups: $0.lookups + $1.lookups, reads: $0.reads + $1.reads, updates: $0.updates + $1.updates,
                           denials: $0.denials + $1.denials, records: $0.records + $1.records, special: $0.special + $1.special)
             }
         }
@@ -186,22 +189,28 @@ struct ConsoleReports: Sendable {
         let period = try Self.period(request)
         var (filter, binds) = scope(tenant, period)
         // An access touched a special category (要配慮, 個人番号) when a field of that category
-        // of its dataset left the gateway: the entry names the fields it carried.
+        // of its dataset left the gateway other than redacted (the entry names the fields and
+        // their transforms), on a record that went out, or was updated.
         var special: [String] = []
         for dataset in (context.snapshot?.datasets[tenant.id] ?? [:]).values {
             let names = dataset.schema.fields.filter { $0.category == .sensitive || $0.category == .individualNumber }.map(\.name)
             guard !names.isEmpty else { continue }
             binds.append(dataset.name)
             binds.append(names)
-            special.append("(dataset = $\(binds.count - 1) AND fields ?| $\(binds.count)::text[])")
+            special.append(
+                "(dataset = $\(binds.count - 1) AND EXISTS (SELECT 1 FROM jsonb_each_text(fields) f "
+                    + "WHERE f.key = ANY ($\(binds.count)::text[]) AND f.value <> 'redact'))"
+            )
         }
         let specialCondition = special.isEmpty ? "false" : special.joined(separator: " OR ")
+        // Entries without an established agent (unverified or unknown) are a row of their own,
+        // so the totals are the tenant's.
         let sql = """
-            SELECT agent, count(*) FILTER (WHERE operation = 'lookup')::bigint, count(*) FILTER (WHERE operation = 'read')::bigint,
+            SELECT coalesce(agent, ''), count(*) FILTER (WHERE operation = 'lookup')::bigint, count(*) FILTER (WHERE operation = 'read')::bigint,
                    count(*) FILTER (WHERE operation = 'update')::bigint, count(*) FILTER (WHERE decision = 'deny')::bigint,
                    coalesce(sum(rows_returned), 0)::bigint,
-                   count(*) FILTER (WHERE decision = 'allow' AND (\(specialCondition)))::bigint
-            FROM itaku.access_log WHERE \(filter) AND agent IS NOT NULL GROUP BY agent ORDER BY agent
+                   count(*) FILTER (WHERE decision = 'allow' AND (operation = 'update' OR rows_returned > 0) AND (\(specialCondition)))::bigint
+            FROM itaku.access_log WHERE \(filter) GROUP BY 1 ORDER BY 1
             """
         let query = PostgresQuery(unsafeSQL: sql, binds: binds)
         let agents = try await read(tenant) { connection in
@@ -210,14 +219,15 @@ struct ConsoleReports: Sendable {
                           denials: try $0.decode(4), records: try $0.decode(5), special: try $0.decode(6))
             }
         }
-        let purposes = try await counts(tenant, period, column: "purpose_key")
-        let denials = try await counts(tenant, period, column: "reason", extra: "AND decision = 'deny'")
+        let purposes = try await counts(tenant, period, column: "purpose_key", limit: nil)
+        let denials = try await counts(tenant, period, column: "reason", extra: "AND decision = 'deny'", limit: nil)
         try await accessLog.review(principal, context, target: target, rows: agents.count, tenantID: tenant.id)
         return Report(tenant: tenant, period: period, agents: agents, purposes: purposes, denials: denials)
     }
 
     private func agentRow(_ line: AgentLine, _ snapshot: RegistrySnapshot) -> [String] {
-        [line.agent, snapshot.agent(employeeID: line.agent)?.name ?? ""] + [line.lookups, line.reads, line.updates, line.denials, line.records, line.special].map(String.init)
+        let name = line.agent.isEmpty ? "(agent not established)" : snapshot.agent(employeeID: line.agent)?.name ?? ""
+        return [line.agent, name] + [line.lookups, line.reads, line.updates, line.denials, line.records, line.special].map(String.init)
     }
 
     private func agentHeader(_ language: ConsoleLanguage) -> [String] {
