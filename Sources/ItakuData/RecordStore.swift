@@ -54,9 +54,9 @@ public enum RecordStore {
     public static func locate(
         in dataset: Dataset, kind: DatasetSchema.LookupKind, digest: [UInt8], on connection: PostgresConnection
     ) async throws -> [(UUID, String)] {
-        // The digest's keys first, on their own, as itaku.agent_lookup does (migration 0010):
-        // before a fresh installation has statistics, a plain join was driven from records in
-        // external_id order, seconds for a demo's 5,000 records.
+        // The digest's keys first, then each key's record by primary key, as itaku.agent_lookup
+        // does (migration 0014): a plain join could be driven from the records in external_id
+        // order instead, reading many records for the one a key names.
         let rows = try await connection.query(
             """
             WITH keys AS MATERIALIZED (
@@ -65,7 +65,10 @@ public enum RecordStore {
                   AND k.tenant_id = \(dataset.tenantID)
             )
             SELECT r.record_id, r.external_id FROM keys k
-            JOIN itaku.records r ON r.tenant_id = \(dataset.tenantID) AND r.dataset_id = \(dataset.id) AND r.record_id = k.record_id
+            CROSS JOIN LATERAL (
+                SELECT r.record_id, r.external_id FROM itaku.records r
+                WHERE r.tenant_id = \(dataset.tenantID) AND r.dataset_id = \(dataset.id) AND r.record_id = k.record_id
+            ) r
             ORDER BY r.external_id LIMIT 101
             """
         )
