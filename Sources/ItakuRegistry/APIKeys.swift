@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ItakuCore
 
 /// API keys: `itk_` followed by 32 base64url characters (192 random bits), so a leaked key is
 /// recognisable. Only the SHA-256 of a key is stored; the key is shown once.
@@ -29,8 +30,6 @@ public enum APIKeys {
         guard let (stored, key) = snapshot.keys.first(where: { $0.key.prefix(8).elementsEqual(digest.prefix(8)) }) else {
             return nil
         }
-        var difference: UInt8 = 0
-        for (a, b) in zip(stored, digest) { difference |= a ^ b }
-        return difference == 0 && stored.count == digest.count ? key : nil
+        return ConstantTime.equal(stored, digest) ? key : nil
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ItakuCore
 import ItakuPostgres
 
 /// The console's sessions, kept in `itaku.console_sessions` (migration 0013) so that every
@@ -76,10 +77,6 @@ struct ConsoleSessions: Sendable {
     /// Compares two form tokens in time independent of where they differ.
     static func matches(_ presented: String?, _ expected: String) -> Bool {
         guard let presented else { return false }
-        let a = Array(presented.utf8), b = Array(expected.utf8)
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for (x, y) in zip(a, b) { difference |= x ^ y }
-        return difference == 0
+        return ConstantTime.equal(Array(presented.utf8), Array(expected.utf8))
     }
 }
