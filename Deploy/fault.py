@@ -376,12 +376,12 @@ class Run:
             raise SystemExit(f"the seed import answered {seed['status']} {seed.get('code')}")
         if not self.args.no_analyze:
             # Without statistics (a fresh cluster that autovacuum has not analysed yet) the planner
-            # joins agent_lookup's tables record by record: one lookup over the 5,500 demo records
+            # joins the lookup's tables record by record: one lookup over the 5,500 demo records
             # takes seconds to tens of seconds, and a backend busy in such a query outlives a
             # killed postmaster. --no-analyze leaves it that way, to see it.
             t = time.monotonic()
-            self.cluster.psql("ANALYZE itaku.records; ANALYZE itaku.lookup_keys; ANALYZE itaku.case_bindings;")
-            self.notes.append(f"ANALYZE of records, lookup_keys and case_bindings before the load ({time.monotonic() - t:.2f} s)")
+            self.cluster.psql("ANALYZE itaku.records; ANALYZE itaku.lookup_keys;")
+            self.notes.append(f"ANALYZE of records and lookup_keys before the load ({time.monotonic() - t:.2f} s)")
         with self.lock:
             self.phones = [row["phone"] for row in batch_rows(0, self.args.seed_rows)]
             if self.env.get("ITAKU_DEMO_PHONE"):

@@ -18,7 +18,7 @@ public struct AccessEntry: Sendable, Equatable {
         case allow, deny
     }
 
-    public var id = UUID()
+    public var id = UUID.random()
     public var occurredAt = Date()
     public var tenantID: UUID?
     public var actorRole: String
@@ -137,7 +137,7 @@ public enum AccessLogStore {
         optional(entry.versionAfter.map { Int32(clamping: $0) }, .int4)
         optional(entry.lookupKind, .text)
         optional(entry.lookupDigest.map(PostgresBytes.init), .bytea)
-        binds.append(entry.recordIDs.map { $0.uuidString.lowercased() })
+        binds.append(entry.recordIDs.map { $0.lowercasedString })
         binds.append(entry.subjectDigests)
         optional(fields, .jsonb)
         binds.append(entry.decision.rawValue)

@@ -1,4 +1,5 @@
 import Foundation
+import ItakuCore
 import ItakuPostgres
 
 /// A selection of access entries: the filters of search and export. Every filter becomes a
@@ -36,7 +37,7 @@ public struct AccessLogQuery: Sendable {
 
         /// Opaque to clients: base64url of "microseconds:uuid".
         public var token: String {
-            Data("\(AccessEntry.microseconds(occurredAt)):\(entryID.uuidString.lowercased())".utf8).base64EncodedString()
+            Data("\(AccessEntry.microseconds(occurredAt)):\(entryID.lowercasedString)".utf8).base64EncodedString()
                 .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
         }
 

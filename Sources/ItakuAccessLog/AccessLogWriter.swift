@@ -185,7 +185,7 @@ public final class AccessLogWriter: Service, Sendable {
     func stream(for tenantID: UUID?) -> String {
         let generation = state.withLock { $0.generation }
         let prefix = generation.isEmpty ? streamPrefix : "\(streamPrefix).\(generation)"
-        return "\(prefix)/\(tenantID?.uuidString.lowercased() ?? "global")"
+        return "\(prefix)/\(tenantID?.lowercasedString ?? "global")"
     }
 
     /// After a write whose outcome is unknown: continue in new streams (the old heads stay as

@@ -42,7 +42,7 @@ extension AccessEntry {
     public func canonicalBytes(stream: String, seq: Int64) -> [UInt8] {
         func text(_ value: String?) -> String { value.map(JSONText.string) ?? "null" }
         func number(_ value: Int?) -> String { value.map(String.init) ?? "null" }
-        func uuid(_ value: UUID?) -> String { text(value?.uuidString.lowercased()) }
+        func uuid(_ value: UUID?) -> String { text(value?.lowercasedString) }
         let parts: [String] = [
             "\"itaku.access.v1\"",
             text(stream), String(seq),
@@ -52,7 +52,7 @@ extension AccessEntry {
             text(purposeKey), number(purposeVersion), text(caseRef), text(operation.rawValue), text(dataset),
             text(target), number(versionBefore), number(versionAfter), text(lookupKind),
             text(lookupDigest.map(Self.hex)),
-            "[" + recordIDs.map { text($0.uuidString.lowercased()) }.joined(separator: ",") + "]",
+            "[" + recordIDs.map { text($0.lowercasedString) }.joined(separator: ",") + "]",
             "[" + subjectDigests.map(text).joined(separator: ",") + "]",
             fields.map { fields in
                 "{" + fields.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }

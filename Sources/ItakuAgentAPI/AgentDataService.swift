@@ -68,8 +68,7 @@ public struct AgentDataService: Sendable {
             throw AgentServiceError.inconsistent
         }
         let records = try await store.lookup(
-            tenant: tenant.id, dataset: dataset.id, kind: kind.rawValue, digest: digest, limit: decision.maxResults,
-            agent: call.access.agent, caseRef: call.access.caseRef, bindUntil: Date().addingTimeInterval(Double(caseBinding.components.seconds))
+            tenant: tenant.id, dataset: dataset.id, kind: kind.rawValue, digest: digest, limit: decision.maxResults
         )
         return try await answer(records, decision: decision, call: call, tenant: tenant, schema: dataset.schema)
     }
@@ -145,11 +144,14 @@ public struct AgentDataService: Sendable {
 
     // MARK: Deciding
 
-    /// Bound means: a lookup by this agent under this case returned this record, lately. A
-    /// record that does not exist is simply not bound, so record ids cannot be probed.
+    /// Bound means: an allowed lookup by this agent under this case returned this record within
+    /// `cases.bindingMinutes`, as its committed access entry records. A record that does not
+    /// exist is simply not bound, so record ids cannot be probed.
     private func isBound(_ recordID: UUID?, call: PendingCall) async throws -> Bool {
         guard let tenant = call.tenant, let recordID, let agent = call.access.agent, let caseRef = call.access.caseRef else { return false }
-        return try await store.isBound(tenant: tenant.id, agent: agent, caseRef: caseRef, record: recordID)
+        return try await store.isBound(
+            tenant: tenant.id, agent: agent, caseRef: caseRef, record: recordID, minutes: Int(caseBinding.components.seconds / 60)
+        )
     }
 
     /// Decides, reserves the volume the purpose allows, and logs a denial (throwing its
@@ -219,8 +221,8 @@ public struct AgentDataService: Sendable {
     // MARK: Answering
 
     /// Withholds the records the enforcer does not release, transforms the rest, and answers
-    /// once the entry is durably committed. (A lookup bound its records to the case in the same
-    /// round trip.)
+    /// once the entry is durably committed. A lookup's entry lists the records it released: from
+    /// its commit on, they are bound to the agent's case.
     private func answer(
         _ found: [StoredRecord], decision: Decision, call: PendingCall, tenant: Tenant, schema: DatasetSchema
     ) async throws -> AgentResult {
@@ -232,7 +234,7 @@ public struct AgentDataService: Sendable {
         for record in found {
             let release = ScopeEnforcer.release(status: record.status, expired: record.expired)
             guard release == .allowed else {
-                withheld.append("\(record.id.uuidString.lowercased()):\(release.rawValue)")
+                withheld.append("\(record.id.lowercasedString):\(release.rawValue)")
                 continue
             }
             let values = try dataKeys.open(record.document, tenant: tenant.id, record: record.id.uuidString)

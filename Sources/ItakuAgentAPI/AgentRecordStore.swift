@@ -51,14 +51,13 @@ public protocol RecordWriter: Sendable {
 /// tenant (row-level security). PostgreSQL's is the one in production
 /// (`PostgresAgentRecordStore`); the service depends on nothing else of the database.
 public protocol AgentRecordStore: Sendable {
-    /// The records a lookup key finds (at most `limit`), and under a case, each one that may
-    /// leave bound to the agent and case until `bindUntil`, in the same round trip.
-    func lookup(
-        tenant: UUID, dataset: UUID, kind: String, digest: [UInt8], limit: Int, agent: String?, caseRef: String?, bindUntil: Date
-    ) async throws -> [StoredRecord]
+    /// The records a lookup key finds (at most `limit`). Reading only: the lookup's access
+    /// entry, once committed, is what binds the records it released to the agent's case.
+    func lookup(tenant: UUID, dataset: UUID, kind: String, digest: [UInt8], limit: Int) async throws -> [StoredRecord]
     func read(tenant: UUID, dataset: UUID, record: UUID) async throws -> StoredRecord?
-    /// Whether a lookup by this agent under this case returned this record, lately.
-    func isBound(tenant: UUID, agent: String, caseRef: String, record: UUID) async throws -> Bool
+    /// Whether an allowed lookup by this agent under this case returned this record within
+    /// `minutes` (its committed access entry says so).
+    func isBound(tenant: UUID, agent: String, caseRef: String, record: UUID, minutes: Int) async throws -> Bool
     func reserve(_ reservation: UsageReservation) async throws -> UsageGranted
     /// Adds `records` (negative: gives back) to the agent's hour of `records_per_hour`.
     func count(records: Int, tenant: UUID, purpose: String, agent: String) async throws

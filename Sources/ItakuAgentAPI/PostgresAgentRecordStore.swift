@@ -1,5 +1,6 @@
 import Foundation
 import ItakuAccessLog
+import ItakuCore
 import ItakuData
 import ItakuPostgres
 import ItakuRegistry
@@ -15,15 +16,10 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         self.accessLog = accessLog
     }
 
-    public func lookup(
-        tenant: UUID, dataset: UUID, kind: String, digest: [UInt8], limit: Int, agent: String?, caseRef: String?, bindUntil: Date
-    ) async throws -> [StoredRecord] {
-        // Found and, under a case, bound to it, in one round trip (migrations 0007, 0010).
+    public func lookup(tenant: UUID, dataset: UUID, kind: String, digest: [UInt8], limit: Int) async throws -> [StoredRecord] {
+        // Each key's record by primary key, read only (migration 0015).
         let rows = try await database.query(.prepared(
-            """
-            SELECT * FROM itaku.agent_lookup(\(tenant), \(dataset), \(kind), \(PostgresBytes(digest)),
-                \(limit)::integer, \(agent), \(caseRef), \(bindUntil))
-            """
+            "SELECT * FROM itaku.agent_find(\(tenant), \(dataset), \(kind), \(PostgresBytes(digest)), \(limit)::integer)"
         ))
         return try rows.map(Self.record)
     }
@@ -33,13 +29,15 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         return try rows.first.map(Self.record)
     }
 
-    public func isBound(tenant: UUID, agent: String, caseRef: String, record: UUID) async throws -> Bool {
-        let rows = try await database.query(.prepared("SELECT itaku.case_bound(\(tenant), \(agent), \(caseRef), \(record))"))
+    public func isBound(tenant: UUID, agent: String, caseRef: String, record: UUID, minutes: Int) async throws -> Bool {
+        let rows = try await database.query(.prepared(
+            "SELECT itaku.case_bound(\(tenant), \(agent), \(caseRef), \(record), \(Int32(clamping: minutes)))"
+        ))
         return try rows.first?.decode(0, as: Bool.self) == true
     }
 
     public func reserve(_ r: UsageReservation) async throws -> UsageGranted {
-        let tool = r.integration.map { "integration:" + $0.uuidString.lowercased() }
+        let tool = r.integration.map { "integration:" + $0.lowercasedString }
         let rows = try await database.query(.prepared(
             """
             SELECT * FROM itaku.reserve_usage(\(r.tenant), \(r.purpose), \("agent:" + r.agent), \(r.lookupsPerMinute)::bigint, \(tool),

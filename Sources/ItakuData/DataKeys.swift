@@ -22,8 +22,8 @@ public final class DataKeys: Sendable {
 
         public var description: String {
             switch self {
-            case .destroyed(let tenant): "the data key of tenant \(tenant.uuidString.lowercased()) does not exist (destroyed?)"
-            case .unreadable(let tenant): "the data key file of tenant \(tenant.uuidString.lowercased()) cannot be unwrapped"
+            case .destroyed(let tenant): "the data key of tenant \(tenant.lowercasedString) does not exist (destroyed?)"
+            case .unreadable(let tenant): "the data key file of tenant \(tenant.lowercasedString) cannot be unwrapped"
             }
         }
     }
@@ -41,9 +41,9 @@ public final class DataKeys: Sendable {
         )
     }
 
-    private func path(_ tenant: UUID) -> String { directory + "/" + tenant.uuidString.lowercased() + ".key" }
+    private func path(_ tenant: UUID) -> String { directory + "/" + tenant.lowercasedString + ".key" }
 
-    private func authenticated(_ tenant: UUID) -> Data { Data(("itaku data key " + tenant.uuidString.lowercased()).utf8) }
+    private func authenticated(_ tenant: UUID) -> Data { Data(("itaku data key " + tenant.lowercasedString).utf8) }
 
     /// The tenant's key, made on first use.
     public func key(for tenant: UUID) throws -> SymmetricKey {
@@ -127,7 +127,7 @@ public struct FieldSealer: Sendable {
     static let marker = "$sealed"
 
     private func authenticated(_ record: String) -> Data {
-        Data(("itaku record " + tenantID.uuidString.lowercased() + " " + record.lowercased()).utf8)
+        Data(("itaku record " + tenantID.lowercasedString + " " + record.lowercased()).utf8)
     }
 
     /// The stored form of `json` (the record's fields as a JSON object) for record `record`.
@@ -151,12 +151,38 @@ public struct FieldSealer: Sendable {
     }
 
     static func open(_ document: String, record: String, _ decrypt: (AES.GCM.SealedBox, String) throws -> Data) throws -> [String: String] {
-        let object = (try? JSONSerialization.jsonObject(with: Data(document.utf8))) as? [String: Any] ?? [:]
-        guard let sealed = object[marker] as? String else { return object.compactMapValues { $0 as? String } }
+        let sealed: String
+        if let base64 = sealedText(document) {
+            sealed = String(base64)
+        } else {
+            let object = (try? JSONSerialization.jsonObject(with: Data(document.utf8))) as? [String: Any] ?? [:]
+            guard let text = object[marker] as? String else { return object.compactMapValues { $0 as? String } }
+            sealed = text
+        }
         guard let data = Data(base64Encoded: sealed), let box = try? AES.GCM.SealedBox(combined: data),
               let plain = try? decrypt(box, record),
-              let fields = (try? JSONSerialization.jsonObject(with: plain)) as? [String: String] else { throw SealError.cannotOpen }
+              let fields = try? fieldsDecoder.decode([String: String].self, from: plain) else { throw SealError.cannotOpen }
         return fields
+    }
+
+    private static let fieldsDecoder = JSONDecoder()
+
+    /// The base64 text of a sealed document as jsonb or `seal` writes it (`{"$sealed": "…"}`),
+    /// taken without a JSON parser: base64 has no character JSON escapes. Anything else is nil
+    /// and goes through the parser.
+    static func sealedText(_ document: String) -> Substring? {
+        var text = Substring(document)
+        for prefix in ["{\"\(marker)\": \"", "{\"\(marker)\":\""] where text.hasPrefix(prefix) {
+            text = text.dropFirst(prefix.count)
+            guard text.hasSuffix("\"}") else { return nil }
+            text = text.dropLast(2)
+            let base64 = text.utf8.allSatisfy { byte in
+                (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39)
+                    || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "/") || byte == UInt8(ascii: "=")
+            }
+            return base64 ? text : nil
+        }
+        return nil
     }
 }
 

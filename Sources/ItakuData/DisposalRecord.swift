@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ItakuCore
 
 /// The evidence of one disposal run: which tenant's dataset, how many records, the keyed
 /// digests of their external ids, when, by whom, and why. The document is canonical JSON
@@ -37,16 +38,16 @@ public struct DisposalDocument: Codable, Sendable, Equatable {
         id: UUID, kind: Kind, tenantID: UUID, tenant: String, dataset: String, subjectDigests: [String], at: Date,
         by: String, subjectRequest: UUID? = nil, dataKeyDestroyed: Bool? = nil
     ) {
-        disposal_id = id.uuidString.lowercased()
+        disposal_id = id.lowercasedString
         self.kind = kind
-        tenant_id = tenantID.uuidString.lowercased()
+        tenant_id = tenantID.lowercasedString
         self.tenant = tenant
         self.dataset = dataset
         records = subjectDigests.count
         subject_digests = subjectDigests.sorted()
         disposed_at = Self.timestamp(at)
         disposed_by = by
-        subject_request = subjectRequest?.uuidString.lowercased()
+        subject_request = subjectRequest?.lowercasedString
         data_key_destroyed = dataKeyDestroyed
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ItakuCore
 import ItakuPostgres
 import ItakuRegistry
 
@@ -80,7 +81,7 @@ public enum RecordStore {
         let rows = try await connection.query(
             """
             SELECT record_id, external_id FROM itaku.records
-            WHERE tenant_id = \(dataset.tenantID) AND dataset_id = \(dataset.id) AND record_id = ANY (\(ids.map { $0.uuidString.lowercased() })::uuid[])
+            WHERE tenant_id = \(dataset.tenantID) AND dataset_id = \(dataset.id) AND record_id = ANY (\(ids.map { $0.lowercasedString })::uuid[])
             ORDER BY external_id
             """
         )

@@ -18,7 +18,7 @@ public enum AgentToken {
             "iat": Int(now.timeIntervalSince1970), "nbf": Int(now.timeIntervalSince1970) - 5,
             "exp": Int(now.addingTimeInterval(lifetime).timeIntervalSince1970),
         ]
-        if let authorizedParty { claims["azp"] = authorizedParty.uuidString.lowercased() }
+        if let authorizedParty { claims["azp"] = authorizedParty.lowercasedString }
         let signingInput = try base64URL(JSONSerialization.data(withJSONObject: header, options: .sortedKeys)) + "."
             + base64URL(JSONSerialization.data(withJSONObject: claims, options: .sortedKeys))
         let signature = try keyring.agentTokenKey.signature(for: Data(signingInput.utf8))

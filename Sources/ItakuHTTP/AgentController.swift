@@ -96,7 +96,7 @@ struct AgentController: Sendable {
             return Self.answer(accessID: accessID, records: records, withheld: withheld)
         case .updated(let accessID, let recordID, let fields):
             return try admin.json(Updated(
-                access_id: accessID.uuidString.lowercased(), record_id: recordID.uuidString.lowercased(), updated: fields
+                access_id: accessID.lowercasedString, record_id: recordID.lowercasedString, updated: fields
             ))
         }
     }
@@ -104,7 +104,7 @@ struct AgentController: Sendable {
     /// The answer of a lookup or read, written directly: the agent path's hottest output, and
     /// the same JSON the encoder made (keys sorted, `/` unescaped).
     static func answer(accessID: UUID, records: [AgentRecord], withheld: Int) -> Response {
-        var text = "{\"access_id\":\"\(accessID.uuidString.lowercased())\",\"records\":["
+        var text = "{\"access_id\":\"\(accessID.lowercasedString)\",\"records\":["
         for (index, record) in records.enumerated() {
             if index > 0 { text += "," }
             text += "{\"fields\":{"
@@ -112,7 +112,7 @@ struct AgentController: Sendable {
                 if position > 0 { text += "," }
                 text += JSONText.string(name) + ":" + JSONText.string(record.fields[name] ?? "")
             }
-            text += "},\"record_id\":\"\(record.id.uuidString.lowercased())\"}"
+            text += "},\"record_id\":\"\(record.id.lowercasedString)\"}"
         }
         text += "],\"withheld\":\(withheld)}"
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -121,7 +121,7 @@ struct AgentController: Sendable {
     static func problem(_ refusal: AgentRefusal) -> Problem {
         var problem = Problem(
             HTTPResponse.Status(code: refusal.status), code: refusal.code, title: refusal.title, detail: refusal.detail,
-            pointer: refusal.pointer, accessID: refusal.accessID?.uuidString.lowercased()
+            pointer: refusal.pointer, accessID: refusal.accessID?.lowercasedString
         )
         if !refusal.issues.isEmpty { problem.errors = refusal.issues.map { Problem.Issue(code: $0.code, pointer: $0.pointer) } }
         if let retryAfter = refusal.retryAfter { problem.headers[.retryAfter] = String(retryAfter) }

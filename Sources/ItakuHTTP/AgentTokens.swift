@@ -72,7 +72,7 @@ final class AgentTokens: Sendable {
     func employeeID(from token: String, integration: UUID, now: Date = Date()) async -> String? {
         guard token.utf8.count < 8192 else { return nil }
         let digest = Data(SHA256.hash(data: Data(token.utf8)))
-        let party = integration.uuidString.lowercased()
+        let party = integration.lowercasedString
         if let (subject, expiry, azp) = cache.withLock({ $0[digest] }) {
             if expiry.addingTimeInterval(leeway) > now { return accepts(azp, party) ? subject : nil }
             cache.withLock { _ = $0.removeValue(forKey: digest) }

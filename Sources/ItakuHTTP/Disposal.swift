@@ -38,7 +38,7 @@ struct Disposer: Sendable {
         switch selection {
         case .records(let ids):
             rows = try await connection.query(
-                "SELECT record_id, external_id FROM itaku.dispose_records(\(dataset.id), \(ids.map { $0.uuidString.lowercased() })::uuid[])"
+                "SELECT record_id, external_id FROM itaku.dispose_records(\(dataset.id), \(ids.map { $0.lowercasedString })::uuid[])"
             )
         case .expired(let limit):
             rows = try await connection.query("SELECT record_id, external_id FROM itaku.dispose_expired(\(dataset.id), \(Int32(clamping: limit)))")
@@ -71,7 +71,7 @@ struct Disposer: Sendable {
             tenantID: tenant.id, actorRole: actor.role, actorKeyID: actor.keyID, operation: .dispose, decision: .allow, reason: "allowed"
         )
         entry.dataset = dataset.name
-        entry.target = "disposal:\(id.uuidString.lowercased()):\(kind.rawValue)"
+        entry.target = "disposal:\(id.lowercasedString):\(kind.rawValue)"
         // The entry names the records only when they are few (a deletion request); a retention
         // run's thousands are in the disposal record, by digest.
         if recordIDs.count <= 100 {
@@ -92,7 +92,7 @@ struct Disposer: Sendable {
 
         var description: String {
             if let instance { return "retention-service@\(instance)" }
-            return role + (keyID.map { ":" + $0.uuidString.lowercased() } ?? "")
+            return role + (keyID.map { ":" + $0.lowercasedString } ?? "")
         }
     }
 }
@@ -204,7 +204,7 @@ final class RetentionService: Service, Sendable {
                 var ids: [String] = [], documents: [String] = []
                 for row in rows {
                     let id: UUID = try row.decode(0)
-                    ids.append(id.uuidString.lowercased())
+                    ids.append(id.lowercasedString)
                     documents.append(try sealer.seal(try row.decode(1, as: PostgresJSON.self).text, record: id.uuidString))
                 }
                 try await connection.query(

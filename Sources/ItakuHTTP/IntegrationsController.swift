@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ItakuCore
 import ItakuPostgres
 import ItakuRegistry
 
@@ -44,7 +45,7 @@ struct IntegrationsController: Sendable {
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
                 context.snapshot?.keys.values.contains(where: { $0.id == id }) == true
             else { throw Problem.notFound }
-            let revoked = try await admin.change(context, tenantID: nil, target: "key:\(id.uuidString.lowercased())") { connection in
+            let revoked = try await admin.change(context, tenantID: nil, target: "key:\(id.lowercasedString)") { connection in
                 (try await RegistryStore.revokeKey(id, on: connection), nil, nil)
             }
             guard revoked else { throw Problem.notFound }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ItakuCore
 import Logging
 
 extension HTTPField.Name {
@@ -85,6 +86,6 @@ struct RequestLogMiddleware: RouterMiddleware {
         {
             return header
         }
-        return UUID().uuidString.lowercased()
+        return UUID.random().lowercasedString
     }
 }

@@ -98,7 +98,7 @@ struct SubjectRequestsController: Sendable {
                 )
             }
             let listed = try rows.map {
-                DisposalSummary(id: try $0.decode(0, as: UUID.self).uuidString.lowercased(), createdAt: try $0.decode(1), kind: try $0.decode(2),
+                DisposalSummary(id: try $0.decode(0, as: UUID.self).lowercasedString, createdAt: try $0.decode(1), kind: try $0.decode(2),
                                 dataset: try $0.decode(3), records: Int(try $0.decode(4, as: Int32.self)))
             }
             return try admin.json(["disposals": listed])
@@ -115,7 +115,7 @@ struct SubjectRequestsController: Sendable {
             let signed = SignedDisposal(
                 document: try row.decode(0), keyID: try row.decode(1), signature: Data(try row.decode(2, as: PostgresBytes.self).bytes)
             )
-            return try admin.json(signed, headers: [.contentDisposition: "attachment; filename=\"disposal-\(id.uuidString.lowercased()).json\""])
+            return try admin.json(signed, headers: [.contentDisposition: "attachment; filename=\"disposal-\(id.lowercasedString).json\""])
         }
         routes.on("/v1/tenants/:tenant/retention/run", method: .post, context: RoleContext<OperatorsAndClientAdmins>.self) { _, context in
             let tenant = try admin.tenant(context)
@@ -194,7 +194,7 @@ struct SubjectRequestsController: Sendable {
             try await connection.query(
                 """
                 INSERT INTO itaku.subject_requests (tenant_id, request_id, kind, dataset_id, record_ids, subject_digests, reference, due_date)
-                VALUES (\(tenant.id), \(requestID), \(kind.rawValue), \(dataset.id), \(recordIDs.map { $0.uuidString.lowercased() })::uuid[],
+                VALUES (\(tenant.id), \(requestID), \(kind.rawValue), \(dataset.id), \(recordIDs.map { $0.lowercasedString })::uuid[],
                         \(digests), \(body.reference), \(body.due_date.flatMap(PostgresDate.init(iso:))))
                 """
             )
@@ -267,7 +267,7 @@ struct SubjectRequestsController: Sendable {
                     """
                     UPDATE itaku.records SET status = \(kind == .suspension ? "suspended" : "active"), updated_at = now()
                     WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id)
-                      AND record_id = ANY (\(recordIDs.map { $0.uuidString.lowercased() })::uuid[])
+                      AND record_id = ANY (\(recordIDs.map { $0.lowercasedString })::uuid[])
                     """
                 )
                 var entry = template
@@ -396,14 +396,14 @@ struct SubjectRequestsController: Sendable {
                 """
                 SELECT record_id, external_id, fields, status FROM itaku.records
                 WHERE tenant_id = \(tenant.id) AND dataset_id = \(dataset.id)
-                  AND record_id = ANY (\(recordIDs.map { $0.uuidString.lowercased() })::uuid[])
+                  AND record_id = ANY (\(recordIDs.map { $0.lowercasedString })::uuid[])
                 ORDER BY external_id
                 """
             )
             let records = try rows.map { row in
                 let id: UUID = try row.decode(0)
                 return PackageRecord(
-                    record_id: id.uuidString.lowercased(), external_id: try row.decode(1),
+                    record_id: id.lowercasedString, external_id: try row.decode(1),
                     fields: try dataKeys.open(try row.decode(2, as: PostgresJSON.self).text, tenant: tenant.id, record: id.uuidString),
                     status: try row.decode(3)
                 )
@@ -482,7 +482,7 @@ struct SubjectRequestsController: Sendable {
         var record_ids: [String]
 
         init(_ entry: AccessEntry) {
-            entry_id = entry.id.uuidString.lowercased()
+            entry_id = entry.id.lowercasedString
             occurred_at = entry.occurredAt
             operation = entry.operation.rawValue
             decision = entry.decision.rawValue
@@ -492,7 +492,7 @@ struct SubjectRequestsController: Sendable {
             purpose_version = entry.purposeVersion
             self.case = entry.caseRef
             fields = (entry.fields ?? [:]).keys.sorted()
-            record_ids = entry.recordIDs.map { $0.uuidString.lowercased() }
+            record_ids = entry.recordIDs.map { $0.lowercasedString }
         }
     }
 
@@ -583,18 +583,18 @@ struct SubjectRequestsController: Sendable {
         let names = Dictionary((snapshot?.datasets[tenant.id] ?? [:]).values.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
         return try rows.map { row in
             RequestBody(
-                id: try row.decode(0, as: UUID.self).uuidString.lowercased(), kind: try row.decode(1), state: try row.decode(2),
+                id: try row.decode(0, as: UUID.self).lowercasedString, kind: try row.decode(1), state: try row.decode(2),
                 dataset: names[try row.decode(3, as: UUID.self)] ?? "", record_ids: try row.decode(4, as: [String].self),
                 subject_digests: try row.decode(5, as: [String].self), reference: try row.decode(6),
                 due_date: try row.decode(7, as: PostgresDate?.self)?.description, rejection: try row.decode(8),
-                disposal_id: try row.decode(9, as: UUID?.self)?.uuidString.lowercased(), received_at: try row.decode(10),
+                disposal_id: try row.decode(9, as: UUID?.self)?.lowercasedString, received_at: try row.decode(10),
                 decided_at: try row.decode(11)
             )
         }
     }
 
     private static func target(_ id: UUID, _ kind: Kind, _ step: String) -> String {
-        "subject-request:\(id.uuidString.lowercased()):\(kind.rawValue):\(step)"
+        "subject-request:\(id.lowercasedString):\(kind.rawValue):\(step)"
     }
 
     private func entry(_ principal: Principal, _ context: some ActingContext, tenant: Tenant, dataset: Dataset, target: String) -> AccessEntry {

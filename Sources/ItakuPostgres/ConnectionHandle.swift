@@ -94,6 +94,7 @@ final class ConnectionHandle: @unchecked Sendable {
                 )
             }
         }
+        handle.settle()
         return handle
     }
 
@@ -115,6 +116,16 @@ final class ConnectionHandle: @unchecked Sendable {
         return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE
     }
 
+    /// `isReusable` as it stood when the last operation ended, taken on the pool thread
+    /// (`settle()`), so that returning the connection to the pool needs no hop to read it. The
+    /// operation's result reaches the releasing task after this is written.
+    private(set) var reusableWhenSettled = false
+
+    /// Records `isReusable`; the last step of every work item that used the connection.
+    func settle() {
+        reusableWhenSettled = isReusable
+    }
+
     /// Reads whatever the server sent while the connection was idle (a termination notice, or
     /// EOF when it went away) and reports whether the connection is still usable.
     func probe() -> Bool {
@@ -128,7 +139,8 @@ final class ConnectionHandle: @unchecked Sendable {
         }
         // Discard notifications nobody listens for on a pooled connection.
         while let note = PQnotifies(conn) { PQfreemem(note) }
-        return isReusable
+        settle()
+        return reusableWhenSettled
     }
 
     // MARK: Statements

@@ -169,8 +169,8 @@ public final class PostgresClient: Service, Sendable {
         if let known {
             reusable = known
         } else {
-            // Not cancellable: a cancelled request must still return its connection properly.
-            reusable = (try? await threadPool.runUncancellable { handle.isReusable }) ?? false
+            // As the last operation left it, recorded on the pool thread: no hop to read it.
+            reusable = handle.reusableWhenSettled
         }
         let action = state.withLock { $0.release(handle, reusable: reusable, now: .now) }
         switch action {

@@ -20,11 +20,8 @@ public struct PostgresConnection: Sendable {
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
         let cancellation = OperationCancellation()
-        let handle = self.handle
         return try await withTaskCancellationHandler {
-            try await threadPool.runIfActive {
-                try handle.execute(query.sql, query.binds, prepared: query.isPrepared, cancellation: cancellation)
-            }
+            try await onPool { try $0.execute(query.sql, query.binds, prepared: query.isPrepared, cancellation: cancellation) }
         } onCancel: {
             cancellation.cancel()
         }
@@ -32,8 +29,7 @@ public struct PostgresConnection: Sendable {
 
     /// Runs program-owned SQL that may hold several statements (migration files).
     public func executeScript(_ sql: String) async throws {
-        let handle = self.handle
-        try await threadPool.runIfActive { try handle.executeScript(sql) }
+        try await onPool { try $0.executeScript(sql) }
     }
 
     /// Streams rows into `COPY ... FROM STDIN`. The body writes COPY text-format data through
@@ -44,29 +40,36 @@ public struct PostgresConnection: Sendable {
         _ statement: PostgresQuery,
         _ body: (inout PostgresCopyWriter) async throws -> Void
     ) async throws -> Int {
-        let handle = self.handle
         let sql = statement.sql
-        try await threadPool.runIfActive { try handle.beginCopy(sql) }
+        try await onPool { try $0.beginCopy(sql) }
         var writer = PostgresCopyWriter(connection: self)
         do {
             try await body(&writer)
             try await writer.flush()
         } catch {
-            _ = try? await threadPool.runIfActive { try handle.endCopy(abort: "aborted by Itaku") }
+            _ = try? await onPool { try $0.endCopy(abort: "aborted by Itaku") }
             throw error
         }
-        return try await threadPool.runIfActive { try handle.endCopy(abort: nil) }
+        return try await onPool { try $0.endCopy(abort: nil) }
     }
 
     func putCopyData(_ bytes: [UInt8]) async throws {
-        let handle = self.handle
-        try await threadPool.runIfActive { try handle.putCopyData(bytes) }
+        try await onPool { try $0.putCopyData(bytes) }
     }
 
     /// Quotes an identifier with the connection's encoding rules.
     public func escapeIdentifier(_ identifier: String) async throws -> String {
+        return try await onPool { try $0.escapeIdentifier(identifier) }
+    }
+
+    /// Runs `body` with the connection on the client's thread pool, and settles the
+    /// connection's state there before the result comes back (`ConnectionHandle.settle`).
+    private func onPool<T: Sendable>(_ body: @escaping @Sendable (ConnectionHandle) throws -> T) async throws -> T {
         let handle = self.handle
-        return try await threadPool.runIfActive { try handle.escapeIdentifier(identifier) }
+        return try await threadPool.runIfActive {
+            defer { handle.settle() }
+            return try body(handle)
+        }
     }
 }
 

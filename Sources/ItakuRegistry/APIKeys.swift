@@ -23,13 +23,12 @@ public enum APIKeys {
         String(key.prefix(prefix.count + 6))
     }
 
-    /// The live key matching `presented`, its hash compared in constant time.
+    /// The live key matching `presented`, found by its SHA-256 in a dictionary. The lookup's
+    /// time may depend on how many leading bytes the presented key's digest shares with a stored
+    /// one, but no caller can choose a digest's bytes, so that cannot be turned into a guess
+    /// at any key byte by byte (why comparing secrets themselves needs `ConstantTime`).
     public static func authenticate(_ presented: String, in snapshot: RegistrySnapshot) -> APIKey? {
         guard presented.hasPrefix(prefix), presented.utf8.count <= 128 else { return nil }
-        let digest = hash(presented)
-        guard let (stored, key) = snapshot.keys.first(where: { $0.key.prefix(8).elementsEqual(digest.prefix(8)) }) else {
-            return nil
-        }
-        return ConstantTime.equal(stored, digest) ? key : nil
+        return snapshot.keys[Data(hash(presented))]
     }
 }

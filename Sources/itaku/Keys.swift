@@ -50,7 +50,7 @@ struct Keys: AsyncParsableCommand {
                 return (id, [.cli(target: "key:\(role.rawValue)", tenantID: tenantID)])
             }
             await accessLog.checkpoint()
-            print("key id: \(keyID.uuidString.lowercased())")
+            print("key id: \(keyID.lowercasedString)")
             print("key:    \(key)    (shown once; store it now)")
         }
     }
@@ -72,7 +72,7 @@ struct Keys: AsyncParsableCommand {
                     // Nothing to revoke: roll back, nothing written, nothing logged.
                     guard try await RegistryStore.revokeKey(keyID, on: connection) else { throw NoSuchKey() }
                     try await RegistryStore.announceChange("key", on: connection)
-                    return (true, [.cli(target: "key:\(keyID.uuidString.lowercased())")])
+                    return (true, [.cli(target: "key:\(keyID.lowercasedString)")])
                 }
             } catch is NoSuchKey {
                 revoked = false

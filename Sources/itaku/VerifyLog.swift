@@ -32,10 +32,10 @@ struct VerifyLog: AsyncParsableCommand {
             print("\(stream.stream): \(stream.entries) entries, \(stream.checkpoints) checkpoints, verified through \(stream.verifiedThrough): "
                 + (stream.problems.isEmpty ? "ok" : "\(stream.problems.count) problem(s)"))
             for finding in stream.problems {
-                print("  \(finding.problem) at seq \(finding.seq.map(String.init) ?? "-")" + (finding.entryID.map { " (entry \($0.uuidString.lowercased()))" } ?? ""))
+                print("  \(finding.problem) at seq \(finding.seq.map(String.init) ?? "-")" + (finding.entryID.map { " (entry \($0.lowercasedString))" } ?? ""))
             }
         }
-        for finding in report.unchained { print("entry \(finding.entryID?.uuidString.lowercased() ?? "?") belongs to no chain") }
+        for finding in report.unchained { print("entry \(finding.entryID?.lowercasedString ?? "?") belongs to no chain") }
         print(report.clean ? "clean: \(report.entries) entries, \(report.checkpoints) checkpoints" : "NOT CLEAN")
         if !report.clean { throw ExitCode(1) }
     }

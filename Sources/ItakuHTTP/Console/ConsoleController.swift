@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ItakuCore
 import ItakuRegistry
 import Logging
 import NIOCore
@@ -111,7 +112,7 @@ struct ConsoleController: Sendable {
                 return signInPage(view, token: ConsoleSessions.randomToken(), status: .unauthorized, failed: true)
             }
             let (token, _) = try await sessions.start(keyID: key.id)
-            context.logger.info("console sign-in", metadata: ["itaku.key": .string(key.id.uuidString.lowercased()), "itaku.role": .string(key.role.rawValue)])
+            context.logger.info("console sign-in", metadata: ["itaku.key": .string(key.id.lowercasedString), "itaku.role": .string(key.role.rawValue)])
             return ConsoleView.redirect("/console/", cookies: [
                 Cookie(
                     name: Self.sessionCookie, value: token, maxAge: Int(sessions.lifetime.components.seconds), path: "/console",

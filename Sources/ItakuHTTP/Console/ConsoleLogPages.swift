@@ -95,7 +95,7 @@ struct ConsoleLogPages: Sendable {
         if !scoped { header.append(view.t(.tenant)) }
         header += [view.t(.actor), view.t(.purpose), view.t(.operation), view.t(.decision), view.t(.reason), view.t(.rows)]
         main += ConsoleView.table(id: "entries", header, entries.map { entry in
-            let link = "\(base)/entries/\(entry.id.uuidString.lowercased())"
+            let link = "\(base)/entries/\(entry.id.lowercasedString)"
             var cells = ["<td><a class=\"entry-link\" href=\"\(HTML.escape(link))\">\(HTML.escape(Timestamp.iso8601(entry.occurredAt)))</a></td>"]
             if !scoped { cells.append(ConsoleView.cell(entry.tenantID.flatMap { codes[$0] } ?? "—")) }
             cells += [

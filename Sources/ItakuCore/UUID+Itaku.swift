@@ -1,0 +1,41 @@
+import Foundation
+
+extension UUID {
+    /// A random (version 4) UUID. Foundation's `UUID()` opens, reads and closes `/dev/urandom`
+    /// for each one on Linux; the system generator reads the kernel's (`getrandom`) without a
+    /// file. Every request makes one or more (its request id, its access entry's id).
+    public static func random() -> UUID {
+        var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var generator = SystemRandomNumberGenerator()
+        withUnsafeMutableBytes(of: &bytes) { buffer in
+            buffer.storeBytes(of: generator.next() as UInt64, toByteOffset: 0, as: UInt64.self)
+            buffer.storeBytes(of: generator.next() as UInt64, toByteOffset: 8, as: UInt64.self)
+        }
+        bytes.6 = (bytes.6 & 0x0F) | 0x40  // version 4
+        bytes.8 = (bytes.8 & 0x3F) | 0x80  // RFC 9562 variant
+        return UUID(uuid: bytes)
+    }
+
+    /// The lower-case text form (`5f0e2c1a-8d3b-…`), the form Itaku writes everywhere, built
+    /// from a table rather than through `uuidString`'s formatting and `lowercased()`.
+    public var lowercasedString: String {
+        let digits: StaticString = "0123456789abcdef"
+        return withUnsafeBytes(of: uuid) { bytes in
+            String(unsafeUninitializedCapacity: 36) { out in
+                digits.withUTF8Buffer { hex in
+                    var position = 0
+                    for index in 0..<16 {
+                        if index == 4 || index == 6 || index == 8 || index == 10 {
+                            out[position] = UInt8(ascii: "-")
+                            position += 1
+                        }
+                        out[position] = hex[Int(bytes[index] >> 4)]
+                        out[position + 1] = hex[Int(bytes[index] & 0x0F)]
+                        position += 2
+                    }
+                }
+                return 36
+            }
+        }
+    }
+}
