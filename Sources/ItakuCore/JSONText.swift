@@ -28,3 +28,126 @@ public enum JSONText {
         return out + "\""
     }
 }
+
+extension JSONText {
+    /// Parses a JSON object whose values are all strings (`{"name":"…","phone":"…"}`), the form
+    /// of a record's fields, without Foundation's parsers. Returns nil for anything else (other
+    /// value types, invalid UTF-8 or escapes, trailing text): the caller then uses a full parser.
+    public static func stringObject(_ bytes: UnsafeBufferPointer<UInt8>) -> [String: String]? {
+        var reader = StringObjectReader(bytes: bytes)
+        return reader.object()
+    }
+}
+
+private struct StringObjectReader {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var index = 0
+
+    mutating func object() -> [String: String]? {
+        skipSpace()
+        guard take(UInt8(ascii: "{")) else { return nil }
+        var result: [String: String] = [:]
+        skipSpace()
+        if !take(UInt8(ascii: "}")) {
+            while true {
+                skipSpace()
+                guard let key = string() else { return nil }
+                skipSpace()
+                guard take(UInt8(ascii: ":")) else { return nil }
+                skipSpace()
+                guard let value = string() else { return nil }
+                result[key] = value
+                skipSpace()
+                if take(UInt8(ascii: ",")) { continue }
+                guard take(UInt8(ascii: "}")) else { return nil }
+                break
+            }
+        }
+        skipSpace()
+        return index == bytes.count ? result : nil
+    }
+
+    mutating func skipSpace() {
+        while index < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index += 1 }
+    }
+
+    mutating func take(_ byte: UInt8) -> Bool {
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    mutating func string() -> String? {
+        guard take(UInt8(ascii: "\"")) else { return nil }
+        let start = index
+        var escaped = false
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+            if bytes[index] < 0x20 { return nil }
+            if bytes[index] == UInt8(ascii: "\\") {
+                escaped = true
+                index += 1
+            }
+            index += 1
+        }
+        guard index < bytes.count else { return nil }
+        let content = UnsafeBufferPointer(rebasing: bytes[start..<index])
+        index += 1
+        guard escaped else { return String(validating: content, as: UTF8.self) }
+        return Self.unescape(content)
+    }
+
+    static func unescape(_ content: UnsafeBufferPointer<UInt8>) -> String? {
+        var out: [UInt8] = []
+        out.reserveCapacity(content.count)
+        var i = 0
+        func hex4(_ at: Int) -> UInt32? {
+            guard at + 4 <= content.count else { return nil }
+            var value: UInt32 = 0
+            for byte in content[at..<at + 4] {
+                guard let digit = hexDigits[byte] else { return nil }
+                value = value << 4 | digit
+            }
+            return value
+        }
+        while i < content.count {
+            let byte = content[i]
+            guard byte == UInt8(ascii: "\\") else {
+                out.append(byte)
+                i += 1
+                continue
+            }
+            guard i + 1 < content.count else { return nil }
+            switch content[i + 1] {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(content[i + 1])
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                guard var scalar = hex4(i + 2) else { return nil }
+                if (0xD800...0xDBFF).contains(scalar) {
+                    // A surrogate pair: the low half must follow as its own escape.
+                    guard i + 11 < content.count, content[i + 6] == UInt8(ascii: "\\"), content[i + 7] == UInt8(ascii: "u"),
+                        let low = hex4(i + 8), (0xDC00...0xDFFF).contains(low)
+                    else { return nil }
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    i += 6
+                }
+                guard let unicode = Unicode.Scalar(scalar) else { return nil }
+                out.append(contentsOf: String(Character(unicode)).utf8)
+                i += 4
+            default: return nil
+            }
+            i += 2
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    static let hexDigits: [UInt8: UInt32] = {
+        var digits: [UInt8: UInt32] = [:]
+        for (value, character) in "0123456789abcdef".utf8.enumerated() { digits[character] = UInt32(value) }
+        for (value, character) in "ABCDEF".utf8.enumerated() { digits[character] = UInt32(value + 10) }
+        return digits
+    }()
+}

@@ -161,26 +161,26 @@ public struct FieldSealer: Sendable {
         }
         guard let data = Data(base64Encoded: sealed), let box = try? AES.GCM.SealedBox(combined: data),
               let plain = try? decrypt(box, record),
-              let fields = try? fieldsDecoder.decode([String: String].self, from: plain) else { throw SealError.cannotOpen }
+              let fields = plain.withUnsafeBytes({ JSONText.stringObject($0.bindMemory(to: UInt8.self)) })
+                ?? (try? JSONDecoder().decode([String: String].self, from: plain))
+        else { throw SealError.cannotOpen }
         return fields
     }
 
-    private static let fieldsDecoder = JSONDecoder()
-
     /// The base64 text of a sealed document as jsonb or `seal` writes it (`{"$sealed": "…"}`),
-    /// taken without a JSON parser: base64 has no character JSON escapes. Anything else is nil
-    /// and goes through the parser.
+    /// taken without a JSON parser: base64 has no character JSON escapes (what is not base64
+    /// fails to decode after). Anything else is nil and goes through the parser.
     static func sealedText(_ document: String) -> Substring? {
         var text = Substring(document)
         for prefix in ["{\"\(marker)\": \"", "{\"\(marker)\":\""] where text.hasPrefix(prefix) {
             text = text.dropFirst(prefix.count)
             guard text.hasSuffix("\"}") else { return nil }
             text = text.dropLast(2)
-            let base64 = text.utf8.allSatisfy { byte in
-                (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39)
-                    || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "/") || byte == UInt8(ascii: "=")
+            // Base64 and nothing JSON would escape: no quote, backslash or control character.
+            let plain = text.utf8.withContiguousStorageIfAvailable { bytes in
+                !bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
             }
-            return base64 ? text : nil
+            return plain == true ? text : nil
         }
         return nil
     }

@@ -17,8 +17,32 @@ public enum CaseReference {
     public static func isAcceptable(_ reference: String, pattern: String?) -> Bool {
         guard (1...128).contains(reference.utf8.count), reference.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F })
         else { return false }
+        if pattern == nil || pattern == defaultPattern { return matchesDefault(Array(reference.utf8)) }
         guard let regex = regex(pattern ?? defaultPattern) else { return false }
         return (try? regex.wholeMatch(in: reference)) != nil
+    }
+
+    /// `defaultPattern` as a whole, matched by hand: every agent call checks its case, and the
+    /// pattern's three forms need no regular-expression engine. (Tested against the pattern.)
+    static func matchesDefault(_ bytes: [UInt8]) -> Bool {
+        func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) }
+        func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+        func isHex(_ b: UInt8) -> Bool { isDigit(b) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66) }
+        // A number of up to nine digits.
+        if (1...9).contains(bytes.count) && bytes.allSatisfy(isDigit) { return true }
+        // A UUID.
+        if bytes.count == 36 {
+            let uuid = bytes.enumerated().allSatisfy { index, byte in
+                [8, 13, 18, 23].contains(index) ? byte == UInt8(ascii: "-") : isHex(byte)
+            }
+            if uuid { return true }
+        }
+        // 1–16 letters, one optional separator, 1–9 digits.
+        let letters = bytes.prefix(while: isLetter).count
+        guard (1...16).contains(letters) else { return false }
+        var rest = bytes[letters...]
+        if let first = rest.first, "-_:.#".utf8.contains(first) { rest = rest.dropFirst() }
+        return (1...9).contains(rest.count) && rest.allSatisfy(isDigit)
     }
 
     /// A pattern a tenant may set: a valid regular expression of at most 200 characters.

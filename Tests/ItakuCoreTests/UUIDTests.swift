@@ -24,3 +24,29 @@ struct UUIDTests {
         #expect(UUID(uuidString: "5F0E2C1A-8D3B-4C7E-9A61-2B4D6F8E0A13")!.lowercasedString == "5f0e2c1a-8d3b-4c7e-9a61-2b4d6f8e0a13")
     }
 }
+
+@Suite("Record documents read without Foundation's parser")
+struct StringObjectTests {
+    static func parse(_ text: String) -> [String: String]? {
+        Array(text.utf8).withUnsafeBufferPointer { JSONText.stringObject($0) }
+    }
+
+    @Test("what Foundation reads, including escapes and characters beyond the BMP, reads the same")
+    func agreesWithFoundation() throws {
+        let values = ["山田 太郎", "\"quoted\"", "back\\slash", "line\nbreak\ttab", "\u{01}", "😀 emoji", "", "a/b"]
+        var object: [String: String] = [:]
+        for (index, value) in values.enumerated() { object["f\(index)"] = value }
+        let encoded = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        #expect(Self.parse(encoded) == object)
+        // Escapes Foundation's writer does not use, and spaces between tokens.
+        #expect(Self.parse(#" { "a" : "\u5c71\u7530" , "b":"\ud83d\ude00\/\b\f\r" } "#) == ["a": "山田", "b": "😀/\u{08}\u{0C}\r"])
+        #expect(Self.parse("{}") == [:])
+    }
+
+    @Test("anything but an object of strings is refused, for the full parser to judge")
+    func refuses() {
+        for text in [#"{"a":1}"#, #"{"a":"x"} x"#, #"{"a":"x""#, #"["a"]"#, #"{"a":"\ud83d"}"#, #"{"a":"\q"}"#, "{\"a\":\"\u{01}\"}", #"{"a" "x"}"#] {
+            #expect(Self.parse(text) == nil, "\(text)")
+        }
+    }
+}
