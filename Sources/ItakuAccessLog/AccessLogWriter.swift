@@ -159,7 +159,7 @@ public final class AccessLogWriter: Service, Sendable {
             do {
                 try await AccessLogStore.insert(chained, on: connection)
                 // Durable whatever the body ran: a statement may have lowered synchronous_commit
-                // for the transaction (itaku.agent_lookup and the usage counters do). One round trip.
+                // for the transaction (the usage counters do). One round trip.
                 try await connection.executeScript("SET LOCAL synchronous_commit TO on; COMMIT")
             } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation {
                 // A position taken by someone else: this change fails; later ones use new streams.

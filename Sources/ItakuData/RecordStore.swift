@@ -55,8 +55,8 @@ public enum RecordStore {
     public static func locate(
         in dataset: Dataset, kind: DatasetSchema.LookupKind, digest: [UInt8], on connection: PostgresConnection
     ) async throws -> [(UUID, String)] {
-        // The digest's keys first, then each key's record by primary key, as itaku.agent_lookup
-        // does (migration 0014): a plain join could be driven from the records in external_id
+        // The digest's keys first, then each key's record by primary key, as itaku.agent_find
+        // does (migrations 0014, 0015): a plain join could be driven from the records in external_id
         // order instead, reading many records for the one a key names.
         let rows = try await connection.query(
             """
