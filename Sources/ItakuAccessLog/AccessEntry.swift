@@ -93,6 +93,9 @@ public enum AccessLogStore {
         try await connection.query(insertQuery(entries))
     }
 
+    /// Batches of up to this many entries are inserted by a prepared statement.
+    static let preparedSizes = 16
+
     /// The multi-row INSERT of `entries` (at least one).
     static func insertQuery(_ entries: [AccessEntry]) -> PostgresQuery {
         var binds = PostgresBindings(capacity: entries.count * 31)
@@ -109,7 +112,11 @@ public enum AccessLogStore {
             }
             rows.append("(" + placeholders.joined(separator: ",") + ")")
         }
-        return PostgresQuery(unsafeSQL: "INSERT INTO itaku.access_log (\(columns)) VALUES " + rows.joined(separator: ","), binds: binds)
+        let query = PostgresQuery(unsafeSQL: "INSERT INTO itaku.access_log (\(columns)) VALUES " + rows.joined(separator: ","), binds: binds)
+        // The common sizes are prepared once per connection (a transaction's one or two entries,
+        // small batches); larger batches are rarer, and preparing every size would keep
+        // hundreds of statements per connection.
+        return entries.count <= preparedSizes ? query.prepared() : query
     }
 
     static func bind(_ entry: AccessEntry, into binds: inout PostgresBindings) {

@@ -125,7 +125,7 @@ public final class AccessLogWriter: Service, Sendable {
             try await connection.begin()
             do {
                 if let tenant {
-                    try await connection.query("SELECT set_config('itaku.tenant_id', \(tenant.uuidString), true)")
+                    try await connection.query(.prepared("SELECT set_config('itaku.tenant_id', \(tenant.uuidString), true)"))
                 }
                 let (value, entries) = try await body(connection)
                 let written = try await commit(entries, on: connection)

@@ -61,12 +61,12 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         _ body: @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
     ) async throws -> AccessEntry {
         let (_, entries) = try await accessLog.transaction(on: database, tenant: tenant) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.query(.prepared(
                 """
                 SELECT record_id, external_id, fields, status, coalesce(expires_at < now(), false) FROM itaku.records
                 WHERE tenant_id = \(tenant) AND dataset_id = \(dataset.id) AND record_id = \(record) FOR UPDATE
                 """
-            )
+            ))
             let entry = try await body(try rows.first.map(Self.record), Writer(connection: connection, dataset: dataset, record: record))
             return ((), [entry])
         }

@@ -39,12 +39,12 @@ public enum RecordStore {
     ) async throws -> [String: String] {
         let after = before.merging(changes) { $1 }.filter { !$0.value.isEmpty }
         let sealed = try sealer.seal(RecordDocument.json(after, order: dataset.schema.fields), record: recordID.uuidString)
-        try await connection.query(
+        try await connection.query(.prepared(
             """
             UPDATE itaku.records SET fields = \(PostgresJSON(sealed)), updated_at = now()
             WHERE tenant_id = \(dataset.tenantID) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
             """
-        )
+        ))
         if changes.keys.contains(where: { dataset.schema.field($0)?.lookup != nil }) {
             try await replaceLookupKeys(of: recordID, in: dataset, values: after, digester: digester, on: connection)
         }
