@@ -121,13 +121,22 @@ public final class AccessLogWriter: Service, Sendable {
         on database: PostgresClient, tenant: UUID? = nil,
         _ body: (PostgresConnection) async throws -> (T, [AccessEntry])
     ) async throws -> (T, [AccessEntry]) {
+        try await transaction(on: database, tenant: tenant, opening: nil) { connection, _ in try await body(connection) }
+    }
+
+    /// `transaction`, whose first statement (`opening`, for example a row's lock) goes to
+    /// PostgreSQL with BEGIN and the tenant, in one round trip; `body` gets its rows.
+    public func transaction<T: Sendable>(
+        on database: PostgresClient, tenant: UUID? = nil, opening: PostgresQuery?,
+        _ body: (PostgresConnection, PostgresRows?) async throws -> (T, [AccessEntry])
+    ) async throws -> (T, [AccessEntry]) {
         try await database.withConnection { connection in
-            try await connection.begin()
+            var first: [PostgresQuery] = []
+            if let tenant { first.append(.prepared("SELECT set_config('itaku.tenant_id', \(tenant.uuidString), true)")) }
+            if let opening { first.append(opening) }
+            let opened = try await connection.begin(then: first)
             do {
-                if let tenant {
-                    try await connection.query(.prepared("SELECT set_config('itaku.tenant_id', \(tenant.uuidString), true)"))
-                }
-                let (value, entries) = try await body(connection)
+                let (value, entries) = try await body(connection, opening == nil ? nil : opened.last)
                 let written = try await commit(entries, on: connection)
                 return (value, written)
             } catch {
@@ -157,10 +166,11 @@ public final class AccessLogWriter: Service, Sendable {
             }
             seal(&chained)
             do {
-                try await AccessLogStore.insert(chained, on: connection)
-                // Durable whatever the body ran: a statement may have lowered synchronous_commit
-                // for the transaction (the usage counters do). One round trip.
-                try await connection.executeScript("SET LOCAL synchronous_commit TO on; COMMIT")
+                // The entries, then the commit, in one round trip. Durable whatever the body ran:
+                // a statement may have lowered synchronous_commit for the transaction (the usage
+                // counters do).
+                let insert = chained.isEmpty ? [] : [AccessLogStore.insertQuery(chained)]
+                try await connection.pipeline(insert + ["SET LOCAL synchronous_commit TO on", "COMMIT"])
             } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation {
                 // A position taken by someone else: this change fails; later ones use new streams.
                 logger.error("access-log position already taken; continuing in new streams", metadata: ["itaku.error": "\(error)"])

@@ -60,14 +60,16 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         tenant: UUID, dataset: Dataset, record: UUID,
         _ body: @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
     ) async throws -> AccessEntry {
-        let (_, entries) = try await accessLog.transaction(on: database, tenant: tenant) { connection in
-            let rows = try await connection.query(.prepared(
-                """
-                SELECT record_id, external_id, fields, status, coalesce(expires_at < now(), false) FROM itaku.records
-                WHERE tenant_id = \(tenant) AND dataset_id = \(dataset.id) AND record_id = \(record) FOR UPDATE
-                """
-            ))
-            let entry = try await body(try rows.first.map(Self.record), Writer(connection: connection, dataset: dataset, record: record))
+        // BEGIN, the tenant and the record's lock in one round trip; then the change; then its
+        // entry and COMMIT in one more.
+        let lock: PostgresQuery = .prepared(
+            """
+            SELECT record_id, external_id, fields, status, coalesce(expires_at < now(), false) FROM itaku.records
+            WHERE tenant_id = \(tenant) AND dataset_id = \(dataset.id) AND record_id = \(record) FOR UPDATE
+            """
+        )
+        let (_, entries) = try await accessLog.transaction(on: database, tenant: tenant, opening: lock) { connection, rows in
+            let entry = try await body(try rows?.first.map(Self.record), Writer(connection: connection, dataset: dataset, record: record))
             return ((), [entry])
         }
         return entries[0]

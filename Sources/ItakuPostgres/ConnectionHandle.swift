@@ -157,11 +157,31 @@ final class ConnectionHandle: @unchecked Sendable {
         if let cancellation, !cancellation.begin(PQgetCancel(conn)) { throw CancellationError() }
         defer { cancellation?.end() }
 
+        let types = binds.values.map { Oid($0.type.rawValue) }
+        let name = prepared && mayPrepare ? try statementName(sql, types: types, conn: conn) : nil
+        let result = Self.withParameters(binds) { count, types, values, lengths, formats in
+            if let name { return PQexecPrepared(conn, name, count, values, lengths, formats, 1) }
+            return PQexecParams(conn, sql, count, types, values, lengths, formats, 1)
+        }
+        do {
+            return try consume(result)
+        } catch let error as PostgresError where name != nil && error.sqlState == PostgresError.SQLState.invalidStatementName {
+            // Dropped under us (DEALLOCATE, DISCARD ALL): forget them and run this one unnamed.
+            preparedStatements.removeAll()
+            return try execute(sql, binds, prepared: false, cancellation: nil)
+        }
+    }
+
+    /// Calls `body` with libpq's parameter arrays for `binds`: all parameter bytes in one
+    /// buffer, each parameter pointing into it.
+    private static func withParameters<T>(
+        _ binds: PostgresBindings,
+        _ body: (Int32, UnsafePointer<Oid>, UnsafePointer<UnsafePointer<CChar>?>, UnsafePointer<Int32>, UnsafePointer<Int32>) -> T
+    ) -> T {
         let values = binds.values
-        var types = values.map { Oid($0.type.rawValue) }
-        var formats = values.map { $0.format.rawValue }
-        var lengths = values.map { Int32($0.bytes?.count ?? 0) }
-        // All parameter bytes in one buffer; each parameter points into it.
+        let types = values.map { Oid($0.type.rawValue) }
+        let formats = values.map { $0.format.rawValue }
+        let lengths = values.map { Int32($0.bytes?.count ?? 0) }
         var storage: [UInt8] = []
         storage.reserveCapacity(values.reduce(0) { $0 + ($1.bytes?.count ?? 0) + 1 })
         var offsets: [Int?] = []
@@ -177,24 +197,63 @@ final class ConnectionHandle: @unchecked Sendable {
             }
         }
         if storage.isEmpty { storage.append(0) }
-        let name = prepared && mayPrepare ? try statementName(sql, types: types, conn: conn) : nil
-        func run() -> OpaquePointer? {
-            storage.withUnsafeBufferPointer { buffer in
-                let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
-                var pointers: [UnsafePointer<CChar>?] = offsets.map { $0.map { base + $0 } }
-                if let name {
-                    return PQexecPrepared(conn, name, Int32(values.count), &pointers, &lengths, &formats, 1)
-                }
-                return PQexecParams(conn, sql, Int32(values.count), &types, &pointers, &lengths, &formats, 1)
+        return storage.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+            let pointers: [UnsafePointer<CChar>?] = offsets.map { $0.map { base + $0 } }
+            return body(Int32(values.count), types, pointers, lengths, formats)
+        }
+    }
+
+    /// Runs statements one after another in one round trip (libpq's pipeline mode) and returns
+    /// each one's rows. They run in order; after an error the server skips the rest, and the
+    /// first error is thrown once every result has been read (the connection is left usable,
+    /// and a transaction the statements opened is left failed, for the caller's ROLLBACK).
+    func executePipeline(_ statements: [PostgresQuery], cancellation: OperationCancellation? = nil) throws -> [PostgresRows] {
+        for statement in statements { if let error = statement.binds.encodingError { throw error } }
+        guard let conn else { throw PostgresError(.connectionClosed, detail: "connection closed") }
+        // Statements not yet prepared on this connection are prepared first, outside the
+        // pipeline (once per connection).
+        let names = try statements.map { statement in
+            statement.isPrepared && mayPrepare
+                ? try statementName(statement.sql, types: statement.binds.values.map { Oid($0.type.rawValue) }, conn: conn) : nil
+        }
+        if let cancellation, !cancellation.begin(PQgetCancel(conn)) { throw CancellationError() }
+        defer { cancellation?.end() }
+        guard PQenterPipelineMode(conn) == 1 else { throw connectionError() }
+        defer { PQexitPipelineMode(conn) }
+        for (statement, name) in zip(statements, names) {
+            let sent = Self.withParameters(statement.binds) { count, types, values, lengths, formats in
+                if let name { return PQsendQueryPrepared(conn, name, count, values, lengths, formats, 1) }
+                return PQsendQueryParams(conn, statement.sql, count, types, values, lengths, formats, 1)
             }
+            guard sent == 1 else { throw connectionError() }
         }
-        do {
-            return try consume(run())
-        } catch let error as PostgresError where name != nil && error.sqlState == PostgresError.SQLState.invalidStatementName {
-            // Dropped under us (DEALLOCATE, DISCARD ALL): forget them and run this one unnamed.
-            preparedStatements.removeAll()
-            return try execute(sql, binds, prepared: false, cancellation: nil)
+        guard PQpipelineSync(conn) == 1 else { throw connectionError() }
+        var rows: [PostgresRows] = []
+        var firstError: PostgresError?
+        for _ in statements {
+            var answered: PostgresRows?
+            while let result = PQgetResult(conn) {
+                defer { PQclear(result) }
+                switch PQresultStatus(result) {
+                case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY: answered = Self.copyRows(result)
+                case PGRES_PIPELINE_ABORTED: break
+                default: if firstError == nil { firstError = serverError(result) }
+                }
+            }
+            rows.append(answered ?? PostgresRows(columns: [], affectedRows: 0, storage: [], cells: []))
         }
+        // The sync point ends the pipeline.
+        guard let sync = PQgetResult(conn) else { throw firstError ?? connectionError() }
+        let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
+        PQclear(sync)
+        if let firstError {
+            // A prepared statement dropped under us (DISCARD ALL): prepare afresh next time.
+            if firstError.sqlState == PostgresError.SQLState.invalidStatementName { preparedStatements.removeAll() }
+            throw firstError
+        }
+        guard synced else { throw connectionError() }
+        return rows
     }
 
     /// The name of `sql` prepared with these parameter types on this connection; prepares it

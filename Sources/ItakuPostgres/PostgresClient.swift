@@ -87,7 +87,7 @@ public final class PostgresClient: Service, Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let handle = try await lease()
-        let connection = PostgresConnection(handle: handle, threadPool: threadPool, beginStatement: configuration.beginStatement)
+        let connection = PostgresConnection(handle: handle, threadPool: threadPool, beginStatements: configuration.beginStatements)
         do {
             let result = try await body(connection)
             await release(handle)

@@ -77,10 +77,15 @@ public struct PostgresConfiguration: Sendable {
 
     /// What opens a transaction: `BEGIN`, and through a transaction pooler the session settings
     /// for this transaction alone, in the same simple query (one round trip).
-    var beginStatement: String {
-        guard transactionPooler else { return "BEGIN" }
-        return "BEGIN; SET LOCAL synchronous_commit TO on; SET LOCAL TimeZone TO 'UTC'; SET LOCAL DateStyle TO 'ISO'; "
-            + "SET LOCAL statement_timeout TO \(statementTimeoutMilliseconds)"
+    var beginStatement: String { beginStatements.joined(separator: "; ") }
+
+    /// The statements of `beginStatement`, one by one (for a pipeline).
+    var beginStatements: [String] {
+        guard transactionPooler else { return ["BEGIN"] }
+        return [
+            "BEGIN", "SET LOCAL synchronous_commit TO on", "SET LOCAL TimeZone TO 'UTC'", "SET LOCAL DateStyle TO 'ISO'",
+            "SET LOCAL statement_timeout TO \(statementTimeoutMilliseconds)",
+        ]
     }
 
     /// The settings of the LISTEN connection: direct to PostgreSQL when `listenURL` is set.

@@ -7,7 +7,8 @@ public struct PostgresConnection: Sendable {
     let handle: ConnectionHandle
     let threadPool: NIOThreadPool
     /// `BEGIN`, or through a transaction pooler `BEGIN` with this transaction's settings.
-    let beginStatement: String
+    let beginStatements: [String]
+    var beginStatement: String { beginStatements.joined(separator: "; ") }
 
     /// Opens a transaction. Use this, not `query("BEGIN")`: through a transaction pooler the
     /// session settings Itaku relies on are set here, for this transaction.
@@ -25,6 +26,28 @@ public struct PostgresConnection: Sendable {
         } onCancel: {
             cancellation.cancel()
         }
+    }
+
+    /// Runs `statements` in order in one round trip (libpq's pipeline mode) and returns each
+    /// one's rows. Outside an explicit transaction they are one implicit transaction, all or
+    /// nothing. After a failed statement the server skips the rest; the first error is thrown.
+    /// Cancelling the task cancels them as `query` does.
+    @discardableResult
+    public func pipeline(_ statements: [PostgresQuery]) async throws -> [PostgresRows] {
+        let cancellation = OperationCancellation()
+        return try await withTaskCancellationHandler {
+            try await onPool { try $0.executePipeline(statements, cancellation: cancellation) }
+        } onCancel: {
+            cancellation.cancel()
+        }
+    }
+
+    /// Opens a transaction and runs `statements` in it, in the same round trip as BEGIN.
+    /// Through a transaction pooler the session settings Itaku relies on are set here too.
+    @discardableResult
+    public func begin(then statements: [PostgresQuery]) async throws -> [PostgresRows] {
+        let opening = beginStatements.map { PostgresQuery(unsafeSQL: $0) }
+        return Array(try await pipeline(opening + statements).dropFirst(opening.count))
     }
 
     /// Runs program-owned SQL that may hold several statements (migration files).
