@@ -121,14 +121,19 @@ public final class AccessLogWriter: Service, Sendable {
         on database: PostgresClient, tenant: UUID? = nil,
         _ body: (PostgresConnection) async throws -> (T, [AccessEntry])
     ) async throws -> (T, [AccessEntry]) {
-        try await transaction(on: database, tenant: tenant, opening: nil) { connection, _ in try await body(connection) }
+        try await transaction(on: database, tenant: tenant, opening: nil) { connection, _ in
+            let (value, entries) = try await body(connection)
+            return (value, entries, [])
+        }
     }
 
     /// `transaction`, whose first statement (`opening`, for example a row's lock) goes to
-    /// PostgreSQL with BEGIN and the tenant, in one round trip; `body` gets its rows.
+    /// PostgreSQL with BEGIN and the tenant, in one round trip; `body` gets its rows. Besides
+    /// its entries, `body` may return statements of its change to run at the end, in the
+    /// commit's round trip, before the entries.
     public func transaction<T: Sendable>(
         on database: PostgresClient, tenant: UUID? = nil, opening: PostgresQuery?,
-        _ body: (PostgresConnection, PostgresRows?) async throws -> (T, [AccessEntry])
+        _ body: (PostgresConnection, PostgresRows?) async throws -> (T, [AccessEntry], [PostgresQuery])
     ) async throws -> (T, [AccessEntry]) {
         try await database.withConnection { connection in
             var first: [PostgresQuery] = []
@@ -136,8 +141,8 @@ public final class AccessLogWriter: Service, Sendable {
             if let opening { first.append(opening) }
             let opened = try await connection.begin(then: first)
             do {
-                let (value, entries) = try await body(connection, opening == nil ? nil : opened.last)
-                let written = try await commit(entries, on: connection)
+                let (value, entries, last) = try await body(connection, opening == nil ? nil : opened.last)
+                let written = try await commit(entries, after: last, on: connection)
                 return (value, written)
             } catch {
                 _ = try? await connection.query("ROLLBACK")
@@ -147,7 +152,7 @@ public final class AccessLogWriter: Service, Sendable {
     }
 
     /// Chains and inserts `entries` in the open transaction and commits it, holding one lane.
-    private func commit(_ entries: [AccessEntry], on connection: PostgresConnection) async throws -> [AccessEntry] {
+    private func commit(_ entries: [AccessEntry], after statements: [PostgresQuery], on connection: PostgresConnection) async throws -> [AccessEntry] {
         let prepared = entries.map { entry -> AccessEntry in
             var entry = entry
             entry.occurredAt = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(entry.occurredAt)) / 1_000_000)
@@ -170,7 +175,7 @@ public final class AccessLogWriter: Service, Sendable {
                 // a statement may have lowered synchronous_commit for the transaction (the usage
                 // counters do).
                 let insert = chained.isEmpty ? [] : [AccessLogStore.insertQuery(chained)]
-                try await connection.pipeline(insert + ["SET LOCAL synchronous_commit TO on", "COMMIT"])
+                try await connection.pipeline(statements + insert + ["SET LOCAL synchronous_commit TO on", "COMMIT"])
             } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation {
                 // A position taken by someone else: this change fails; later ones use new streams.
                 logger.error("access-log position already taken; continuing in new streams", metadata: ["itaku.error": "\(error)"])

@@ -42,7 +42,8 @@ public struct UsageGranted: Sendable {
     public var records: Bool
 }
 
-/// Writes a locked record's new fields inside the update's transaction.
+/// Writes a locked record's new fields inside the update's transaction (PostgreSQL's store
+/// sends them with the transaction's entry and COMMIT, in one round trip).
 public protocol RecordWriter: Sendable {
     func write(_ changes: [String: String], before: [String: String], sealer: FieldSealer, digester: LookupDigester) async throws
 }

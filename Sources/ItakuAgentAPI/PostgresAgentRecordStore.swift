@@ -4,6 +4,7 @@ import ItakuCore
 import ItakuData
 import ItakuPostgres
 import ItakuRegistry
+import Synchronization
 
 /// The agent path's SQL: fixed statements, each prepared once per pooled connection, and the
 /// update's transaction, opened and committed by the access log (`AccessLogWriter.transaction`).
@@ -60,17 +61,18 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         tenant: UUID, dataset: Dataset, record: UUID,
         _ body: @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
     ) async throws -> AccessEntry {
-        // BEGIN, the tenant and the record's lock in one round trip; then the change; then its
-        // entry and COMMIT in one more.
+        // BEGIN, the tenant and the record's lock in one round trip; the change, its entry and
+        // COMMIT in one more.
         let lock: PostgresQuery = .prepared(
             """
             SELECT record_id, external_id, fields, status, coalesce(expires_at < now(), false) FROM itaku.records
             WHERE tenant_id = \(tenant) AND dataset_id = \(dataset.id) AND record_id = \(record) FOR UPDATE
             """
         )
-        let (_, entries) = try await accessLog.transaction(on: database, tenant: tenant, opening: lock) { connection, rows in
-            let entry = try await body(try rows?.first.map(Self.record), Writer(connection: connection, dataset: dataset, record: record))
-            return ((), [entry])
+        let (_, entries) = try await accessLog.transaction(on: database, tenant: tenant, opening: lock) { _, rows in
+            let writer = Writer(dataset: dataset, record: record)
+            let entry = try await body(try rows?.first.map(Self.record), writer)
+            return ((), [entry], writer.statements.withLock { $0 })
         }
         return entries[0]
     }
@@ -82,13 +84,20 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         )
     }
 
-    struct Writer: RecordWriter {
-        let connection: PostgresConnection
+    /// Keeps the change's statements for the commit's round trip.
+    final class Writer: RecordWriter {
         let dataset: Dataset
         let record: UUID
+        let statements = Mutex<[PostgresQuery]>([])
+
+        init(dataset: Dataset, record: UUID) {
+            self.dataset = dataset
+            self.record = record
+        }
 
         func write(_ changes: [String: String], before: [String: String], sealer: FieldSealer, digester: LookupDigester) async throws {
-            try await RecordStore.write(changes, to: record, in: dataset, before: before, sealer: sealer, digester: digester, on: connection)
+            let (written, _) = try RecordStore.writeStatements(changes, to: record, in: dataset, before: before, sealer: sealer, digester: digester)
+            statements.withLock { $0.append(contentsOf: written) }
         }
     }
 }

@@ -12,9 +12,13 @@ public enum RecordStore {
     public static func replaceLookupKeys(
         of recordID: UUID, in dataset: Dataset, values: [String: String], digester: LookupDigester, on connection: PostgresConnection
     ) async throws {
+        try await connection.query(replaceLookupKeysQuery(of: recordID, in: dataset, values: values, digester: digester))
+    }
+
+    static func replaceLookupKeysQuery(of recordID: UUID, in dataset: Dataset, values: [String: String], digester: LookupDigester) -> PostgresQuery {
         let keys = digester.lookupKeys(of: values, schema: dataset.schema)
         let (kinds, digests) = (keys.map(\.kind), keys.map(\.digest))
-        try await connection.query(
+        return
             """
             WITH new AS (SELECT * FROM unnest(\(kinds)::text[], \(digests)::text[]) AS t(kind, digest)),
             gone AS (
@@ -26,7 +30,6 @@ public enum RecordStore {
             SELECT \(dataset.tenantID), \(dataset.id), kind, decode(digest, 'hex'), \(recordID) FROM new
             ON CONFLICT DO NOTHING
             """
-        )
     }
 
     /// Writes a record's new fields (`before` with `changes`; an empty value removes the field),
@@ -37,18 +40,29 @@ public enum RecordStore {
         _ changes: [String: String], to recordID: UUID, in dataset: Dataset, before: [String: String], sealer: FieldSealer,
         digester: LookupDigester, on connection: PostgresConnection
     ) async throws -> [String: String] {
+        let (statements, after) = try writeStatements(changes, to: recordID, in: dataset, before: before, sealer: sealer, digester: digester)
+        try await connection.pipeline(statements)
+        return after
+    }
+
+    /// The statements of `write`, to run later in the transaction (with its commit): the
+    /// record's update, and the lookup index's when a lookup field changed. Also the new fields.
+    public static func writeStatements(
+        _ changes: [String: String], to recordID: UUID, in dataset: Dataset, before: [String: String], sealer: FieldSealer,
+        digester: LookupDigester
+    ) throws -> ([PostgresQuery], [String: String]) {
         let after = before.merging(changes) { $1 }.filter { !$0.value.isEmpty }
         let sealed = try sealer.seal(RecordDocument.json(after, order: dataset.schema.fields), record: recordID.uuidString)
-        try await connection.query(.prepared(
+        var statements: [PostgresQuery] = [.prepared(
             """
             UPDATE itaku.records SET fields = \(PostgresJSON(sealed)), updated_at = now()
             WHERE tenant_id = \(dataset.tenantID) AND dataset_id = \(dataset.id) AND record_id = \(recordID)
             """
-        ))
+        )]
         if changes.keys.contains(where: { dataset.schema.field($0)?.lookup != nil }) {
-            try await replaceLookupKeys(of: recordID, in: dataset, values: after, digester: digester, on: connection)
+            statements.append(replaceLookupKeysQuery(of: recordID, in: dataset, values: after, digester: digester))
         }
-        return after
+        return (statements, after)
     }
 
     /// The records of a subject, located by a lookup field's value: (record id, external id).
