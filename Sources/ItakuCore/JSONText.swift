@@ -3,10 +3,18 @@
 public enum JSONText {
     /// `value` as a JSON string literal, quotes included.
     public static func string(_ value: String) -> String {
-        // Most values need no escaping at all.
-        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            return "\"" + value + "\""
+        // Most values need no escaping at all: quoted in one copy.
+        var value = value
+        let quoted: String? = value.withUTF8 { bytes in
+            guard !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return nil }
+            return String(unsafeUninitializedCapacity: bytes.count + 2) { out in
+                out[0] = UInt8(ascii: "\"")
+                _ = UnsafeMutableBufferPointer(rebasing: out[1...]).initialize(from: bytes)
+                out[bytes.count + 1] = UInt8(ascii: "\"")
+                return bytes.count + 2
+            }
         }
+        if let quoted { return quoted }
         var out = "\""
         out.reserveCapacity(value.utf8.count + 2)
         for scalar in value.unicodeScalars {

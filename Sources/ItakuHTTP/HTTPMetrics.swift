@@ -1,5 +1,6 @@
 import ItakuPostgres
 import Prometheus
+import Synchronization
 
 /// The metrics `/metrics` exposes, kept in a registry per application (no global state, so
 /// tests can build many applications in one process).
@@ -11,22 +12,42 @@ public final class HTTPMetrics: Sendable {
         .seconds(1), .seconds(2.5), .seconds(5),
     ]
 
+    /// The counter and histogram of each (method, route, status) seen, so that a request does
+    /// not look them up in the registry by name and labels.
+    private let series = Mutex<[SeriesKey: (Counter, DurationHistogram)]>([:])
+
+    struct SeriesKey: Hashable {
+        var method: String
+        var route: String
+        var status: Int
+    }
+
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
     }
 
     func record(method: String, route: String, status: Int, duration: Duration) {
-        registry.makeCounter(
+        let key = SeriesKey(method: method, route: route, status: status)
+        if let (counter, histogram) = series.withLock({ $0[key] }) {
+            counter.increment()
+            histogram.record(duration)
+            return
+        }
+        let counter = registry.makeCounter(
             descriptor: .init(namespace: "itaku", subsystem: "http", metricName: "requests", unitName: "total",
                               helpText: "HTTP requests by route template and status"),
             labels: [("method", method), ("route", route), ("status", String(status))]
-        ).increment()
-        registry.makeDurationHistogram(
+        )
+        let histogram = registry.makeDurationHistogram(
             descriptor: .init(namespace: "itaku", subsystem: "http", metricName: "request_duration", unitName: "seconds",
                               helpText: "HTTP request latency by route template"),
             labels: [("method", method), ("route", route)],
             buckets: Self.buckets
-        ).record(duration)
+        )
+        // Routes are templates and statuses few, so the map stays small.
+        series.withLock { $0[key] = (counter, histogram) }
+        counter.increment()
+        histogram.record(duration)
     }
 
     /// Updates the pool gauges, then renders the text exposition format.
