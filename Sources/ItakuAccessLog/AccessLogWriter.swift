@@ -182,8 +182,9 @@ public final class AccessLogWriter: Service, Sendable {
                 abandonStreams()
                 throw AccessLogError.writeFailed
             } catch let error as PostgresError where !error.isConnectionError {
-                // Refused and rolled back: nothing was written, the heads stand.
-                logger.error("access log refused a transactional entry", metadata: ["itaku.error": "\(error)"])
+                // Refused (the change sent with the entries, or an entry) and rolled back:
+                // nothing was written, the heads stand.
+                logger.error("a transaction's change or its access entries were refused", metadata: ["itaku.error": "\(error)"])
                 throw AccessLogError.writeFailed
             } catch {
                 // The commit's outcome is unknown: continue in fresh streams.
