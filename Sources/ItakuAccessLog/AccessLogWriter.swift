@@ -139,8 +139,10 @@ public final class AccessLogWriter: Service, Sendable {
             var first: [PostgresQuery] = []
             if let tenant { first.append(.prepared("SELECT set_config('itaku.tenant_id', \(tenant.uuidString), true)")) }
             if let opening { first.append(opening) }
-            let opened = try await connection.begin(then: first)
             do {
+                // A failed opening statement (a lock timeout, say) leaves the transaction for
+                // the ROLLBACK below, and the connection reusable.
+                let opened = try await connection.begin(then: first)
                 let (value, entries, last) = try await body(connection, opening == nil ? nil : opened.last)
                 let written = try await commit(entries, after: last, on: connection)
                 return (value, written)

@@ -70,8 +70,8 @@ public enum RecordStore {
         in dataset: Dataset, kind: DatasetSchema.LookupKind, digest: [UInt8], on connection: PostgresConnection
     ) async throws -> [(UUID, String)] {
         // The digest's keys first, then each key's record by primary key, as itaku.agent_find
-        // does (migrations 0014, 0015): a plain join could be driven from the records in external_id
-        // order instead, reading many records for the one a key names.
+        // does (migration 0015). Both steps are fenced: a plain join could be driven from the
+        // records in external_id order instead, reading many records for the one a key names.
         let rows = try await connection.query(
             """
             WITH keys AS MATERIALIZED (
@@ -83,6 +83,7 @@ public enum RecordStore {
             CROSS JOIN LATERAL (
                 SELECT r.record_id, r.external_id FROM itaku.records r
                 WHERE r.tenant_id = \(dataset.tenantID) AND r.dataset_id = \(dataset.id) AND r.record_id = k.record_id
+                OFFSET 0
             ) r
             ORDER BY r.external_id LIMIT 101
             """

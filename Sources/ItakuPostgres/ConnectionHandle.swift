@@ -112,7 +112,7 @@ final class ConnectionHandle: @unchecked Sendable {
 
     /// Whether the connection may be lent again: open, and not inside a transaction (idle).
     var isReusable: Bool {
-        guard let conn else { return false }
+        guard let conn, !broken else { return false }
         return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE
     }
 
@@ -120,6 +120,10 @@ final class ConnectionHandle: @unchecked Sendable {
     /// (`settle()`), so that returning the connection to the pool needs no hop to read it. The
     /// operation's result reaches the releasing task after this is written.
     private(set) var reusableWhenSettled = false
+
+    /// Set when a pipeline's results were lost after its sync was sent: what the server did is
+    /// unknown, so the connection is closed rather than lent again.
+    private var broken = false
 
     /// Records `isReusable`; the last step of every work item that used the connection.
     func settle() {
@@ -243,8 +247,9 @@ final class ConnectionHandle: @unchecked Sendable {
             }
             rows.append(answered ?? PostgresRows(columns: [], affectedRows: 0, storage: [], cells: []))
         }
-        // The sync point ends the pipeline.
-        guard let sync = PQgetResult(conn) else { throw firstError ?? connectionError() }
+        // The sync point ends the pipeline. Without it, the statements (a COMMIT among them) may
+        // or may not have run: the outcome is unknown, as when a connection breaks.
+        guard let sync = PQgetResult(conn) else { throw firstError ?? outcomeUnknown() }
         let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
         PQclear(sync)
         if let firstError {
@@ -252,7 +257,7 @@ final class ConnectionHandle: @unchecked Sendable {
             if firstError.sqlState == PostgresError.SQLState.invalidStatementName { preparedStatements.removeAll() }
             throw firstError
         }
-        guard synced else { throw connectionError() }
+        guard synced else { throw outcomeUnknown() }
         return rows
     }
 
@@ -287,6 +292,12 @@ final class ConnectionHandle: @unchecked Sendable {
         default:
             throw serverError(result)
         }
+    }
+
+    /// A pipeline whose results did not come back whole: the connection is not lent again.
+    private func outcomeUnknown() -> PostgresError {
+        broken = true
+        return PostgresError(.connectionClosed, detail: "a pipeline's results were lost (\(errorMessage))")
     }
 
     private func connectionError() -> PostgresError {

@@ -8,10 +8,13 @@ struct CaseReferenceTests {
 
     @Test("the default pattern admits call and ticket ids and refuses what could be personal data")
     func examples() {
-        for accepted in ["CALL-1001", "INC0012345", "case:42", "T#7", "123456789", "5f0e2c1a-8d3b-4c7e-9a61-2b4d6f8e0a13"] {
+        for accepted in [
+            "CALL-1001", "INC0012345", "case:42", "T#7", "123456789", "5f0e2c1a-8d3b-4c7e-9a61-2b4d6f8e0a13", "ABCDEFGHIJKLMNOP1",
+            "CALL-123456789",
+        ] {
             #expect(CaseReference.isAcceptable(accepted, pattern: nil), "\(accepted)")
         }
-        for refused in ["", "090-1234-5678", "09012345678", "1234567890", "yamada", "a@b.jp", "CALL-", "ABCDEFGHIJKLMNOPQ1", "C--1"] {
+        for refused in ["", "090-1234-5678", "09012345678", "1234567890", "yamada", "a@b.jp", "CALL-", "ABCDEFGHIJKLMNOPQ1", "C--1", "CALL-1234567890", "5f0e2c1a-8d3b-4c7e-9a61-2b4d6f8e0a1"] {
             #expect(!CaseReference.isAcceptable(refused, pattern: nil), "\(refused)")
         }
     }

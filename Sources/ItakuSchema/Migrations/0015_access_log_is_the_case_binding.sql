@@ -4,13 +4,21 @@
 -- entry instead of writing it a second time takes an insert out of every lookup (the lookup is
 -- now read-only), and a binding exists exactly when its evidence was durably committed.
 --
--- itaku.agent_lookup and itaku.case_bindings stay, unused, for instances of the previous
--- release while an upgrade rolls; the bindings those write are also in their log entries.
+-- itaku.agent_lookup and itaku.case_bindings stay for instances of the previous release while
+-- an upgrade rolls: the bindings those write are also in their log entries, and their binding
+-- check (the four-argument itaku.case_bound, below) reads the log too, so a lookup served by a
+-- new instance binds for an old one. A later migration drops all three.
+--
+-- Building access_log_case reads the whole access log and holds back its inserts meanwhile
+-- (and so every answer, fail-closed): on a large log, migrate in a quiet hour.
 
 -- A case's entries, newest first: the binding check, and searches by case.
 CREATE INDEX access_log_case ON itaku.access_log (tenant_id, case_ref, occurred_at DESC) WHERE case_ref IS NOT NULL;
 
--- The records a lookup key finds, each fetched by primary key (as migration 0014's lookup).
+-- The records a lookup key finds: the digest's keys first, then each key's record by primary
+-- key. Both steps are fenced (MATERIALIZED, OFFSET 0) so that no plan, with statistics or
+-- without (a fresh or just-imported table), can turn it into a scan of the records in
+-- external_id order filtered against the keys.
 CREATE FUNCTION itaku.agent_find(p_tenant uuid, p_dataset uuid, p_kind text, p_digest bytea, p_limit integer)
 RETURNS TABLE (record_id uuid, external_id text, fields jsonb, status text, expired boolean)
 LANGUAGE plpgsql SECURITY INVOKER AS $$
@@ -18,15 +26,17 @@ LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN
     PERFORM set_config('itaku.tenant_id', p_tenant::text, true);
     RETURN QUERY
-        SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false)
-        FROM (
+        WITH keys AS MATERIALIZED (
             SELECT k.record_id FROM itaku.lookup_keys k
             WHERE k.digest = p_digest AND k.kind = p_kind AND k.dataset_id = p_dataset AND k.tenant_id = p_tenant
-            OFFSET 0
-        ) k
+        )
+        SELECT r.record_id, r.external_id, r.fields, r.status, r.expired
+        FROM keys k
         CROSS JOIN LATERAL (
-            SELECT * FROM itaku.records r
+            SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false) AS expired
+            FROM itaku.records r
             WHERE r.tenant_id = p_tenant AND r.dataset_id = p_dataset AND r.record_id = k.record_id
+            OFFSET 0
         ) r
         ORDER BY r.external_id LIMIT p_limit;
 END
@@ -43,6 +53,19 @@ BEGIN
         WHERE tenant_id = p_tenant AND case_ref = p_case AND occurred_at > now() - make_interval(mins => p_minutes)
           AND agent = p_agent AND operation = 'lookup' AND decision = 'allow' AND p_record = ANY (record_ids)
     );
+END
+$$;
+
+-- The previous release's check, for the length of an upgrade: its own bindings, or the log's
+-- (with cases.bindingMinutes' default).
+CREATE OR REPLACE FUNCTION itaku.case_bound(p_tenant uuid, p_agent text, p_case text, p_record uuid) RETURNS boolean
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    PERFORM set_config('itaku.tenant_id', p_tenant::text, true);
+    RETURN EXISTS (
+        SELECT 1 FROM itaku.case_bindings
+        WHERE tenant_id = p_tenant AND agent = p_agent AND case_ref = p_case AND record_id = p_record AND expires_at > now()
+    ) OR itaku.case_bound(p_tenant, p_agent, p_case, p_record, 30);
 END
 $$;
 
