@@ -21,7 +21,8 @@ import urllib.parse
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException
+from selenium.common.exceptions import (
+    NoAlertPresentException, NoSuchElementException, StaleElementReferenceException, WebDriverException)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -54,8 +55,18 @@ def check(condition, message):
 
 
 def wait_for(css, timeout=30):
-    return WebDriverWait(driver, timeout).until(
-        EC.presence_of_element_located((By.CSS_SELECTOR, css)), message=f"no {css} within {timeout} s")
+    def present(d):
+        try:
+            return d.find_element(By.CSS_SELECTOR, css)
+        except NoSuchElementException:
+            return False
+        except WebDriverException as error:
+            # The page was being replaced while Chromium looked (a redirect after a form):
+            # "Node with given id does not belong to the document". Look again.
+            if isinstance(error, StaleElementReferenceException) or "does not belong to the document" in str(error):
+                return False
+            raise
+    return WebDriverWait(driver, timeout).until(present, message=f"no {css} within {timeout} s")
 
 
 def find(css):
