@@ -76,10 +76,7 @@ public struct PostgresConfiguration: Sendable {
     var statementTimeoutMilliseconds: Int { max(0, statementTimeoutSeconds) * 1000 }
 
     /// What opens a transaction: `BEGIN`, and through a transaction pooler the session settings
-    /// for this transaction alone, in the same simple query (one round trip).
-    var beginStatement: String { beginStatements.joined(separator: "; ") }
-
-    /// The statements of `beginStatement`, one by one (for a pipeline).
+    /// for this transaction alone, sent together in one pipeline (one round trip).
     var beginStatements: [String] {
         guard transactionPooler else { return ["BEGIN"] }
         return [

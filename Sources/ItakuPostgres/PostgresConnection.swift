@@ -8,12 +8,11 @@ public struct PostgresConnection: Sendable {
     let threadPool: NIOThreadPool
     /// `BEGIN`, or through a transaction pooler `BEGIN` with this transaction's settings.
     let beginStatements: [String]
-    var beginStatement: String { beginStatements.joined(separator: "; ") }
 
     /// Opens a transaction. Use this, not `query("BEGIN")`: through a transaction pooler the
     /// session settings Itaku relies on are set here, for this transaction.
     public func begin() async throws {
-        try await executeScript(beginStatement)
+        try await begin(then: [])
     }
 
     /// Runs one statement and returns its rows. Cancelling the task cancels the statement on the

@@ -26,9 +26,10 @@ struct PipelineTests {
     @Test("a failed statement throws its error, nothing of the pipeline stays, and the connection stays usable")
     func failure() async throws {
         let database = try await TestCluster.shared().makeDatabase(migrated: false)
-        let client = database.makeClient(role: .owner)
+        let client = database.makeClient(role: .owner, maximumConnections: 1)
         defer { Task { await client.shutdown() } }
         try await client.query("CREATE TABLE notes (n int PRIMARY KEY)")
+        let session = try await client.query("SELECT pg_backend_pid()")[0].decode(0, as: Int32.self)
         let error = await #expect(throws: PostgresError.self) {
             try await client.withConnection { connection in
                 try await connection.pipeline(["INSERT INTO notes VALUES (1)", "INSERT INTO notes VALUES (1)", "INSERT INTO notes VALUES (3)"])
@@ -38,6 +39,8 @@ struct PipelineTests {
         // Without BEGIN the statements are one implicit transaction: the first is rolled back
         // too, and the third never ran.
         #expect(try await client.query("SELECT count(*) FROM notes")[0].decode(0, as: Int.self) == 0)
+        // The pool's one connection is lent again, the same session, not closed and replaced.
+        #expect(try await client.query("SELECT pg_backend_pid()")[0].decode(0, as: Int32.self) == session)
         try await client.query("INSERT INTO notes VALUES (4)")
         #expect(try await client.query("SELECT count(*) FROM notes")[0].decode(0, as: Int.self) == 1)
     }
