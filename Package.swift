@@ -204,7 +204,7 @@ let package = Package(
             name: "ItakuHTTPTests",
             dependencies: [
                 "ItakuHTTP", "ItakuTestSupport", "ItakuCore", "ItakuPostgres", "ItakuAccessLog", "ItakuData", "ItakuRegistry",
-                "ItakuDemo", "ItakuEnforcer",
+                "ItakuDemo", "ItakuEnforcer", "ItakuAgentAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),

@@ -11,18 +11,20 @@ import Synchronization
 public struct PostgresAgentRecordStore: AgentRecordStore {
     let database: PostgresClient
     let accessLog: AccessLogWriter
+    /// Lookups and case checks, each sent together with those that wait for a lane
+    /// (`Batches`, migration 0016).
+    let lookups: Batches<Lookup, [StoredRecord]>
+    let bindings: Batches<Binding, Bool>
 
     public init(database: PostgresClient, accessLog: AccessLogWriter) {
         self.database = database
         self.accessLog = accessLog
+        self.lookups = Batches { await Self.find($0, on: database) }
+        self.bindings = Batches { await Self.bound($0, on: database) }
     }
 
     public func lookup(tenant: UUID, dataset: UUID, kind: String, digest: [UInt8], limit: Int) async throws -> [StoredRecord] {
-        // Each key's record by primary key, read only (migration 0015).
-        let rows = try await database.query(.prepared(
-            "SELECT * FROM itaku.agent_find(\(tenant), \(dataset), \(kind), \(PostgresBytes(digest)), \(limit)::integer)"
-        ))
-        return try rows.map(Self.record)
+        try await lookups.submit(Lookup(tenant: tenant, dataset: dataset, kind: kind, digest: digest, limit: limit))
     }
 
     public func read(tenant: UUID, dataset: UUID, record: UUID) async throws -> StoredRecord? {
@@ -31,10 +33,7 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     }
 
     public func isBound(tenant: UUID, agent: String, caseRef: String, record: UUID, minutes: Int) async throws -> Bool {
-        let rows = try await database.query(.prepared(
-            "SELECT itaku.case_bound(\(tenant), \(agent), \(caseRef), \(record), \(Int32(clamping: minutes)))"
-        ))
-        return try rows.first?.decode(0, as: Bool.self) == true
+        try await bindings.submit(Binding(tenant: tenant, agent: agent, caseRef: caseRef, record: record, minutes: minutes))
     }
 
     public func reserve(_ r: UsageReservation) async throws -> UsageGranted {
@@ -77,11 +76,107 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         return entries[0]
     }
 
-    static func record(_ row: PostgresRow) throws -> StoredRecord {
+    /// A record from the five columns starting at `first`: id, external id, fields, status,
+    /// expired.
+    static func record(_ row: PostgresRow, from first: Int) throws -> StoredRecord {
         StoredRecord(
-            id: try row.decode(0), externalID: try row.decode(1), document: try row.decode(2, as: PostgresJSON.self).text,
-            status: try row.decode(3), expired: try row.decode(4, as: Bool?.self) == true
+            id: try row.decode(first), externalID: try row.decode(first + 1),
+            document: try row.decode(first + 2, as: PostgresJSON.self).text,
+            status: try row.decode(first + 3), expired: try row.decode(first + 4, as: Bool?.self) == true
         )
+    }
+
+    static func record(_ row: PostgresRow) throws -> StoredRecord { try record(row, from: 0) }
+
+    // MARK: Batches
+
+    struct Lookup: Sendable {
+        var tenant: UUID
+        var dataset: UUID
+        var kind: String
+        var digest: [UInt8]
+        var limit: Int
+    }
+
+    struct Binding: Sendable {
+        var tenant: UUID
+        var agent: String
+        var caseRef: String
+        var record: UUID
+        var minutes: Int
+    }
+
+    /// Each lookup's records, at most its limit, in external id order: key by key, read only.
+    static func find(_ lookups: [Lookup], on database: PostgresClient) async -> [Result<[StoredRecord], any Error>] {
+        do {
+            var found = Array(repeating: [StoredRecord](), count: lookups.count)
+            let results = try await perTenant(lookups, tenant: \.tenant, on: database) { tenant, batch in
+                .prepared(
+                    """
+                    SELECT * FROM itaku.agent_find_batch(\(tenant), \(batch.map(\.dataset.lowercasedString))::uuid[],
+                        \(batch.map(\.kind)), \(batch.map { "\\x" + Hex.encode($0.digest) })::bytea[],
+                        \(batch.map { String($0.limit) })::integer[])
+                    """
+                )
+            }
+            for (items, rows) in results {
+                for row in rows { found[try item(row, of: items)].append(try record(row, from: 1)) }
+            }
+            return found.map { .success($0) }
+        } catch {
+            return Array(repeating: .failure(error), count: lookups.count)
+        }
+    }
+
+    /// Whether each agent's allowed lookup under its case returned its record within its minutes.
+    static func bound(_ checks: [Binding], on database: PostgresClient) async -> [Result<Bool, any Error>] {
+        do {
+            var bound = Array(repeating: false, count: checks.count)
+            let results = try await perTenant(checks, tenant: \.tenant, on: database) { tenant, batch in
+                .prepared(
+                    """
+                    SELECT item FROM itaku.case_bound_batch(\(tenant), \(batch.map(\.agent)), \(batch.map(\.caseRef)),
+                        \(batch.map(\.record.lowercasedString))::uuid[], \(batch.map { String(Int32(clamping: $0.minutes)) })::integer[])
+                    """
+                )
+            }
+            for (items, rows) in results {
+                for row in rows { bound[try item(row, of: items)] = true }
+            }
+            return bound.map { .success($0) }
+        } catch {
+            return Array(repeating: .failure(error), count: checks.count)
+        }
+    }
+
+    /// Runs one statement per tenant among `requests` (row-level security acts for one tenant
+    /// per statement), all in one round trip. Returns each statement's rows with the indices of
+    /// the requests it carried, in the order of its items.
+    private static func perTenant<Request>(
+        _ requests: [Request], tenant: (Request) -> UUID, on database: PostgresClient,
+        statement: (UUID, [Request]) -> PostgresQuery
+    ) async throws -> [(items: [Int], rows: PostgresRows)] {
+        var tenants: [UUID] = []
+        var items: [UUID: [Int]] = [:]
+        for (index, request) in requests.enumerated() {
+            let id = tenant(request)
+            if items[id] == nil { tenants.append(id) }
+            items[id, default: []].append(index)
+        }
+        let statements = tenants.map { id in statement(id, items[id]!.map { requests[$0] }) }
+        let results = statements.count == 1
+            ? [try await database.query(statements[0])]
+            : try await database.withConnection { try await $0.pipeline(statements) }
+        return zip(tenants, results).map { (items[$0]!, $1) }
+    }
+
+    /// The request a batch's row answers: its first column numbers the statement's items from 1.
+    private static func item(_ row: PostgresRow, of items: [Int]) throws -> Int {
+        let item = Int(try row.decode(0, as: Int32.self))
+        guard items.indices.contains(item - 1) else {
+            throw PostgresError(.decoding, detail: "a batch answered item \(item) of \(items.count)")
+        }
+        return items[item - 1]
     }
 
     /// Keeps the change's statements for the commit's round trip.

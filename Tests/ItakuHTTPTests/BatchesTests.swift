@@ -1,0 +1,109 @@
+import Synchronization
+import Testing
+
+@testable import ItakuAgentAPI
+
+@Suite("Requests sent to PostgreSQL in batches")
+struct BatchesTests {
+    /// Lets a batch's send through when the test says; counts the sends waiting.
+    final class Gate: Sendable {
+        private let state = Mutex<(permits: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
+        var waiters: Int { state.withLock { $0.waiters.count } }
+
+        func pass() async {
+            await withCheckedContinuation { continuation in
+                let go = state.withLock { state in
+                    if state.permits > 0 {
+                        state.permits -= 1
+                        return true
+                    }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if go { continuation.resume() }
+            }
+        }
+
+        func open() {
+            let waiter = state.withLock { state in
+                if state.waiters.isEmpty {
+                    state.permits += 1
+                    return nil as CheckedContinuation<Void, Never>?
+                }
+                return state.waiters.removeFirst()
+            }
+            waiter?.resume()
+        }
+    }
+
+    static func until(_ condition: () -> Bool) async throws {
+        for _ in 0..<5_000 where !condition() { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(condition())
+    }
+
+    @Test("requests that arrive while the lane is busy go in one batch, and each gets its own answer")
+    func waitingRequestsGoTogether() async throws {
+        let gate = Gate()
+        let sent = Mutex<[[Int]]>([])
+        let batches = Batches<Int, Int>(lanes: 1) { items in
+            sent.withLock { $0.append(items) }
+            await gate.pass()
+            return items.map { .success($0 * 10) }
+        }
+        let first = Task { try await batches.submit(0) }
+        try await Self.until { gate.waiters == 1 }
+        let rest = (1...9).map { item in Task { try await batches.submit(item) } }
+        try await Self.until { batches.waiting == 9 }
+        gate.open()
+        try await Self.until { gate.waiters == 1 }
+        gate.open()
+        #expect(try await first.value == 0)
+        for (index, task) in rest.enumerated() { #expect(try await task.value == (index + 1) * 10) }
+        let batchesSent = sent.withLock { $0 }
+        #expect(batchesSent.count == 2)
+        #expect(batchesSent.first == [0])
+        #expect(batchesSent.last.map(Set.init) == Set(1...9))
+        #expect(batches.waiting == 0)
+    }
+
+    @Test("cancelling the request that leads a batch cancels nobody else's")
+    func leaderCancellationSparesTheOthers() async throws {
+        let gate = Gate()
+        let batches = Batches<Int, Int>(lanes: 1) { items in
+            await gate.pass()
+            // What a cancelled statement does: it fails.
+            return items.map { Task.isCancelled ? .failure(CancellationError()) : .success($0 * 10) }
+        }
+        let first = Task { try await batches.submit(0) }
+        try await Self.until { gate.waiters == 1 }
+        let leader = Task { try await batches.submit(1) }
+        try await Self.until { batches.waiting == 1 }
+        let others = [2, 3].map { item in Task { try await batches.submit(item) } }
+        try await Self.until { batches.waiting == 3 }
+        gate.open()
+        #expect(try await first.value == 0)
+        // Request 1 now leads the batch [1, 2, 3].
+        try await Self.until { gate.waiters == 1 }
+        leader.cancel()
+        gate.open()
+        #expect(try await others[0].value == 20)
+        #expect(try await others[1].value == 30)
+        #expect(try await leader.value == 10)
+    }
+
+    @Test("a failed batch fails each of its requests, and the lane passes on")
+    func failedBatchFailsItsRequests() async throws {
+        struct Refused: Error {}
+        let batches = Batches<Int, Int>(lanes: 1) { items in
+            items.map { $0 < 0 ? .failure(Refused()) : .success($0) }
+        }
+        await #expect(throws: Refused.self) { try await batches.submit(-1) }
+        #expect(try await batches.submit(5) == 5)
+        let answers = try await withThrowingTaskGroup(of: Int.self) { group in
+            for item in 0..<50 { group.addTask { try await batches.submit(item) } }
+            return try await group.reduce(into: Set<Int>()) { $0.insert($1) }
+        }
+        #expect(answers == Set(0..<50))
+        #expect(batches.waiting == 0)
+    }
+}
