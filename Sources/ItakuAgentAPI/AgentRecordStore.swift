@@ -63,9 +63,11 @@ public protocol AgentRecordStore: Sendable {
     /// Adds `records` (negative: gives back) to the agent's hour of `records_per_hour`.
     func count(records: Int, tenant: UUID, purpose: String, agent: String) async throws
     /// Locks the record, lets `body` decide on it (and write through the writer when it allows),
-    /// and commits the change with the entry `body` returns, in one transaction.
+    /// and commits the change with the entry `body` returns, in one transaction (which may
+    /// carry other updates too: `body` may run on another task, and more than once if that
+    /// transaction is refused; it must only decide and write through the writer).
     func update(
         tenant: UUID, dataset: Dataset, record: UUID,
-        _ body: @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
+        _ body: @escaping @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
     ) async throws -> AccessEntry
 }

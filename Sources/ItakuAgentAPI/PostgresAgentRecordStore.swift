@@ -15,12 +15,15 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     /// (`Batches`, migration 0016).
     let lookups: Batches<Lookup, [StoredRecord]>
     let bindings: Batches<Binding, Bool>
+    /// Updates, committed together: one transaction per tenant and batch (`together`).
+    let updates: Batches<Update, AccessEntry>
 
     public init(database: PostgresClient, accessLog: AccessLogWriter) {
         self.database = database
         self.accessLog = accessLog
         self.lookups = Batches { await Self.find($0, on: database) }
         self.bindings = Batches { await Self.bound($0, on: database) }
+        self.updates = Batches { await Self.update($0, on: database, accessLog: accessLog) }
     }
 
     public func lookup(tenant: UUID, dataset: UUID, kind: String, digest: [UInt8], limit: Int) async throws -> [StoredRecord] {
@@ -58,19 +61,23 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
 
     public func update(
         tenant: UUID, dataset: Dataset, record: UUID,
-        _ body: @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
+        _ body: @escaping @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
     ) async throws -> AccessEntry {
-        // BEGIN, the tenant and the record's lock in one round trip; the change, its entry and
-        // COMMIT in one more.
+        try await updates.submit(Update(tenant: tenant, dataset: dataset, record: record, body: body))
+    }
+
+    /// One update in its own transaction: BEGIN, the tenant and the record's lock in one round
+    /// trip; the change, its entry and COMMIT in one more.
+    static func alone(_ update: Update, on database: PostgresClient, accessLog: AccessLogWriter) async throws -> AccessEntry {
         let lock: PostgresQuery = .prepared(
             """
             SELECT record_id, external_id, fields, status, coalesce(expires_at < now(), false) FROM itaku.records
-            WHERE tenant_id = \(tenant) AND dataset_id = \(dataset.id) AND record_id = \(record) FOR UPDATE
+            WHERE tenant_id = \(update.tenant) AND dataset_id = \(update.dataset.id) AND record_id = \(update.record) FOR UPDATE
             """
         )
-        let (_, entries) = try await accessLog.transaction(on: database, tenant: tenant, opening: lock) { _, rows in
-            let writer = Writer(dataset: dataset, record: record)
-            let entry = try await body(try rows?.first.map(Self.record), writer)
+        let (_, entries) = try await accessLog.transaction(on: database, tenant: update.tenant, opening: lock) { _, rows in
+            let writer = Writer(dataset: update.dataset, record: update.record)
+            let entry = try await update.body(try rows?.first.map(Self.record), writer)
             return ((), [entry], writer.statements.withLock { $0 })
         }
         return entries[0]
@@ -146,6 +153,101 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
             return bound.map { .success($0) }
         } catch {
             return Array(repeating: .failure(error), count: checks.count)
+        }
+    }
+
+    struct Update: Sendable {
+        var tenant: UUID
+        var dataset: Dataset
+        var record: UUID
+        var body: @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
+    }
+
+    /// Updates sent together. Each tenant's updates of distinct records share one transaction
+    /// (`together`); a second update of a record waits for a later round, so it sees the first
+    /// one's change.
+    static func update(_ updates: [Update], on database: PostgresClient, accessLog: AccessLogWriter) async -> [Result<AccessEntry, any Error>] {
+        var answers = [Result<AccessEntry, any Error>?](repeating: nil, count: updates.count)
+        var pending = Array(updates.indices)
+        while !pending.isEmpty {
+            var tenants: [UUID] = []
+            var rounds: [UUID: [Int]] = [:]
+            var taken: Set<[UUID]> = []
+            var later: [Int] = []
+            for index in pending {
+                let update = updates[index]
+                guard taken.insert([update.tenant, update.record]).inserted else {
+                    later.append(index)
+                    continue
+                }
+                if rounds[update.tenant] == nil { tenants.append(update.tenant) }
+                rounds[update.tenant, default: []].append(index)
+            }
+            for tenant in tenants {
+                let indices = rounds[tenant]!
+                let results = await together(indices.map { updates[$0] }, tenant: tenant, on: database, accessLog: accessLog)
+                for (index, result) in zip(indices, results) { answers[index] = result }
+            }
+            pending = later
+        }
+        return answers.map { $0 ?? .failure(BatchError.answersMissing) }
+    }
+
+    /// Updates of one tenant's distinct records in one transaction: BEGIN, the tenant and every
+    /// record's lock (in record id order, so that two batches never wait on each other) in one
+    /// round trip; every change, every entry and COMMIT in one more. An update whose decision
+    /// throws fails alone. If PostgreSQL refuses the transaction (it is rolled back), each
+    /// update is tried again alone, so one refused change fails only its own request; if the
+    /// commit's outcome is unknown, every update of it fails.
+    static func together(_ updates: [Update], tenant: UUID, on database: PostgresClient, accessLog: AccessLogWriter) async -> [Result<AccessEntry, any Error>] {
+        if updates.count == 1 {
+            do { return [.success(try await alone(updates[0], on: database, accessLog: accessLog))] } catch { return [.failure(error)] }
+        }
+        let lock: PostgresQuery = .prepared(
+            """
+            SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false), r.dataset_id
+            FROM unnest(\(updates.map(\.dataset.id.lowercasedString))::uuid[], \(updates.map(\.record.lowercasedString))::uuid[])
+                AS q(dataset_id, record_id)
+            JOIN itaku.records r ON r.tenant_id = \(tenant) AND r.dataset_id = q.dataset_id AND r.record_id = q.record_id
+            ORDER BY r.record_id FOR UPDATE OF r
+            """
+        )
+        do {
+            let (outcomes, entries) = try await accessLog.transaction(on: database, tenant: tenant, opening: lock) { _, rows -> ([Result<Int, any Error>], [AccessEntry], [PostgresQuery]) in
+                var locked: [UUID: (dataset: UUID, record: StoredRecord)] = [:]
+                for row in rows.map(Array.init) ?? [] {
+                    let record = try Self.record(row)
+                    locked[record.id] = (try row.decode(5, as: UUID.self), record)
+                }
+                var outcomes: [Result<Int, any Error>] = []
+                var entries: [AccessEntry] = []
+                var statements: [PostgresQuery] = []
+                for update in updates {
+                    let writer = Writer(dataset: update.dataset, record: update.record)
+                    let record = locked[update.record].flatMap { $0.dataset == update.dataset.id ? $0.record : nil }
+                    do {
+                        let entry = try await update.body(record, writer)
+                        outcomes.append(.success(entries.count))
+                        entries.append(entry)
+                        statements += writer.statements.withLock { $0 }
+                    } catch {
+                        outcomes.append(.failure(error))
+                    }
+                }
+                return (outcomes, entries, statements)
+            }
+            return outcomes.map { outcome in outcome.map { entries[$0] } }
+        } catch let error as PostgresError where error.isConnectionError {
+            return Array(repeating: .failure(error), count: updates.count)
+        } catch is AccessLogError, is PostgresError {
+            // Refused and rolled back: nothing of it was written.
+            var results: [Result<AccessEntry, any Error>] = []
+            for update in updates {
+                do { results.append(.success(try await alone(update, on: database, accessLog: accessLog))) } catch { results.append(.failure(error)) }
+            }
+            return results
+        } catch {
+            return Array(repeating: .failure(error), count: updates.count)
         }
     }
 
