@@ -26,7 +26,6 @@ from selenium.common.exceptions import (
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE = os.environ["ITAKU_URL"].rstrip("/")
@@ -54,6 +53,13 @@ def check(condition, message):
         raise AssertionError(message)
 
 
+def page_replaced(error):
+    """Chromium's ways of saying an element's page is gone or being replaced (a navigation,
+    a redirect after a form): "stale element", or "Node with given id does not belong to the
+    document"."""
+    return isinstance(error, StaleElementReferenceException) or "does not belong to the document" in str(error)
+
+
 def wait_for(css, timeout=30):
     def present(d):
         try:
@@ -61,10 +67,8 @@ def wait_for(css, timeout=30):
         except NoSuchElementException:
             return False
         except WebDriverException as error:
-            # The page was being replaced while Chromium looked (a redirect after a form):
-            # "Node with given id does not belong to the document". Look again.
-            if isinstance(error, StaleElementReferenceException) or "does not belong to the document" in str(error):
-                return False
+            if page_replaced(error):
+                return False  # look again on the page that replaces it
             raise
     return WebDriverWait(driver, timeout).until(present, message=f"no {css} within {timeout} s")
 
@@ -87,8 +91,21 @@ def click_to(target, wait_css, timeout=30):
     element = find(target) if isinstance(target, str) else target
     old = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, timeout).until(EC.staleness_of(old), message=f"no navigation after clicking {target}")
+    wait_replaced(old, f"no navigation after clicking {target}", timeout)
     return wait_for(wait_css, timeout)
+
+
+def wait_replaced(old, message, timeout=30):
+    """Waits until the page holding element `old` is gone."""
+    def replaced(_):
+        try:
+            old.is_enabled()
+            return False
+        except WebDriverException as error:
+            if page_replaced(error):
+                return True
+            raise
+    WebDriverWait(driver, timeout).until(replaced, message=message)
 
 
 def lang():
@@ -428,7 +445,7 @@ def test_charts():
     check_page(f"/tenants/{T}/charts")
     old = driver.find_element(By.TAG_NAME, "html")
     find("form#period").submit()
-    WebDriverWait(driver, 30).until(EC.staleness_of(old), message="submitting form#period did not navigate")
+    wait_replaced(old, "submitting form#period did not navigate")
     wait_for("svg#chart-agents")
 
 
