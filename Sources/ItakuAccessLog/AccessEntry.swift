@@ -86,37 +86,45 @@ public enum AccessLogStore {
         try await insert([entry], on: connection)
     }
 
-    /// Inserts entries with one multi-row statement. The SQL text depends only on the number
-    /// of rows; every value is a bound parameter.
+    /// Inserts entries with prepared multi-row statements, in one round trip (`insertQueries`).
     public static func insert(_ entries: [AccessEntry], on connection: PostgresConnection) async throws {
         guard !entries.isEmpty else { return }
-        try await connection.query(insertQuery(entries))
+        try await connection.pipeline(insertQueries(entries))
     }
 
-    /// Batches of up to this many entries are inserted by a prepared statement.
-    static let preparedSizes = 16
+    /// The sizes of the prepared inserts: any batch is a sum of them (500, the writer's largest,
+    /// is 256 + 128 + 64 + 32 + 16 + 4). Each is parsed and planned once per connection.
+    static let statementSizes = [256, 128, 64, 32, 16, 8, 4, 2, 1]
 
-    /// The multi-row INSERT of `entries` (at least one).
-    static func insertQuery(_ entries: [AccessEntry]) -> PostgresQuery {
-        var binds = PostgresBindings(capacity: entries.count * 31)
-        var rows: [String] = []
-        rows.reserveCapacity(entries.count)
-        for entry in entries {
-            let first = binds.count + 1
-            bind(entry, into: &binds)
-            let placeholders = (first..<first + 31).map { n -> String in
-                switch n - first {
-                case 18: "$\(n)::uuid[]"
-                default: "$\(n)"
-                }
+    /// The INSERTs of `entries`, largest first: every value a bound parameter, every statement
+    /// prepared. Sent in one pipeline they are one transaction (or part of the caller's).
+    static func insertQueries(_ entries: [AccessEntry]) -> [PostgresQuery] {
+        var queries: [PostgresQuery] = []
+        var rest = entries[...]
+        for size in statementSizes {
+            while rest.count >= size {
+                queries.append(insertQuery(rest.prefix(size)))
+                rest = rest.dropFirst(size)
             }
-            rows.append("(" + placeholders.joined(separator: ",") + ")")
         }
-        let query = PostgresQuery(unsafeSQL: "INSERT INTO itaku.access_log (\(columns)) VALUES " + rows.joined(separator: ","), binds: binds)
-        // The common sizes are prepared once per connection (a transaction's one or two entries,
-        // small batches); larger batches are rarer, and preparing every size would keep
-        // hundreds of statements per connection.
-        return entries.count <= preparedSizes ? query.prepared() : query
+        return queries
+    }
+
+    /// One prepared INSERT of `entries` (a count in `statementSizes`).
+    static func insertQuery(_ entries: ArraySlice<AccessEntry>) -> PostgresQuery {
+        var binds = PostgresBindings(capacity: entries.count * 31)
+        for entry in entries { bind(entry, into: &binds) }
+        return PostgresQuery(unsafeSQL: insertSQL[entries.count] ?? Self.insertSQL(rows: entries.count), binds: binds).prepared()
+    }
+
+    /// The statements' text by size, made once.
+    private static let insertSQL: [Int: String] = Dictionary(uniqueKeysWithValues: statementSizes.map { ($0, insertSQL(rows: $0)) })
+
+    static func insertSQL(rows: Int) -> String {
+        let values = (0..<rows).map { row in
+            "(" + (1...31).map { column in "$\(row * 31 + column)" + (column == 19 ? "::uuid[]" : "") }.joined(separator: ",") + ")"
+        }
+        return "INSERT INTO itaku.access_log (\(columns)) VALUES " + values.joined(separator: ",")
     }
 
     static func bind(_ entry: AccessEntry, into binds: inout PostgresBindings) {

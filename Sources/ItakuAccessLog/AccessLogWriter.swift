@@ -176,7 +176,7 @@ public final class AccessLogWriter: Service, Sendable {
                 // The entries, then the commit, in one round trip. Durable whatever the body ran:
                 // a statement may have lowered synchronous_commit for the transaction (the usage
                 // counters do).
-                let insert = chained.isEmpty ? [] : [AccessLogStore.insertQuery(chained)]
+                let insert = AccessLogStore.insertQueries(chained)
                 try await connection.pipeline(statements + insert + ["SET LOCAL synchronous_commit TO on", "COMMIT"])
             } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation {
                 // A position taken by someone else: this change fails; later ones use new streams.
@@ -283,9 +283,15 @@ public final class AccessLogWriter: Service, Sendable {
         }
         seal(&entries)
         do {
-            // One multi-row INSERT is its own transaction: durable when it returns
-            // (synchronous_commit is on), and all or nothing, in one round trip.
-            try await database.query(AccessLogStore.insertQuery(entries))
+            // The batch's INSERTs (prepared, one per size in it) are one implicit transaction:
+            // durable when they return (synchronous_commit is on), and all or nothing, in one
+            // round trip.
+            let inserts = AccessLogStore.insertQueries(entries)
+            if inserts.count == 1 {
+                try await database.query(inserts[0])
+            } else {
+                try await database.withConnection { try await $0.pipeline(inserts) }
+            }
             // Only the streams this batch wrote: a transactional commit may have moved others.
             state.withLock { state in
                 for entry in entries { state.heads[entry.chain!.stream] = heads[entry.chain!.stream] }

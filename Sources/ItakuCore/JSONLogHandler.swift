@@ -1,7 +1,8 @@
 import Foundation
 import Logging
 
-/// Writes each log record as one JSON object per line on standard error:
+/// Writes each log record as one JSON object per line on standard error (through `LogOutput`:
+/// info lines in batches, warnings and errors at once):
 /// `{"time":…,"level":…,"label":…,"message":…,"itaku.request_id":…}`.
 ///
 /// Itaku logs only structured metadata (route templates, codes, ids); never payloads, query
@@ -22,7 +23,8 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        FileHandle.standardError.write(Data(line(level: event.level, message: event.message.description, metadata: event.metadata, time: Date()).utf8))
+        let text = line(level: event.level, message: event.message.description, metadata: event.metadata, time: Date())
+        LogOutput.standardError.write(text, urgent: event.level >= .warning)
     }
 
     /// One record as its JSON line (newline included).

@@ -1,0 +1,36 @@
+import Foundation
+import Testing
+
+@testable import ItakuAccessLog
+@testable import ItakuPostgres
+
+@Suite("The access log's prepared inserts")
+struct InsertStatementTests {
+    /// Any batch goes as prepared statements of a few fixed sizes, every entry exactly once and
+    /// in order, each statement's parameters numbered for its own rows.
+    @Test("a batch of any size up to 500 is split into prepared statements of fixed sizes, every entry once, in order")
+    func batchesSplitIntoFixedSizes() {
+        let pool = (0..<500).map { n in
+            var entry = AccessEntry(tenantID: nil, actorRole: "cli", actorKeyID: nil, operation: .review, decision: .allow, reason: "allowed")
+            entry.requestID = "entry-\(n)"
+            return entry
+        }
+        for count in [1, 2, 3, 15, 16, 17, 45, 63, 64, 255, 256, 257, 499, 500] {
+            let queries = AccessLogStore.insertQueries(Array(pool.prefix(count)))
+            let sizes = queries.map { $0.binds.count / 31 }
+            #expect(sizes.reduce(0, +) == count)
+            #expect(sizes.allSatisfy(AccessLogStore.statementSizes.contains), "\(sizes)")
+            #expect(sizes == sizes.sorted(by: >))
+            #expect(queries.allSatisfy { $0.isPrepared })
+            for query in queries {
+                let rows = query.binds.count / 31
+                #expect(query.sql.contains("$\(rows * 31))") && !query.sql.contains("$\(rows * 31 + 1)"))
+            }
+        }
+        // In order: the statements' request ids, read back in sequence, are the entries'.
+        let ids = AccessLogStore.insertQueries(Array(pool.prefix(45))).flatMap { query in
+            stride(from: 24, to: query.binds.count, by: 31).map { query.binds.values[$0].bytes.map { String(decoding: $0, as: UTF8.self) } }
+        }
+        #expect(ids == (0..<45).map { "entry-\($0)" })
+    }
+}
