@@ -92,9 +92,11 @@ public enum AccessLogStore {
         try await connection.pipeline(insertQueries(entries))
     }
 
-    /// The sizes of the prepared inserts: any batch is a sum of them (500, the writer's largest,
-    /// is 256 + 128 + 64 + 32 + 16 + 4). Each is parsed and planned once per connection.
-    static let statementSizes = [256, 128, 64, 32, 16, 8, 4, 2, 1]
+    /// The sizes of the prepared inserts for large batches; what remains (under 16 entries) is
+    /// one statement of its own size. Any batch is then at most a few prepared statements (500,
+    /// the writer's largest, is 256 + 128 + 64 + 32 + 16 + 4), each parsed and planned once per
+    /// connection, and a small batch is one.
+    static let statementSizes = [256, 128, 64, 32, 16]
 
     /// The INSERTs of `entries`, largest first: every value a bound parameter, every statement
     /// prepared. Sent in one pipeline they are one transaction (or part of the caller's).
@@ -107,10 +109,11 @@ public enum AccessLogStore {
                 rest = rest.dropFirst(size)
             }
         }
+        if !rest.isEmpty { queries.append(insertQuery(rest)) }
         return queries
     }
 
-    /// One prepared INSERT of `entries` (a count in `statementSizes`).
+    /// One prepared INSERT of `entries` (a count in `statementSizes`, or under 16).
     static func insertQuery(_ entries: ArraySlice<AccessEntry>) -> PostgresQuery {
         var binds = PostgresBindings(capacity: entries.count * 31)
         for entry in entries { bind(entry, into: &binds) }
@@ -118,7 +121,9 @@ public enum AccessLogStore {
     }
 
     /// The statements' text by size, made once.
-    private static let insertSQL: [Int: String] = Dictionary(uniqueKeysWithValues: statementSizes.map { ($0, insertSQL(rows: $0)) })
+    private static let insertSQL: [Int: String] = Dictionary(
+        uniqueKeysWithValues: (statementSizes + Array(1..<16)).map { ($0, insertSQL(rows: $0)) }
+    )
 
     static func insertSQL(rows: Int) -> String {
         let values = (0..<rows).map { row in

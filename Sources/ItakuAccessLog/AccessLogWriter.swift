@@ -131,12 +131,19 @@ public final class AccessLogWriter: Service, Sendable {
     /// PostgreSQL with BEGIN and the tenant, in one round trip; `body` gets its rows. Besides
     /// its entries, `body` may return statements of its change to run at the end, in the
     /// commit's round trip, before the entries.
+    ///
+    /// With `lockTimeout`, a lock the transaction cannot take within it fails the statement
+    /// (SQLSTATE 55P03) instead of waiting up to the statement timeout.
     public func transaction<T: Sendable>(
-        on database: PostgresClient, tenant: UUID? = nil, opening: PostgresQuery?,
+        on database: PostgresClient, tenant: UUID? = nil, lockTimeout: Duration? = nil, opening: PostgresQuery?,
         _ body: (PostgresConnection, PostgresRows?) async throws -> (T, [AccessEntry], [PostgresQuery])
     ) async throws -> (T, [AccessEntry]) {
         try await database.withConnection { connection in
             var first: [PostgresQuery] = []
+            if let lockTimeout {
+                let milliseconds = max(1, lockTimeout.components.seconds * 1000 + lockTimeout.components.attoseconds / 1_000_000_000_000_000)
+                first.append(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout TO \(milliseconds)"))
+            }
             if let tenant { first.append(.prepared("SELECT set_config('itaku.tenant_id', \(tenant.uuidString), true)")) }
             if let opening { first.append(opening) }
             do {
@@ -183,7 +190,7 @@ public final class AccessLogWriter: Service, Sendable {
                 logger.error("access-log position already taken; continuing in new streams", metadata: ["itaku.error": "\(error)"])
                 abandonStreams()
                 throw AccessLogError.writeFailed
-            } catch let error as PostgresError where !error.isConnectionError {
+            } catch let error as PostgresError where error.isRefusal {
                 // Refused (the change sent with the entries, or an entry) and rolled back:
                 // nothing was written, the heads stand.
                 logger.error("a transaction's change or its access entries were refused", metadata: ["itaku.error": "\(error)"])

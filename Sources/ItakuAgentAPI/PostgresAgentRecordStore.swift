@@ -118,7 +118,16 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         do {
             var found = Array(repeating: [StoredRecord](), count: lookups.count)
             let results = try await perTenant(lookups, tenant: \.tenant, on: database) { tenant, batch in
-                .prepared(
+                // One alone: the function for one (migration 0015), numbered as item 1.
+                if batch.count == 1, let lookup = batch.first {
+                    return .prepared(
+                        """
+                        SELECT 1::integer, * FROM itaku.agent_find(\(tenant), \(lookup.dataset), \(lookup.kind),
+                            \(PostgresBytes(lookup.digest)), \(Int32(clamping: lookup.limit)))
+                        """
+                    )
+                }
+                return .prepared(
                     """
                     SELECT * FROM itaku.agent_find_batch(\(tenant), \(batch.map(\.dataset.lowercasedString))::uuid[],
                         \(batch.map(\.kind)), \(batch.map { "\\x" + Hex.encode($0.digest) })::bytea[],
@@ -137,10 +146,27 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
 
     /// Whether each agent's allowed lookup under its case returned its record within its minutes.
     static func bound(_ checks: [Binding], on database: PostgresClient) async -> [Result<Bool, any Error>] {
+        // Text with NUL cannot be in the log, so it binds nothing, and it is never sent: it
+        // would fail the batch's statement for every request in it.
+        let sendable = checks.indices.filter { !checks[$0].agent.utf8.contains(0) && !checks[$0].caseRef.utf8.contains(0) }
+        guard sendable.count == checks.count else {
+            var answers = Array(repeating: Result<Bool, any Error>.success(false), count: checks.count)
+            for (index, answer) in zip(sendable, await bound(sendable.map { checks[$0] }, on: database)) { answers[index] = answer }
+            return answers
+        }
+        guard !checks.isEmpty else { return [] }
         do {
             var bound = Array(repeating: false, count: checks.count)
             let results = try await perTenant(checks, tenant: \.tenant, on: database) { tenant, batch in
-                .prepared(
+                if batch.count == 1, let check = batch.first {
+                    return .prepared(
+                        """
+                        SELECT 1::integer WHERE itaku.case_bound(\(tenant), \(check.agent), \(check.caseRef), \(check.record),
+                            \(Int32(clamping: check.minutes)))
+                        """
+                    )
+                }
+                return .prepared(
                     """
                     SELECT item FROM itaku.case_bound_batch(\(tenant), \(batch.map(\.agent)), \(batch.map(\.caseRef)),
                         \(batch.map(\.record.lowercasedString))::uuid[], \(batch.map { String(Int32(clamping: $0.minutes)) })::integer[])
@@ -164,8 +190,8 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     }
 
     /// Updates sent together. Each tenant's updates of distinct records share one transaction
-    /// (`together`); a second update of a record waits for a later round, so it sees the first
-    /// one's change.
+    /// (`together`; tenants side by side); a second update of a record waits for a later round,
+    /// so it sees the first one's change.
     static func update(_ updates: [Update], on database: PostgresClient, accessLog: AccessLogWriter) async -> [Result<AccessEntry, any Error>] {
         var answers = [Result<AccessEntry, any Error>?](repeating: nil, count: updates.count)
         var pending = Array(updates.indices)
@@ -183,22 +209,33 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
                 if rounds[update.tenant] == nil { tenants.append(update.tenant) }
                 rounds[update.tenant, default: []].append(index)
             }
-            for tenant in tenants {
-                let indices = rounds[tenant]!
-                let results = await together(indices.map { updates[$0] }, tenant: tenant, on: database, accessLog: accessLog)
-                for (index, result) in zip(indices, results) { answers[index] = result }
+            let results = await withTaskGroup(of: [(Int, Result<AccessEntry, any Error>)].self) { group in
+                for tenant in tenants {
+                    let indices = rounds[tenant]!
+                    group.addTask {
+                        Array(zip(indices, await together(indices.map { updates[$0] }, tenant: tenant, on: database, accessLog: accessLog)))
+                    }
+                }
+                return await group.reduce(into: []) { $0 += $1 }
             }
+            for (index, result) in results { answers[index] = result }
             pending = later
         }
         return answers.map { $0 ?? .failure(BatchError.answersMissing) }
     }
 
+    /// How long a shared transaction waits for a record's lock before each of its updates goes
+    /// alone: below PostgreSQL's deadlock_timeout (1 s), so that against an operator's
+    /// transaction holding several records (a correction, a disposal) the batch gives way first.
+    static let sharedLockTimeout: Duration = .milliseconds(500)
+
     /// Updates of one tenant's distinct records in one transaction: BEGIN, the tenant and every
-    /// record's lock (in record id order, so that two batches never wait on each other) in one
-    /// round trip; every change, every entry and COMMIT in one more. An update whose decision
-    /// throws fails alone. If PostgreSQL refuses the transaction (it is rolled back), each
-    /// update is tried again alone, so one refused change fails only its own request; if the
-    /// commit's outcome is unknown, every update of it fails.
+    /// record's lock (in record id order, so that two batches cannot deadlock) in one round trip;
+    /// every change, every entry and COMMIT in one more. An update whose decision throws fails
+    /// alone. If PostgreSQL or the log refuses the transaction (it reported why, so it did not
+    /// commit: a lock it could not take, a refused change or entry), each update is tried again
+    /// in a transaction of its own, side by side, so only the one at fault fails or waits; if
+    /// the commit's outcome is unknown, every update of it fails, never tried twice.
     static func together(_ updates: [Update], tenant: UUID, on database: PostgresClient, accessLog: AccessLogWriter) async -> [Result<AccessEntry, any Error>] {
         if updates.count == 1 {
             do { return [.success(try await alone(updates[0], on: database, accessLog: accessLog))] } catch { return [.failure(error)] }
@@ -213,7 +250,9 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
             """
         )
         do {
-            let (outcomes, entries) = try await accessLog.transaction(on: database, tenant: tenant, opening: lock) { _, rows -> ([Result<Int, any Error>], [AccessEntry], [PostgresQuery]) in
+            let (outcomes, entries) = try await accessLog.transaction(
+                on: database, tenant: tenant, lockTimeout: sharedLockTimeout, opening: lock
+            ) { _, rows -> ([Result<Int, any Error>], [AccessEntry], [PostgresQuery]) in
                 var locked: [UUID: (dataset: UUID, record: StoredRecord)] = [:]
                 for row in rows.map(Array.init) ?? [] {
                     let record = try Self.record(row)
@@ -237,18 +276,29 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
                 return (outcomes, entries, statements)
             }
             return outcomes.map { outcome in outcome.map { entries[$0] } }
-        } catch let error as PostgresError where error.isConnectionError {
-            return Array(repeating: .failure(error), count: updates.count)
-        } catch is AccessLogError, is PostgresError {
-            // Refused and rolled back: nothing of it was written.
-            var results: [Result<AccessEntry, any Error>] = []
-            for update in updates {
-                do { results.append(.success(try await alone(update, on: database, accessLog: accessLog))) } catch { results.append(.failure(error)) }
+        } catch let error where Self.refused(error) {
+            // Nothing of it was written: each update alone, side by side.
+            return await withTaskGroup(of: (Int, Result<AccessEntry, any Error>).self) { group in
+                for (index, update) in updates.enumerated() {
+                    group.addTask {
+                        do { return (index, .success(try await alone(update, on: database, accessLog: accessLog))) } catch { return (index, .failure(error)) }
+                    }
+                }
+                var results = [Result<AccessEntry, any Error>](repeating: .failure(BatchError.answersMissing), count: updates.count)
+                for await (index, result) in group { results[index] = result }
+                return results
             }
-            return results
         } catch {
             return Array(repeating: .failure(error), count: updates.count)
         }
+    }
+
+    /// Whether a shared transaction certainly did not commit: the log refused its entries, or
+    /// PostgreSQL refused a statement and said why.
+    static func refused(_ error: any Error) -> Bool {
+        if let error = error as? AccessLogError { return error == .writeFailed || error == .unstorable }
+        if let error = error as? PostgresError { return error.isRefusal }
+        return false
     }
 
     /// Runs one statement per tenant among `requests` (row-level security acts for one tenant

@@ -17,6 +17,8 @@ public final class LogOutput: Sendable {
     /// Held while writing, so that batches go out in the order they were taken.
     private let writing = Mutex<Void>(())
     private let flusher = Mutex<Bool>(false)
+    /// Signalled when a line arrives with nothing gathered: the flusher sleeps until then.
+    private let gathered = DispatchSemaphore(value: 0)
 
     public init(descriptor: Int32, interval: Duration = .milliseconds(20), limit: Int = 64 * 1024) {
         self.descriptor = descriptor
@@ -26,25 +28,26 @@ public final class LogOutput: Sendable {
 
     /// Adds `line` (newline included); `urgent` writes it, and everything before it, now.
     public func write(_ line: String, urgent: Bool) {
-        let full = pending.withLock { pending in
+        let (first, full) = pending.withLock { pending in
+            let first = pending.isEmpty
             pending.append(contentsOf: line.utf8)
-            return pending.count >= limit
+            return (first, pending.count >= limit)
         }
         if urgent || full {
             flush()
-        } else {
+        } else if first {
             startFlusher()
+            gathered.signal()
         }
     }
 
     /// Writes every line gathered so far.
     public func flush() {
         writing.withLock { _ in
-            let bytes = pending.withLock { pending in
-                defer { pending.removeAll(keepingCapacity: true) }
-                return pending
-            }
+            var bytes: [UInt8] = []
+            pending.withLock { swap(&$0, &bytes) }
             var offset = 0
+            var stalls = 0
             while offset < bytes.count {
                 let written = bytes.withUnsafeBytes { buffer in
                     Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
@@ -53,6 +56,11 @@ public final class LogOutput: Sendable {
                     offset += written
                 } else if written < 0 && errno == EINTR {
                     continue
+                } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && stalls < 50 {
+                    // A non-blocking descriptor that is full: wait for room (at most about 5 s).
+                    stalls += 1
+                    var ready = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                    _ = poll(&ready, 1, 100)
                 } else {
                     return  // nowhere to write (closed, full disk): the lines are dropped
                 }
@@ -60,16 +68,18 @@ public final class LogOutput: Sendable {
         }
     }
 
-    /// One thread per output writes what gathered every `interval`; started with the first line.
+    /// One thread per output writes what gathered, `interval` after the first line of each
+    /// batch arrived; idle, it sleeps. Started with the first line.
     private func startFlusher() {
         guard flusher.withLock({ started in
             defer { started = true }
             return !started
         }) else { return }
-        let interval = self.interval
+        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         let thread = Thread { [self] in
             while true {
-                Thread.sleep(forTimeInterval: Double(interval.components.attoseconds) / 1e18 + Double(interval.components.seconds))
+                gathered.wait()
+                Thread.sleep(forTimeInterval: seconds)
                 flush()
             }
         }

@@ -56,6 +56,11 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
 }
 
 extension PostgresError {
+    /// Whether the server refused a statement, reporting its SQLSTATE: the statement's
+    /// transaction did not commit. Anything else in flight (a lost connection, an error without
+    /// a SQLSTATE, a result that could not be read) leaves a COMMIT's outcome unknown.
+    public var isRefusal: Bool { kind == .server && sqlState != nil && !isConnectionError }
+
     /// SQLSTATE values Itaku reacts to.
     public enum SQLState {
         public static let queryCanceled = "57014"

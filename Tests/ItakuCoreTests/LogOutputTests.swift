@@ -52,4 +52,30 @@ struct LogOutputTests {
         output.write(long, urgent: false)
         #expect(Self.available(ends.read) == long, "the limit writes at once")
     }
+
+    @Test("lines logged from many threads at once all come out whole, each thread's in its order")
+    func concurrentLinesStayWholeAndOrdered() async throws {
+        let ends = Self.pipe()
+        defer { close(ends.read); close(ends.write) }
+        let output = LogOutput(descriptor: ends.write, interval: .milliseconds(5), limit: 4096)
+        var text = ""
+        // 1,200 short lines: well within what a pipe holds (64 KiB), so no writer waits.
+        await withTaskGroup(of: Void.self) { group in
+            for thread in 0..<4 {
+                group.addTask { for n in 0..<300 { output.write("\(thread)-\(n)\n", urgent: n % 97 == 0) } }
+            }
+        }
+        output.flush()
+        for _ in 0..<100 {
+            text += Self.available(ends.read)
+            if text.split(separator: "\n").count >= 1200 { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let lines = text.split(separator: "\n")
+        #expect(lines.count == 1200)
+        for thread in 0..<4 {
+            let mine = lines.filter { $0.hasPrefix("\(thread)-") }.map { Int($0.split(separator: "-")[1])! }
+            #expect(mine == Array(0..<300), "thread \(thread)")
+        }
+    }
 }

@@ -3,7 +3,7 @@ import Testing
 
 @testable import ItakuAgentAPI
 
-@Suite("Requests sent to PostgreSQL in batches")
+@Suite("Requests sent to PostgreSQL in batches", .timeLimit(.minutes(1)))
 struct BatchesTests {
     /// Lets a batch's send through when the test says; counts the sends waiting.
     final class Gate: Sendable {
@@ -105,5 +105,31 @@ struct BatchesTests {
         }
         #expect(answers == Set(0..<50))
         #expect(batches.waiting == 0)
+    }
+
+    @Test("no batch is larger than its most; a send that loses answers fails its requests, never hangs them")
+    func mostPerBatchAndMissingAnswers() async throws {
+        let gate = Gate()
+        let sent = Mutex<[Int]>([])
+        let batches = Batches<Int, Int>(lanes: 1, maxBatch: 3) { items in
+            sent.withLock { $0.append(items.count) }
+            await gate.pass()
+            return items.map { .success($0) }
+        }
+        let first = Task { try await batches.submit(0) }
+        try await Self.until { gate.waiters == 1 }
+        let rest = (1...7).map { item in Task { try await batches.submit(item) } }
+        try await Self.until { batches.waiting == 7 }
+        for _ in 0..<4 {
+            try await Self.until { gate.waiters == 1 }
+            gate.open()
+        }
+        #expect(try await first.value == 0)
+        for (index, task) in rest.enumerated() { #expect(try await task.value == index + 1) }
+        #expect(sent.withLock { $0 } == [1, 3, 3, 1])
+
+        let lossy = Batches<Int, Int>(lanes: 1) { items in items.dropLast().map { .success($0) } }
+        await #expect(throws: BatchError.self) { try await lossy.submit(1) }
+        #expect(lossy.waiting == 0)
     }
 }

@@ -1,11 +1,12 @@
 import Foundation
 import ItakuAccessLog
-import ItakuAgentAPI
 import ItakuCore
 import ItakuPostgres
 import ItakuTestSupport
 import Logging
 import Testing
+
+@testable import ItakuAgentAPI
 
 @Suite("Case bindings read from the access log")
 struct CaseBindingTests {
@@ -84,6 +85,14 @@ struct CaseBindingTests {
             let check = checks[index % checks.count]
             #expect(bound == check.expected, "\(check.why)")
         }
+        // All in one batch (one statement per tenant in one round trip), and a check whose text
+        // cannot be stored, which binds nothing and fails nobody else's.
+        let direct = await PostgresAgentRecordStore.bound(
+            checks.map { .init(tenant: $0.tenant, agent: $0.agent, caseRef: $0.caseRef, record: $0.record, minutes: $0.minutes) }
+                + [.init(tenant: tenant, agent: "A0001\u{0}", caseRef: "CALL-1", record: record, minutes: 30)],
+            on: runtime
+        )
+        #expect(direct.map { try? $0.get() } == checks.map(\.expected) + [false])
         // The previous release's checks (during an upgrade) read the log too.
         #expect(try await runtime.query("SELECT itaku.case_bound(\(tenant), 'A0001', 'CALL-1', \(record), 30)")[0].decode(0, as: Bool.self))
         #expect(try await runtime.query("SELECT itaku.case_bound(\(tenant), 'A0001', 'CALL-1', \(record))")[0].decode(0, as: Bool.self))
@@ -107,6 +116,15 @@ struct CaseBindingTests {
             var digest: [UInt8]
             var records: Set<UUID>
         }
+        // One phone shared by two records (a household), so that a limit shows.
+        try await owner.query(
+            """
+            INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
+            SELECT k.tenant_id, k.dataset_id, k.kind, k.digest,
+                (SELECT r.record_id FROM itaku.records r WHERE r.dataset_id = k.dataset_id AND r.record_id <> k.record_id LIMIT 1)
+            FROM itaku.lookup_keys k WHERE k.kind = 'phone' LIMIT 1
+            """
+        )
         // Every key of both demo tenants, with the records it names.
         var keys: [Key] = []
         for row in try await owner.query(
@@ -133,6 +151,23 @@ struct CaseBindingTests {
             return try await group.reduce(into: [Int: [StoredRecord]]()) { $0[$1.0] = $1.1 }
         }
         #expect(found[-1]?.isEmpty == true, "a key nobody has")
+        // All in one batch, across tenants, each with its own limit.
+        // (The shared phone's limit is 1, as is every other key's; the rest's is 10.)
+        func limit(_ n: Int) -> Int { keys[n].records.count > 1 || n % 2 == 1 ? 1 : 10 }
+        let together = await PostgresAgentRecordStore.find(
+            keys.enumerated().map { n, key in .init(tenant: key.tenant, dataset: key.dataset, kind: key.kind, digest: key.digest, limit: limit(n)) },
+            on: runtime
+        )
+        #expect(together.count == keys.count)
+        for (n, key) in keys.enumerated() {
+            let records = (try? together[n].get()) ?? []
+            if limit(n) == 10 {
+                #expect(Set(records.map(\.id)) == key.records)
+            } else {
+                #expect(records.count == 1 && key.records.contains(records[0].id), "limit 1")
+            }
+        }
+        #expect(keys.contains { $0.records.count > 1 }, "some key finds several records (the limit is seen)")
         for (index, key) in keys.enumerated() {
             let records = found[index] ?? []
             #expect(Set(records.map(\.id)) == key.records)

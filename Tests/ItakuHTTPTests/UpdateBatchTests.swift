@@ -101,47 +101,109 @@ struct UpdateBatchTests {
             "SELECT dataset_id FROM itaku.datasets WHERE tenant_id = \(tenant) AND name = 'customers'"
         )[0].decode(0, as: UUID.self)
         let ids = try await owner.query(
-            "SELECT record_id FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(datasetID) ORDER BY external_id LIMIT 8"
+            "SELECT record_id FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(datasetID) ORDER BY external_id LIMIT 9"
         ).map { try $0.decode(0, as: UUID.self) }
         let dataset = Dataset(id: datasetID, tenantID: tenant, name: "customers", version: 1, schema: DatasetSchema(fields: [], keyField: "customer_no"))
         let otherDataset = Dataset(id: UUID(), tenantID: tenant, name: "other", version: 1, schema: DatasetSchema(fields: [], keyField: "id"))
-        let seen = Mutex<[UUID: UUID?]>([:])
-        let otherSaw = Mutex<[UUID?]>([])
-        // One batch: eight records, one that does not exist, and the first record again under
-        // another dataset (a second round). Update 3 carries an entry no column can store, so
-        // the shared transaction is refused.
-        let targets: [(Dataset, UUID)] = ids.map { (dataset, $0) } + [(dataset, UUID()), (otherDataset, ids[0])]
-        let updates = targets.enumerated().map { n, target in
-            let (set, id) = target
-            return PostgresAgentRecordStore.Update(tenant: tenant, dataset: set, record: id) { record, _ in
-                if set.id == dataset.id { seen.withLock { _ = $0.updateValue(record?.id, forKey: id) } } else { otherSaw.withLock { $0.append(record?.id) } }
-                var entry = AccessEntry(tenantID: tenant, actorRole: "integration", actorKeyID: nil, operation: .update, decision: .deny, reason: "not_found")
-                entry.recordIDs = [id]
-                if n == 3 { entry.caseRef = "CALL-\u{0}" }
-                return entry
+        // Every decision's view, in order: (update, the record it was given).
+        let seen = Mutex<[(Int, UUID?)]>([])
+        // One transaction: eight records, one that does not exist, and a ninth record under
+        // another dataset. Update 3 carries an entry no column can store, so the shared
+        // transaction is refused.
+        let targets: [(Dataset, UUID)] = ids.prefix(8).map { (dataset, $0) } + [(dataset, UUID()), (otherDataset, ids[8])]
+        func updates(faulty: Int?) -> [PostgresAgentRecordStore.Update] {
+            targets.enumerated().map { n, target in
+                let (set, id) = target
+                return PostgresAgentRecordStore.Update(tenant: tenant, dataset: set, record: id) { record, _ in
+                    seen.withLock { $0.append((n, record?.id)) }
+                    var entry = AccessEntry(tenantID: tenant, actorRole: "integration", actorKeyID: nil, operation: .update, decision: .deny, reason: "not_found")
+                    entry.recordIDs = [id]
+                    if n == faulty { entry.caseRef = "CALL-\u{0}" }
+                    return entry
+                }
             }
         }
-        let answers = await PostgresAgentRecordStore.update(updates, on: runtime, accessLog: accessLog)
+        let expected: [UUID?] = ids.prefix(8).map { $0 } + [nil, nil]
+
+        // All fine: one shared transaction, each decision once, on its own record.
+        let together = await PostgresAgentRecordStore.update(updates(faulty: nil), on: runtime, accessLog: accessLog)
+        #expect(together.allSatisfy { (try? $0.get())?.chain != nil })
+        #expect(seen.withLock { $0 }.map(\.0) == Array(targets.indices), "one pass, in order")
+        #expect(seen.withLock { $0 }.map(\.1) == expected, "each decision saw its own record")
+        #expect(Set(together.compactMap { try? $0.get().chain?.stream }).count == 1, "one transaction, one stream")
+
+        // One at fault: refused together, then each alone; only it fails.
+        seen.withLock { $0.removeAll() }
+        let answers = await PostgresAgentRecordStore.update(updates(faulty: 3), on: runtime, accessLog: accessLog)
         #expect(answers.count == targets.count)
-        let results = Dictionary(uniqueKeysWithValues: answers.enumerated().map { ($0, $1) })
-        for n in targets.indices {
-            switch results[n] {
+        for (n, answer) in answers.enumerated() {
+            switch answer {
             case .success(let entry):
                 #expect(n != 3, "the unstorable entry was refused")
                 #expect(entry.chain != nil)
             case .failure(let error):
                 #expect(n == 3, "update \(n) failed: \(error)")
                 #expect(error as? AccessLogError == .unstorable)
-            case nil:
-                Issue.record("update \(n) got no answer")
             }
         }
-        let saw = seen.withLock { $0 }
-        for id in ids { #expect(saw[id] == .some(id), "the decision saw its locked record") }
-        #expect(saw[targets[8].1] == .some(nil), "a record that does not exist")
-        #expect(otherSaw.withLock { $0 } == [nil], "a record of another dataset")
+        let views = seen.withLock { $0 }
+        #expect(views.prefix(targets.count).map(\.0) == Array(targets.indices), "first the shared pass")
+        for n in targets.indices {
+            let mine = views.filter { $0.0 == n }
+            #expect(mine.count == 2, "update \(n): together, then alone")
+            #expect(mine.allSatisfy { $0.1 == expected[n] })
+        }
         let logged = try await owner.query("SELECT count(*) FROM itaku.access_log WHERE operation = 'update'")[0].decode(0, as: Int.self)
-        #expect(logged == targets.count - 1)
+        #expect(logged == targets.count * 2 - 1)
+    }
+
+    /// A record another transaction holds makes the shared transaction give up its wait (the
+    /// lock timeout); then each update goes alone, and only the one on that record waits.
+    @Test("a record locked elsewhere holds up only its own update, not the others of its batch")
+    func lockedRecordWaitsAlone() async throws {
+        let (database, _, _, _) = try await seededDemo(customers: 20, policyholders: 2)
+        let owner = database.makeClient(role: .owner)
+        let runtime = database.makeClient(role: .runtime)
+        defer { Task { await owner.shutdown(); await runtime.shutdown() } }
+        let accessLog = AccessLogWriter(database: runtime, keyring: Keyring.generate(), instanceID: "test", logger: Logger(label: "test"))
+        let tenant = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
+        let datasetID = try await owner.query(
+            "SELECT dataset_id FROM itaku.datasets WHERE tenant_id = \(tenant) AND name = 'customers'"
+        )[0].decode(0, as: UUID.self)
+        let ids = try await owner.query(
+            "SELECT record_id FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(datasetID) ORDER BY external_id LIMIT 5"
+        ).map { try $0.decode(0, as: UUID.self) }
+        let dataset = Dataset(id: datasetID, tenantID: tenant, name: "customers", version: 1, schema: DatasetSchema(fields: [], keyField: "customer_no"))
+        let updates = ids.map { id in
+            PostgresAgentRecordStore.Update(tenant: tenant, dataset: dataset, record: id) { record, _ in
+                var entry = AccessEntry(tenantID: tenant, actorRole: "integration", actorKeyID: nil, operation: .update, decision: .deny, reason: "not_found")
+                entry.recordIDs = [id]
+                return entry
+            }
+        }
+        let held = Mutex<Bool>(false)
+        let release = Mutex<Bool>(false)
+        let holder = Task {
+            try await owner.withConnection { connection in
+                try await connection.begin(then: ["SELECT 1 FROM itaku.records WHERE record_id = \(ids[2]) FOR UPDATE"])
+                held.withLock { $0 = true }
+                while !release.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+                try await connection.query("COMMIT")
+            }
+        }
+        while !held.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        let batch = Task { await PostgresAgentRecordStore.update(updates, on: runtime, accessLog: accessLog) }
+        // The four others commit while the lock is still held.
+        var committed = 0
+        for _ in 0..<1_000 where committed < 4 {
+            try await Task.sleep(for: .milliseconds(20))
+            committed = try await owner.query("SELECT count(*) FROM itaku.access_log WHERE operation = 'update'")[0].decode(0, as: Int.self)
+        }
+        #expect(committed == 4, "the others did not wait for the locked record")
+        release.withLock { $0 = true }
+        try await holder.value
+        let answers = await batch.value
+        #expect(answers.allSatisfy { (try? $0.get())?.chain != nil }, "\(answers)")
     }
 
     /// Two changes of one record sent in one batch go in two rounds: the second decides on the
@@ -156,12 +218,13 @@ struct UpdateBatchTests {
         let snapshot = try await owner.withConnection { try await RegistryStore.loadSnapshot(on: $0) }
         let tenant = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
         let dataset = try #require(snapshot.datasets[tenant]?["customers"])
-        let id = try await owner.query(
-            "SELECT record_id FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(dataset.id) ORDER BY external_id LIMIT 1"
-        )[0].decode(0, as: UUID.self)
+        let both = try await owner.query(
+            "SELECT record_id FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(dataset.id) ORDER BY external_id LIMIT 2"
+        ).map { try $0.decode(0, as: UUID.self) }
+        let (id, other) = (both[0], both[1])
         let dataKeys = DataKeys(directory: state + "/data-keys", keyring: keyring)
         let digester = LookupDigester(key: keyring.digestKey(tenant: tenant.uuidString))
-        func change(_ field: String, to value: String) -> PostgresAgentRecordStore.Update {
+        func change(_ field: String, to value: String, of id: UUID) -> PostgresAgentRecordStore.Update {
             PostgresAgentRecordStore.Update(tenant: tenant, dataset: dataset, record: id) { record, writer in
                 let record = try #require(record)
                 let before = try dataKeys.open(record.document, tenant: tenant, record: id.uuidString)
@@ -171,19 +234,27 @@ struct UpdateBatchTests {
                 return entry
             }
         }
+        // The first round shares a transaction (the record and another); the second change of the
+        // record comes after it.
         let answers = await PostgresAgentRecordStore.update(
-            [change("address", to: "東京都千代田区丸の内9-9-9"), change("email", to: "twice@example.jp")], on: runtime, accessLog: accessLog
+            [change("address", to: "東京都千代田区丸の内9-9-9", of: id), change("address", to: "大阪府大阪市北区1-1-1", of: other),
+             change("email", to: "twice@example.jp", of: id)],
+            on: runtime, accessLog: accessLog
         )
-        #expect(answers.count == 2)
+        #expect(answers.count == 3)
         for answer in answers { #expect((try? answer.get())?.chain != nil, "\(answer)") }
-        let document = try await owner.withConnection { connection in
-            try await connection.begin(then: ["SELECT set_config('itaku.tenant_id', \(tenant.lowercasedString), true)"])
-            let rows = try await connection.query("SELECT fields::text FROM itaku.records WHERE record_id = \(id)")
-            try await connection.query("COMMIT")
-            return try rows[0].decode(0, as: String.self)
+        func fields(of id: UUID) async throws -> [String: String] {
+            let document = try await owner.withConnection { connection in
+                try await connection.begin(then: ["SELECT set_config('itaku.tenant_id', \(tenant.lowercasedString), true)"])
+                let rows = try await connection.query("SELECT fields::text FROM itaku.records WHERE record_id = \(id)")
+                try await connection.query("COMMIT")
+                return try rows[0].decode(0, as: String.self)
+            }
+            return try dataKeys.open(document, tenant: tenant, record: id.uuidString)
         }
-        let fields = try dataKeys.open(document, tenant: tenant, record: id.uuidString)
-        #expect(fields["address"] == "東京都千代田区丸の内9-9-9")
-        #expect(fields["email"] == "twice@example.jp")
+        let first = try await fields(of: id)
+        #expect(first["address"] == "東京都千代田区丸の内9-9-9")
+        #expect(first["email"] == "twice@example.jp")
+        #expect(try await fields(of: other)["address"] == "大阪府大阪市北区1-1-1")
     }
 }

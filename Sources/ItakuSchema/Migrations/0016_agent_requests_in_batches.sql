@@ -1,8 +1,12 @@
 -- Lookups and case checks in batches: while every lane of an instance is busy, the requests that
 -- arrive meanwhile go to PostgreSQL together, one statement per tenant. The round trip, the
 -- transaction and the plan's start are then paid once per batch instead of once per request.
--- itaku.agent_find and the five-argument itaku.case_bound stay for the previous release while an
--- upgrade rolls.
+-- A request alone still goes through itaku.agent_find or the five-argument itaku.case_bound
+-- (migration 0015), which are cheaper for one.
+--
+-- Both functions use plpgsql's generic plan (plan_cache_mode): with the arrays' values at hand,
+-- the planner would otherwise prefer a plan made for each call's own arrays, and plan every call
+-- (measured: about 300 µs a call, three times the query itself).
 --
 -- Item n of the arrays is one lookup (dataset, kind, digest, most rows); its records come back
 -- marked with n. Each item is fetched as itaku.agent_find fetches one lookup (migration 0015):
@@ -10,7 +14,7 @@
 -- with statistics or without, reads records in external_id order to filter them against keys.
 CREATE FUNCTION itaku.agent_find_batch(p_tenant uuid, p_datasets uuid[], p_kinds text[], p_digests bytea[], p_limits integer[])
 RETURNS TABLE (item integer, record_id uuid, external_id text, fields jsonb, status text, expired boolean)
-LANGUAGE plpgsql SECURITY INVOKER AS $$
+LANGUAGE plpgsql SECURITY INVOKER SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     PERFORM set_config('itaku.tenant_id', p_tenant::text, true);
@@ -38,7 +42,7 @@ $$;
 -- item is its own probe of access_log_case (LATERAL … LIMIT 1): never a join over the log.
 CREATE FUNCTION itaku.case_bound_batch(p_tenant uuid, p_agents text[], p_cases text[], p_records uuid[], p_minutes integer[])
 RETURNS TABLE (item integer)
-LANGUAGE plpgsql SECURITY INVOKER AS $$
+LANGUAGE plpgsql SECURITY INVOKER SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     PERFORM set_config('itaku.tenant_id', p_tenant::text, true);
     RETURN QUERY
