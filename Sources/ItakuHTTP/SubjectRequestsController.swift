@@ -290,7 +290,9 @@ struct SubjectRequestsController: Sendable {
             case .correction:
                 // One entry a record, naming each changed field with the digests of its value
                 // before and after: the change is evidenced, the values stay out of the log.
-                for recordID in recordIDs {
+                // Records are locked in record id order, as agents' shared updates lock them,
+                // so that the two cannot deadlock.
+                for recordID in recordIDs.sorted(by: { $0.uuidString < $1.uuidString }) {
                     let rows = try await connection.query(
                         """
                         SELECT external_id, fields FROM itaku.records
