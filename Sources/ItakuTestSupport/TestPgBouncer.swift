@@ -73,8 +73,11 @@ public final class TestPgBouncer: Sendable {
     public func stop() {
         if let text = try? String(contentsOfFile: directory + "/pgbouncer.pid", encoding: .utf8),
            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-            kill(pid, SIGTERM)
+            // SIGINT: shut down once transactions end. (SIGTERM waits for every client to
+            // disconnect, which a test's pool may never do: the daemon outlived the tests.)
+            kill(pid, SIGINT)
             for _ in 0..<100 where kill(pid, 0) == 0 { usleep(20_000) }
+            if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         }
         try? FileManager.default.removeItem(atPath: directory)
     }
