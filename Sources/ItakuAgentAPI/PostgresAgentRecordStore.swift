@@ -63,8 +63,19 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         tenant: UUID, dataset: Dataset, record: UUID,
         _ body: @escaping @Sendable (StoredRecord?, any RecordWriter) async throws -> AccessEntry
     ) async throws -> AccessEntry {
-        try await updates.submit(Update(tenant: tenant, dataset: dataset, record: record, body: body))
+        let update = Update(tenant: tenant, dataset: dataset, record: record, body: body)
+        do {
+            return try await updates.submit(update)
+        } catch is GoAlone {
+            // Its shared transaction was refused: this update alone, on the caller's own time,
+            // not holding the lane (a busy record then holds up only its own update).
+            return try await Self.alone(update, on: database, accessLog: accessLog)
+        }
     }
+
+    /// The answer to each update of a shared transaction that was refused, and so wrote
+    /// nothing: try again in a transaction of its own.
+    struct GoAlone: Error {}
 
     /// One update in its own transaction: BEGIN, the tenant and the record's lock in one round
     /// trip; the change, its entry and COMMIT in one more.
@@ -233,9 +244,10 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     /// record's lock (in record id order, so that two batches cannot deadlock) in one round trip;
     /// every change, every entry and COMMIT in one more. An update whose decision throws fails
     /// alone. If PostgreSQL or the log refuses the transaction (it reported why, so it did not
-    /// commit: a lock it could not take, a refused change or entry), each update is tried again
-    /// in a transaction of its own, side by side, so only the one at fault fails or waits; if
-    /// the commit's outcome is unknown, every update of it fails, never tried twice.
+    /// commit: a lock it could not take, a refused change or entry), each update answers
+    /// `GoAlone` and its caller tries again in a transaction of its own, so only the one at
+    /// fault fails or waits, and the lane is free at once; if the commit's outcome is unknown,
+    /// every update of it fails, never tried twice.
     static func together(_ updates: [Update], tenant: UUID, on database: PostgresClient, accessLog: AccessLogWriter) async -> [Result<AccessEntry, any Error>] {
         if updates.count == 1 {
             do { return [.success(try await alone(updates[0], on: database, accessLog: accessLog))] } catch { return [.failure(error)] }
@@ -277,17 +289,8 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
             }
             return outcomes.map { outcome in outcome.map { entries[$0] } }
         } catch let error where Self.refused(error) {
-            // Nothing of it was written: each update alone, side by side.
-            return await withTaskGroup(of: (Int, Result<AccessEntry, any Error>).self) { group in
-                for (index, update) in updates.enumerated() {
-                    group.addTask {
-                        do { return (index, .success(try await alone(update, on: database, accessLog: accessLog))) } catch { return (index, .failure(error)) }
-                    }
-                }
-                var results = [Result<AccessEntry, any Error>](repeating: .failure(BatchError.answersMissing), count: updates.count)
-                for await (index, result) in group { results[index] = result }
-                return results
-            }
+            // Nothing of it was written: each update again alone, by its own caller.
+            return Array(repeating: .failure(GoAlone()), count: updates.count)
         } catch {
             return Array(repeating: .failure(error), count: updates.count)
         }

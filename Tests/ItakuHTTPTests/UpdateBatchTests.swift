@@ -18,6 +18,25 @@ import Testing
 
 @Suite("Updates committed together")
 struct UpdateBatchTests {
+    /// Sends `updates` as one batch, and then, as their callers do, each update whose shared
+    /// transaction was refused alone (side by side).
+    static func send(_ updates: [PostgresAgentRecordStore.Update], on database: PostgresClient, accessLog: AccessLogWriter) async -> [Result<AccessEntry, any Error>] {
+        let first = await PostgresAgentRecordStore.update(updates, on: database, accessLog: accessLog)
+        return await withTaskGroup(of: (Int, Result<AccessEntry, any Error>).self) { group in
+            for (index, answer) in first.enumerated() {
+                group.addTask {
+                    guard case .failure(let error) = answer, error is PostgresAgentRecordStore.GoAlone else { return (index, answer) }
+                    do { return (index, .success(try await PostgresAgentRecordStore.alone(updates[index], on: database, accessLog: accessLog))) } catch {
+                        return (index, .failure(error))
+                    }
+                }
+            }
+            var results = first
+            for await (index, result) in group { results[index] = result }
+            return results
+        }
+    }
+
     static let customers = "/v1/tenants/acme-retail/datasets/customers"
 
     static func agent(_ token: String, case reference: String) -> HTTPFields {
@@ -126,7 +145,7 @@ struct UpdateBatchTests {
         let expected: [UUID?] = ids.prefix(8).map { $0 } + [nil, nil]
 
         // All fine: one shared transaction, each decision once, on its own record.
-        let together = await PostgresAgentRecordStore.update(updates(faulty: nil), on: runtime, accessLog: accessLog)
+        let together = await Self.send(updates(faulty: nil), on: runtime, accessLog: accessLog)
         #expect(together.allSatisfy { (try? $0.get())?.chain != nil })
         #expect(seen.withLock { $0 }.map(\.0) == Array(targets.indices), "one pass, in order")
         #expect(seen.withLock { $0 }.map(\.1) == expected, "each decision saw its own record")
@@ -134,7 +153,7 @@ struct UpdateBatchTests {
 
         // One at fault: refused together, then each alone; only it fails.
         seen.withLock { $0.removeAll() }
-        let answers = await PostgresAgentRecordStore.update(updates(faulty: 3), on: runtime, accessLog: accessLog)
+        let answers = await Self.send(updates(faulty: 3), on: runtime, accessLog: accessLog)
         #expect(answers.count == targets.count)
         for (n, answer) in answers.enumerated() {
             switch answer {
@@ -192,7 +211,14 @@ struct UpdateBatchTests {
             }
         }
         while !held.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
-        let batch = Task { await PostgresAgentRecordStore.update(updates, on: runtime, accessLog: accessLog) }
+        // The shared transaction gives way (and frees its lane) while the lock is still held.
+        let first = await PostgresAgentRecordStore.update(updates, on: runtime, accessLog: accessLog)
+        #expect(first.allSatisfy { answer in
+            if case .failure(let error) = answer { return error is PostgresAgentRecordStore.GoAlone }
+            return false
+        })
+        #expect(held.withLock { $0 } && !release.withLock { $0 })
+        let batch = Task { await Self.send(updates, on: runtime, accessLog: accessLog) }
         // The four others commit while the lock is still held.
         var committed = 0
         for _ in 0..<1_000 where committed < 4 {
@@ -236,7 +262,7 @@ struct UpdateBatchTests {
         }
         // The first round shares a transaction (the record and another); the second change of the
         // record comes after it.
-        let answers = await PostgresAgentRecordStore.update(
+        let answers = await Self.send(
             [change("address", to: "東京都千代田区丸の内9-9-9", of: id), change("address", to: "大阪府大阪市北区1-1-1", of: other),
              change("email", to: "twice@example.jp", of: id)],
             on: runtime, accessLog: accessLog
