@@ -18,6 +18,33 @@ import Testing
 
 @Suite("Updates committed together")
 struct UpdateBatchTests {
+    /// The seeded demo, its clients, an access-log writer (not running: transactions only), and
+    /// the first `records` of acme-retail's customers, with a dataset value naming them.
+    struct Demo {
+        var owner: PostgresClient
+        var runtime: PostgresClient
+        var accessLog: AccessLogWriter
+        var tenant: UUID
+        var dataset: Dataset
+        var ids: [UUID]
+
+        static func make(records: Int) async throws -> Demo {
+            let (database, _, _, _) = try await seededDemo(customers: 20, policyholders: 2)
+            let owner = database.makeClient(role: .owner)
+            let runtime = database.makeClient(role: .runtime)
+            let accessLog = AccessLogWriter(database: runtime, keyring: Keyring.generate(), instanceID: "test", logger: Logger(label: "test"))
+            let tenant = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
+            let datasetID = try await owner.query(
+                "SELECT dataset_id FROM itaku.datasets WHERE tenant_id = \(tenant) AND name = 'customers'"
+            )[0].decode(0, as: UUID.self)
+            let ids = try await owner.query(
+                "SELECT record_id FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(datasetID) ORDER BY external_id LIMIT \(Int32(records))"
+            ).map { try $0.decode(0, as: UUID.self) }
+            let dataset = Dataset(id: datasetID, tenantID: tenant, name: "customers", version: 1, schema: DatasetSchema(fields: [], keyField: "customer_no"))
+            return Demo(owner: owner, runtime: runtime, accessLog: accessLog, tenant: tenant, dataset: dataset, ids: ids)
+        }
+    }
+
     /// Sends `updates` as one batch, and then, as their callers do, each update whose shared
     /// transaction was refused alone (side by side).
     static func send(_ updates: [PostgresAgentRecordStore.Update], on database: PostgresClient, accessLog: AccessLogWriter) async -> [Result<AccessEntry, any Error>] {
@@ -110,19 +137,9 @@ struct UpdateBatchTests {
     /// own locked record, and a record of another dataset or none at all is no record.
     @Test("when a shared transaction is refused, each update is tried alone and only the one at fault fails")
     func refusedTogetherTriedAlone() async throws {
-        let (database, _, _, _) = try await seededDemo(customers: 20, policyholders: 2)
-        let owner = database.makeClient(role: .owner)
-        let runtime = database.makeClient(role: .runtime)
+        let demo = try await Demo.make(records: 9)
+        let (owner, runtime, accessLog, tenant, dataset, ids) = (demo.owner, demo.runtime, demo.accessLog, demo.tenant, demo.dataset, demo.ids)
         defer { Task { await owner.shutdown(); await runtime.shutdown() } }
-        let accessLog = AccessLogWriter(database: runtime, keyring: Keyring.generate(), instanceID: "test", logger: Logger(label: "test"))
-        let tenant = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
-        let datasetID = try await owner.query(
-            "SELECT dataset_id FROM itaku.datasets WHERE tenant_id = \(tenant) AND name = 'customers'"
-        )[0].decode(0, as: UUID.self)
-        let ids = try await owner.query(
-            "SELECT record_id FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(datasetID) ORDER BY external_id LIMIT 9"
-        ).map { try $0.decode(0, as: UUID.self) }
-        let dataset = Dataset(id: datasetID, tenantID: tenant, name: "customers", version: 1, schema: DatasetSchema(fields: [], keyField: "customer_no"))
         let otherDataset = Dataset(id: UUID(), tenantID: tenant, name: "other", version: 1, schema: DatasetSchema(fields: [], keyField: "id"))
         // Every decision's view, in order: (update, the record it was given).
         let seen = Mutex<[(Int, UUID?)]>([])
@@ -180,19 +197,9 @@ struct UpdateBatchTests {
     /// lock timeout); then each update goes alone, and only the one on that record waits.
     @Test("a record locked elsewhere holds up only its own update, not the others of its batch")
     func lockedRecordWaitsAlone() async throws {
-        let (database, _, _, _) = try await seededDemo(customers: 20, policyholders: 2)
-        let owner = database.makeClient(role: .owner)
-        let runtime = database.makeClient(role: .runtime)
+        let demo = try await Demo.make(records: 5)
+        let (owner, runtime, accessLog, tenant, dataset, ids) = (demo.owner, demo.runtime, demo.accessLog, demo.tenant, demo.dataset, demo.ids)
         defer { Task { await owner.shutdown(); await runtime.shutdown() } }
-        let accessLog = AccessLogWriter(database: runtime, keyring: Keyring.generate(), instanceID: "test", logger: Logger(label: "test"))
-        let tenant = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
-        let datasetID = try await owner.query(
-            "SELECT dataset_id FROM itaku.datasets WHERE tenant_id = \(tenant) AND name = 'customers'"
-        )[0].decode(0, as: UUID.self)
-        let ids = try await owner.query(
-            "SELECT record_id FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(datasetID) ORDER BY external_id LIMIT 5"
-        ).map { try $0.decode(0, as: UUID.self) }
-        let dataset = Dataset(id: datasetID, tenantID: tenant, name: "customers", version: 1, schema: DatasetSchema(fields: [], keyField: "customer_no"))
         let updates = ids.map { id in
             PostgresAgentRecordStore.Update(tenant: tenant, dataset: dataset, record: id) { record, _ in
                 var entry = AccessEntry(tenantID: tenant, actorRole: "integration", actorKeyID: nil, operation: .update, decision: .deny, reason: "not_found")
