@@ -137,7 +137,10 @@ public enum AccessLogStore {
             if let value { binds.append(value) } else { binds.appendNull(type) }
         }
         let fields: PostgresJSON? = entry.fields.map { fields in
-            PostgresJSON("{" + fields.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }.joined(separator: ",") + "}")
+            var text: [UInt8] = []
+            text.reserveCapacity(256)
+            JSONText.append(fields, to: &text)
+            return PostgresJSON(String(decoding: text, as: UTF8.self))
         }
         binds.append(entry.id)
         binds.append(entry.occurredAt)

@@ -40,27 +40,58 @@ extension AccessEntry {
     /// microseconds, ids lower-case, the field map sorted by key), so a verifier reading the
     /// rows back computes the same bytes.
     public func canonicalBytes(stream: String, seq: Int64) -> [UInt8] {
-        func text(_ value: String?) -> String { value.map(JSONText.string) ?? "null" }
-        func number(_ value: Int?) -> String { value.map(String.init) ?? "null" }
-        func uuid(_ value: UUID?) -> String { text(value?.lowercasedString) }
-        let parts: [String] = [
-            "\"itaku.access.v1\"",
-            text(stream), String(seq),
-            uuid(id), String(Self.microseconds(occurredAt)), uuid(tenantID),
-            text(actorRole), uuid(actorKeyID), uuid(integrationID), text(agent),
-            agentVerified.map { $0 ? "true" : "false" } ?? "null",
-            text(purposeKey), number(purposeVersion), text(caseRef), text(operation.rawValue), text(dataset),
-            text(target), number(versionBefore), number(versionAfter), text(lookupKind),
-            text(lookupDigest.map(Self.hex)),
-            "[" + recordIDs.map { text($0.lowercasedString) }.joined(separator: ",") + "]",
-            "[" + subjectDigests.map(text).joined(separator: ",") + "]",
-            fields.map { fields in
-                "{" + fields.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }
-                    .joined(separator: ",") + "}"
-            } ?? "null",
-            text(decision.rawValue), text(reason), String(rowsReturned), text(requestID), text(clientAddress),
-        ]
-        return Array(("[" + parts.joined(separator: ",") + "]").utf8)
+        var out = CanonicalArray()
+        out.bytes.reserveCapacity(768)
+        out.raw("\"itaku.access.v1\"")
+        out.text(stream)
+        out.number(seq)
+        out.uuid(id)
+        out.number(Self.microseconds(occurredAt))
+        out.uuid(tenantID)
+        out.text(actorRole)
+        out.uuid(actorKeyID)
+        out.uuid(integrationID)
+        out.text(agent)
+        out.raw(agentVerified.map { $0 ? "true" : "false" } ?? "null")
+        out.text(purposeKey)
+        out.number(purposeVersion.map(Int64.init))
+        out.text(caseRef)
+        out.text(operation.rawValue)
+        out.text(dataset)
+        out.text(target)
+        out.number(versionBefore.map(Int64.init))
+        out.number(versionAfter.map(Int64.init))
+        out.text(lookupKind)
+        out.text(lookupDigest.map(Self.hex))
+        out.next()
+        out.bytes.append(UInt8(ascii: "["))
+        for (index, record) in recordIDs.enumerated() {
+            if index > 0 { out.bytes.append(UInt8(ascii: ",")) }
+            out.bytes.append(UInt8(ascii: "\""))
+            record.appendLowercased(to: &out.bytes)
+            out.bytes.append(UInt8(ascii: "\""))
+        }
+        out.bytes.append(UInt8(ascii: "]"))
+        out.next()
+        out.bytes.append(UInt8(ascii: "["))
+        for (index, digest) in subjectDigests.enumerated() {
+            if index > 0 { out.bytes.append(UInt8(ascii: ",")) }
+            JSONText.append(digest, to: &out.bytes)
+        }
+        out.bytes.append(UInt8(ascii: "]"))
+        if let fields {
+            out.next()
+            JSONText.append(fields, to: &out.bytes)
+        } else {
+            out.raw("null")
+        }
+        out.text(decision.rawValue)
+        out.text(reason)
+        out.number(Int64(rowsReturned))
+        out.text(requestID)
+        out.text(clientAddress)
+        out.bytes.append(UInt8(ascii: "]"))
+        return out.bytes
     }
 
     /// SHA-256 over the previous hash and the canonical bytes.
@@ -111,5 +142,38 @@ public struct Checkpoint: Sendable, Equatable {
 
     public func isValid(publicKey: Curve25519.Signing.PublicKey) -> Bool {
         publicKey.isValidSignature(signature, for: Self.message(stream: stream, seq: seq, hash: hash, createdAt: createdAt))
+    }
+}
+
+/// The canonical form's JSON array, written element by element into one buffer.
+private struct CanonicalArray {
+    var bytes: [UInt8] = [UInt8(ascii: "[")]
+
+    /// Starts the next element (a comma after the first).
+    mutating func next() {
+        if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
+    }
+
+    mutating func raw(_ text: StaticString) {
+        next()
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func text(_ value: String?) {
+        next()
+        if let value { JSONText.append(value, to: &bytes) } else { bytes.append(contentsOf: "null".utf8) }
+    }
+
+    mutating func number(_ value: Int64?) {
+        next()
+        if let value { bytes.append(contentsOf: String(value).utf8) } else { bytes.append(contentsOf: "null".utf8) }
+    }
+
+    mutating func uuid(_ value: UUID?) {
+        next()
+        guard let value else { return bytes.append(contentsOf: "null".utf8) }
+        bytes.append(UInt8(ascii: "\""))
+        value.appendLowercased(to: &bytes)
+        bytes.append(UInt8(ascii: "\""))
     }
 }

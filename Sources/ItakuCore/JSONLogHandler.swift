@@ -29,33 +29,53 @@ public struct JSONLogHandler: LogHandler {
 
     /// One record as its JSON line (newline included).
     public func line(level: Logger.Level, message: String, metadata: Logger.Metadata?, time: Date) -> String {
-        var fields: [(String, String)] = [
-            ("time", JSONText.string(Timestamp.iso8601(time))),
-            ("level", JSONText.string(level.rawValue)),
-            ("label", JSONText.string(label)),
-            ("message", JSONText.string(message)),
+        // The record's metadata over the handler's; the four fixed keys are the handler's own.
+        var fields: [(key: String, value: Logger.MetadataValue)] = [
+            ("time", .string(Timestamp.iso8601(time))), ("level", .string(level.rawValue)),
+            ("label", .string(label)), ("message", .string(message)),
         ]
-        let merged = metadata.map { self.metadata.merging($0) { $1 } } ?? self.metadata
-        for (key, value) in merged where !["time", "level", "label", "message"].contains(key) {
-            fields.append((key, Self.json(value)))
-        }
+        fields.reserveCapacity(4 + self.metadata.count + (metadata?.count ?? 0))
+        for (key, value) in self.metadata where metadata?[key] == nil && !Self.isFixed(key) { fields.append((key, value)) }
+        for (key, value) in metadata ?? [:] where !Self.isFixed(key) { fields.append((key, value)) }
         // Keys in plain code-point order: the same line for the same record, cheaply.
-        fields.sort { $0.0 < $1.0 }
-        var line = "{"
+        fields.sort { $0.key < $1.key }
+        var out: [UInt8] = []
+        out.reserveCapacity(320)
+        out.append(UInt8(ascii: "{"))
         for (index, field) in fields.enumerated() {
-            if index > 0 { line += "," }
-            line += JSONText.string(field.0) + ":" + field.1
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSONText.append(field.key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            Self.append(field.value, to: &out)
         }
-        return line + "}\n"
+        out.append(contentsOf: "}\n".utf8)
+        return String(decoding: out, as: UTF8.self)
     }
 
-    private static func json(_ value: Logger.MetadataValue) -> String {
+    private static func isFixed(_ key: String) -> Bool {
+        key == "time" || key == "level" || key == "label" || key == "message"
+    }
+
+    private static func append(_ value: Logger.MetadataValue, to out: inout [UInt8]) {
         switch value {
-        case .string(let string): JSONText.string(string)
-        case .stringConvertible(let convertible): JSONText.string(convertible.description)
-        case .array(let array): "[" + array.map(json).joined(separator: ",") + "]"
+        case .string(let string): JSONText.append(string, to: &out)
+        case .stringConvertible(let convertible): JSONText.append(convertible.description, to: &out)
+        case .array(let array):
+            out.append(UInt8(ascii: "["))
+            for (index, element) in array.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                append(element, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
         case .dictionary(let dictionary):
-            "{" + dictionary.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + json($0.value) }.joined(separator: ",") + "}"
+            out.append(UInt8(ascii: "{"))
+            for (index, element) in dictionary.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSONText.append(element.key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                append(element.value, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
         }
     }
 }

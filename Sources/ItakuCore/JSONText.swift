@@ -15,25 +15,47 @@ public enum JSONText {
             }
         }
         if let quoted { return quoted }
-        var out = "\""
-        out.reserveCapacity(value.utf8.count + 2)
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
+        var out: [UInt8] = []
+        out.reserveCapacity(value.utf8.count + 8)
+        append(value, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Appends `value` as a JSON string literal, quotes included, to `out`: `"`, `\`, newline,
+    /// carriage return and tab as their short escapes, other control characters as `\u00xx`,
+    /// everything else as it is. (Escaping works byte by byte: UTF-8's multi-byte sequences
+    /// hold no byte below 0x80.)
+    public static func append(_ value: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(byte)
+            case UInt8(ascii: "\\"): out.append(byte); out.append(byte)
+            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case ..<0x20:
+                out.append(contentsOf: "\\u00".utf8)
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0x0F)])
+            default: out.append(byte)
             }
         }
-        return out + "\""
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// Appends `fields` as a JSON object of strings, keys in code-point order.
+    public static func append(_ fields: [String: String], to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        for (index, key) in fields.keys.sorted().enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            append(key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            append(fields[key] ?? "", to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 }
 
@@ -44,6 +66,21 @@ extension JSONText {
     public static func stringObject(_ bytes: UnsafeBufferPointer<UInt8>) -> [String: String]? {
         var reader = StringObjectReader(bytes: bytes)
         return reader.object()
+    }
+
+    /// A value of a flat request body: a string, an array of strings, or null.
+    public enum FlatValue: Sendable, Equatable {
+        case string(String)
+        case strings([String])
+        case null
+    }
+
+    /// Parses a JSON object whose values are strings, arrays of strings or null (a small request
+    /// body), without Foundation's parsers. Returns nil for anything else, a key given twice
+    /// included: the caller then uses a full parser, which also names what is wrong.
+    public static func flatObject(_ bytes: UnsafeBufferPointer<UInt8>) -> [String: FlatValue]? {
+        var reader = StringObjectReader(bytes: bytes)
+        return reader.flatObject()
     }
 }
 
@@ -73,6 +110,54 @@ private struct StringObjectReader {
         }
         skipSpace()
         return index == bytes.count ? result : nil
+    }
+
+    mutating func flatObject() -> [String: JSONText.FlatValue]? {
+        skipSpace()
+        guard take(UInt8(ascii: "{")) else { return nil }
+        var result: [String: JSONText.FlatValue] = [:]
+        skipSpace()
+        if !take(UInt8(ascii: "}")) {
+            while true {
+                skipSpace()
+                guard let key = string(), result[key] == nil else { return nil }
+                skipSpace()
+                guard take(UInt8(ascii: ":")) else { return nil }
+                skipSpace()
+                guard let value = flatValue() else { return nil }
+                result[key] = value
+                skipSpace()
+                if take(UInt8(ascii: ",")) { continue }
+                guard take(UInt8(ascii: "}")) else { return nil }
+                break
+            }
+        }
+        skipSpace()
+        return index == bytes.count ? result : nil
+    }
+
+    mutating func flatValue() -> JSONText.FlatValue? {
+        guard index < bytes.count else { return nil }
+        switch bytes[index] {
+        case UInt8(ascii: "\""): return string().map { .string($0) }
+        case UInt8(ascii: "n"):
+            guard take(UInt8(ascii: "n")), take(UInt8(ascii: "u")), take(UInt8(ascii: "l")), take(UInt8(ascii: "l")) else { return nil }
+            return .null
+        case UInt8(ascii: "["):
+            index += 1
+            var strings: [String] = []
+            skipSpace()
+            if take(UInt8(ascii: "]")) { return .strings(strings) }
+            while true {
+                skipSpace()
+                guard let element = string() else { return nil }
+                strings.append(element)
+                skipSpace()
+                if take(UInt8(ascii: ",")) { continue }
+                return take(UInt8(ascii: "]")) ? .strings(strings) : nil
+            }
+        default: return nil
+        }
     }
 
     mutating func skipSpace() {

@@ -19,22 +19,35 @@ extension UUID {
     /// The lower-case text form (`5f0e2c1a-8d3b-…`), the form Itaku writes everywhere, built
     /// from a table rather than through `uuidString`'s formatting and `lowercased()`.
     public var lowercasedString: String {
+        String(unsafeUninitializedCapacity: 36) { out in
+            write(into: out)
+            return 36
+        }
+    }
+
+    /// Appends the lower-case text form's 36 bytes to `bytes`.
+    public func appendLowercased(to bytes: inout [UInt8]) {
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: 36))
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            write(into: UnsafeMutableBufferPointer(rebasing: buffer[start..<(start + 36)]))
+        }
+    }
+
+    private func write(into out: UnsafeMutableBufferPointer<UInt8>) {
         let digits: StaticString = "0123456789abcdef"
-        return withUnsafeBytes(of: uuid) { bytes in
-            String(unsafeUninitializedCapacity: 36) { out in
-                digits.withUTF8Buffer { hex in
-                    var position = 0
-                    for index in 0..<16 {
-                        if index == 4 || index == 6 || index == 8 || index == 10 {
-                            out[position] = UInt8(ascii: "-")
-                            position += 1
-                        }
-                        out[position] = hex[Int(bytes[index] >> 4)]
-                        out[position + 1] = hex[Int(bytes[index] & 0x0F)]
-                        position += 2
+        withUnsafeBytes(of: uuid) { bytes in
+            digits.withUTF8Buffer { hex in
+                var position = 0
+                for index in 0..<16 {
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        out[position] = UInt8(ascii: "-")
+                        position += 1
                     }
+                    out[position] = hex[Int(bytes[index] >> 4)]
+                    out[position + 1] = hex[Int(bytes[index] & 0x0F)]
+                    position += 2
                 }
-                return 36
             }
         }
     }

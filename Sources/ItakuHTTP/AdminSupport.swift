@@ -51,7 +51,11 @@ struct Admin: Sendable {
     // MARK: Bodies
 
     func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
-        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        try Self.decode(type, from: try await request.body.collect(upTo: context.maxUploadSize))
+    }
+
+    /// `decode` of a body already collected.
+    static func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
         do {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601

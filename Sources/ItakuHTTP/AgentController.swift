@@ -25,6 +25,23 @@ struct AgentController: Sendable {
         var by: String
         var value: String
         var fields: [String]?
+
+        /// The body, read by `JSONText.flatObject` when it has the plain shape every agent tool
+        /// sends (the hottest body Itaku reads), else by the decoder, which also names what is
+        /// wrong. Both read the same body to the same value.
+        static func read(_ buffer: ByteBuffer) throws -> LookupBody {
+            let object = buffer.readableBytesView.withUnsafeBytes { JSONText.flatObject($0.bindMemory(to: UInt8.self)) }
+            if let object, object.keys.allSatisfy({ ["by", "value", "fields"].contains($0) }),
+                case .string(let by) = object["by"], case .string(let value) = object["value"]
+            {
+                switch object["fields"] {
+                case nil, .null: return LookupBody(by: by, value: value, fields: nil)
+                case .strings(let fields): return LookupBody(by: by, value: value, fields: fields)
+                case .string: break
+                }
+            }
+            return try Admin.decode(LookupBody.self, from: buffer)
+        }
     }
 
     struct UpdateBody: Decodable {
@@ -41,7 +58,7 @@ struct AgentController: Sendable {
         let context = IntegrationRequestContext.self
         routes.on("/v1/tenants/:tenant/datasets/:dataset/lookup", method: .post, context: context) { request, context in
             var call = await makeCall(request, context, .read)
-            let body = try await admin.decode(LookupBody.self, from: request, context: context)
+            let body = try LookupBody.read(try await request.body.collect(upTo: context.maxUploadSize))
             call.input = .lookup(by: body.by, value: body.value)
             call.fields = body.fields
             return try await serve(call, context)

@@ -161,7 +161,7 @@ final class ConnectionHandle: @unchecked Sendable {
         if let cancellation, !cancellation.begin(PQgetCancel(conn)) { throw CancellationError() }
         defer { cancellation?.end() }
 
-        let types = binds.values.map { Oid($0.type.rawValue) }
+        let types = binds.types.map { Oid($0.rawValue) }
         let name = prepared && mayPrepare ? try statementName(sql, types: types, conn: conn) : nil
         let result = Self.withParameters(binds) { count, types, values, lengths, formats in
             if let name { return PQexecPrepared(conn, name, count, values, lengths, formats, 1) }
@@ -182,29 +182,14 @@ final class ConnectionHandle: @unchecked Sendable {
         _ binds: PostgresBindings,
         _ body: (Int32, UnsafePointer<Oid>, UnsafePointer<UnsafePointer<CChar>?>, UnsafePointer<Int32>, UnsafePointer<Int32>) -> T
     ) -> T {
-        let values = binds.values
-        let types = values.map { Oid($0.type.rawValue) }
-        let formats = values.map { $0.format.rawValue }
-        let lengths = values.map { Int32($0.bytes?.count ?? 0) }
-        var storage: [UInt8] = []
-        storage.reserveCapacity(values.reduce(0) { $0 + ($1.bytes?.count ?? 0) + 1 })
-        var offsets: [Int?] = []
-        for value in values {
-            if let bytes = value.bytes {
-                offsets.append(storage.count)
-                storage.append(contentsOf: bytes)
-                // libpq reads text-format parameters as NUL-terminated strings (it ignores
-                // paramLengths for them), so each one needs its terminator.
-                if value.format == .text { storage.append(0) }
-            } else {
-                offsets.append(nil)
-            }
-        }
+        let types = binds.types.map { Oid($0.rawValue) }
+        // A value of no bytes still needs a pointer (a null one would mean NULL).
+        var storage = binds.storage
         if storage.isEmpty { storage.append(0) }
         return storage.withUnsafeBufferPointer { buffer in
             let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
-            let pointers: [UnsafePointer<CChar>?] = offsets.map { $0.map { base + $0 } }
-            return body(Int32(values.count), types, pointers, lengths, formats)
+            let pointers: [UnsafePointer<CChar>?] = binds.offsets.map { $0 < 0 ? nil : base + $0 }
+            return body(Int32(binds.count), types, pointers, binds.lengths, binds.formats)
         }
     }
 
@@ -219,7 +204,7 @@ final class ConnectionHandle: @unchecked Sendable {
         // pipeline (once per connection).
         let names = try statements.map { statement in
             statement.isPrepared && mayPrepare
-                ? try statementName(statement.sql, types: statement.binds.values.map { Oid($0.type.rawValue) }, conn: conn) : nil
+                ? try statementName(statement.sql, types: statement.binds.types.map { Oid($0.rawValue) }, conn: conn) : nil
         }
         if let cancellation, !cancellation.begin(PQgetCancel(conn)) { throw CancellationError() }
         defer { cancellation?.end() }

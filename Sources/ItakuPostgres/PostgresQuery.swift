@@ -72,33 +72,54 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
 /// A value that cannot be encoded is remembered, not trapped on: the statement then fails with
 /// that `PostgresEncodingError` before anything is sent.
 public struct PostgresBindings: Sendable {
-    struct Bind: Sendable {
-        var type: PostgresType
-        var format: PostgresFormat
-        var bytes: [UInt8]?
-    }
-
-    private(set) var values: [Bind] = []
+    /// Every value's bytes, one after another in one buffer (text values NUL-terminated, as
+    /// libpq reads them), so a statement of many values costs no allocation per value.
+    @usableFromInline var storage: [UInt8] = []
+    /// Per value: its type, its format, its length, and where it starts in `storage` (-1: NULL).
+    @usableFromInline var types: [PostgresType] = []
+    @usableFromInline var formats: [Int32] = []
+    @usableFromInline var lengths: [Int32] = []
+    @usableFromInline var offsets: [Int] = []
+    @usableFromInline var firstError: PostgresEncodingError?
     /// The first value that could not be encoded.
-    public private(set) var encodingError: PostgresEncodingError?
+    public var encodingError: PostgresEncodingError? { firstError }
 
     public init(capacity: Int = 0) {
-        values.reserveCapacity(capacity)
+        types.reserveCapacity(capacity)
+        formats.reserveCapacity(capacity)
+        lengths.reserveCapacity(capacity)
+        offsets.reserveCapacity(capacity)
     }
 
-    public var count: Int { values.count }
+    public var count: Int { types.count }
 
-    public mutating func append(_ value: some PostgresEncodable) {
-        var bytes: [UInt8] = []
+    @inlinable
+    public mutating func append<Value: PostgresEncodable>(_ value: Value) {
+        let start = storage.count
         do {
-            try value.encode(into: &bytes)
+            try value.encode(into: &storage)
         } catch {
-            if encodingError == nil { encodingError = error }
+            storage.removeSubrange(start...)
+            if firstError == nil { firstError = error }
         }
-        values.append(Bind(type: type(of: value).postgresType, format: type(of: value).postgresFormat, bytes: bytes))
+        let length = storage.count - start
+        if Value.postgresFormat == .text { storage.append(0) }
+        types.append(Value.postgresType)
+        formats.append(Value.postgresFormat.rawValue)
+        lengths.append(Int32(clamping: length))
+        offsets.append(start)
+        if length > Int(Int32.max), firstError == nil { firstError = .outOfRange(Value.postgresType) }
     }
 
     public mutating func appendNull(_ type: PostgresType) {
-        values.append(Bind(type: type, format: .binary, bytes: nil))
+        types.append(type)
+        formats.append(PostgresFormat.binary.rawValue)
+        lengths.append(0)
+        offsets.append(-1)
+    }
+
+    /// Value `index`'s bytes (without a text value's terminator), nil for NULL.
+    func bytes(at index: Int) -> ArraySlice<UInt8>? {
+        offsets[index] < 0 ? nil : storage[offsets[index]..<(offsets[index] + Int(lengths[index]))]
     }
 }

@@ -32,7 +32,7 @@ struct InsertStatementTests {
         }
         // In order: the statements' request ids, read back in sequence, are the entries'.
         let ids = AccessLogStore.insertQueries(Array(pool.prefix(45))).flatMap { query in
-            stride(from: 24, to: query.binds.count, by: 31).map { query.binds.values[$0].bytes.map { String(decoding: $0, as: UTF8.self) } }
+            stride(from: 24, to: query.binds.count, by: 31).map { query.binds.bytes(at: $0).map { String(decoding: $0, as: UTF8.self) } }
         }
         #expect(ids == (0..<45).map { "entry-\($0)" })
     }

@@ -50,3 +50,27 @@ struct StringObjectTests {
         }
     }
 }
+
+@Suite("Small request bodies read without Foundation's parser")
+struct FlatObjectTests {
+    static func parse(_ text: String) -> [String: JSONText.FlatValue]? {
+        Array(text.utf8).withUnsafeBufferPointer { JSONText.flatObject($0) }
+    }
+
+    @Test("strings, arrays of strings and null, with escapes and spaces")
+    func reads() {
+        #expect(Self.parse(#" { "by" : "phone", "value":"03\u002d1234","fields":[ "name" , "phone" ], "x": null, "e": [] } "#) == [
+            "by": .string("phone"), "value": .string("03-1234"), "fields": .strings(["name", "phone"]), "x": .null, "e": .strings([]),
+        ])
+    }
+
+    @Test("anything else is refused, a key given twice included, for the full parser to judge")
+    func refuses() {
+        for text in [
+            #"{"a":1}"#, #"{"a":true}"#, #"{"a":["x",1]}"#, #"{"a":["x",]}"#, #"{"a":nul}"#, #"{"a":"x","a":"y"}"#,
+            #"{"a":["x"] } ]"#, #"{"a":{"b":"c"}}"#, #"{"a":"\ud800"}"#, "{\"a\":\"\u{1F}\"}",
+        ] {
+            #expect(Self.parse(text) == nil, "\(text)")
+        }
+    }
+}
