@@ -4,6 +4,7 @@ import ItakuCore
 import ItakuData
 import ItakuEnforcer
 import ItakuRegistry
+import Synchronization
 
 /// The agent data path below HTTP: an agent tool looks a caller up, reads the records its case
 /// found, and updates them, always under a purpose and a case. The enforcer decides everything,
@@ -19,6 +20,7 @@ public struct AgentDataService: Sendable {
     /// `agents.assertedLookupsPerMinute`: an asserted integration's lookups per tenant and
     /// purpose, whatever agents it names.
     let assertedLookupsPerMinute: Int
+    private let digesters = Digesters()
 
     public init(
         store: any AgentRecordStore, accessLog: AccessLogWriter, keyring: Keyring, dataKeys: DataKeys,
@@ -268,7 +270,23 @@ public struct AgentDataService: Sendable {
     }
 
     private func digester(_ tenantID: UUID) -> LookupDigester {
-        LookupDigester(key: keyring.digestKey(tenant: tenantID.uuidString))
+        digesters.digester(for: tenantID, keyring: keyring)
+    }
+}
+
+/// Each tenant's digester, its key already absorbed into the HMAC state: every lookup digests
+/// its value and each record's subject, and starting the HMAC anew each time cost as much.
+final class Digesters: Sendable {
+    private let made = Mutex<[UUID: LookupDigester]>([:])
+
+    func digester(for tenantID: UUID, keyring: Keyring) -> LookupDigester {
+        if let digester = made.withLock({ $0[tenantID] }) { return digester }
+        let digester = LookupDigester(key: keyring.digestKey(tenant: tenantID.uuidString))
+        made.withLock { made in
+            if made.count > 10_000 { made.removeAll() }
+            made[tenantID] = digester
+        }
+        return digester
     }
 }
 

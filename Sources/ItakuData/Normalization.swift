@@ -3,9 +3,6 @@ import Foundation
 /// How lookup values are normalised before they are digested, so that every common way of
 /// writing the same phone number or address finds the same record.
 public enum Normalization {
-    /// What a written phone number may contain besides digits (after width folding).
-    static let phoneCharacters = Set("0123456789+-() .ー−‐")
-
     /// Folds full-width ASCII (Ａ-Ｚ, ０-９, ＋, ＠, …) and the ideographic space to ASCII.
     public static func foldWidth(_ text: String) -> String {
         if text.utf8.allSatisfy({ $0 < 0x80 }) { return text }
@@ -24,28 +21,36 @@ public enum Normalization {
     /// `090-1234-5678`, `09012345678`, `+81 90 1234 5678`, `(03) 1234-5678` and their
     /// full-width forms all normalise alike. Nil when it cannot be a phone number.
     public static func phone(_ text: String) -> String? {
-        let folded = trimmed(foldWidth(text))
-        guard !folded.isEmpty, folded.allSatisfy({ phoneCharacters.contains($0) }) else { return nil }
-        let digits = folded.filter(\.isASCIIDigit)
-        let international = folded.hasPrefix("+") || folded.hasPrefix("00")
-        var e164: String
-        if folded.hasPrefix("00") {
-            e164 = String(digits.dropFirst(2))
-        } else if international {
+        // What a written phone number may contain (after width folding): digits, + - ( ) space
+        // and dot, and the long-vowel mark and dashes people write as hyphens.
+        var written: [UInt8] = []
+        for scalar in trimmed(foldWidth(text)).unicodeScalars {
+            switch scalar {
+            case "0"..."9", "+", "-", "(", ")", " ", ".": written.append(UInt8(scalar.value))
+            case "ー", "−", "‐": written.append(UInt8(ascii: "-"))
+            default: return nil
+            }
+        }
+        guard !written.isEmpty else { return nil }
+        let digits = written.filter { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+        let doubleZero = written.starts(with: "00".utf8)
+        var e164: [UInt8]
+        if doubleZero {
+            e164 = Array(digits.dropFirst(2))
+        } else if written.first == UInt8(ascii: "+") {
             e164 = digits
-        } else if digits.hasPrefix("0") {
-            // Domestic Japanese number: drop the trunk prefix 0. Landlines have 10 digits,
-            // mobile and IP numbers 11 (with the 0).
-            // Mobile (090/080/070/060), IP (050) and M2M (020) numbers have 11 digits.
-            let mobileLike = ["020", "050", "060", "070", "080", "090"].contains(String(digits.prefix(3)))
+        } else if digits.first == UInt8(ascii: "0") {
+            // Domestic Japanese number: drop the trunk prefix 0. Landlines have 10 digits;
+            // mobile (090/080/070/060), IP (050) and M2M (020) numbers have 11 (with the 0).
+            let mobileLike = ["020", "050", "060", "070", "080", "090"].contains { digits.starts(with: $0.utf8) }
             guard mobileLike ? digits.count == 11 : digits.count == 10 else { return nil }
-            e164 = "81" + digits.dropFirst()
+            e164 = Array("81".utf8) + digits.dropFirst()
         } else {
             return nil
         }
-        guard (8...15).contains(e164.count), e164.first != "0" else { return nil }
-        if e164.hasPrefix("810") { e164 = "81" + e164.dropFirst(3) }  // +81 (0)90 … written with the trunk 0
-        return "+" + e164
+        guard (8...15).contains(e164.count), e164.first != UInt8(ascii: "0") else { return nil }
+        if e164.starts(with: "810".utf8) { e164 = Array("81".utf8) + e164.dropFirst(3) }  // +81 (0)90 … written with the trunk 0
+        return "+" + String(decoding: e164, as: UTF8.self)
     }
 
     /// An e-mail address, lower-cased and trimmed; nil when it is not one.

@@ -1,4 +1,5 @@
 import Foundation
+import ItakuCore
 import ItakuRegistry
 
 /// What an agent tool asks to do, as the enforcer sees it.
@@ -174,15 +175,19 @@ struct LocalTime {
     var minutes: Int
     var second: Int
 
+    /// From the zone's offset at `now` (daylight saving included) and calendar arithmetic:
+    /// a Gregorian calendar's date components for every decision cost more than the rest of it.
     init(_ now: Date, timeZone: TimeZone) {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = timeZone
-        let parts = calendar.dateComponents([.year, .month, .day, .weekday, .hour, .minute, .second], from: now)
+        let local = Int(now.timeIntervalSince1970.rounded(.down)) + timeZone.secondsFromGMT(for: now)
+        let days = local >= 0 ? local / 86_400 : (local - 86_399) / 86_400
+        let rest = local - days * 86_400
+        let (year, month, day) = Timestamp.civil(days: days)
         func two(_ value: Int) -> String { value < 10 ? "0\(value)" : String(value) }
-        date = "\(parts.year ?? 0)-\(two(parts.month ?? 0))-\(two(parts.day ?? 0))"
-        weekday = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"][((parts.weekday ?? 1) - 1) % 7]
-        minutes = (parts.hour ?? 0) * 60 + (parts.minute ?? 0)
-        second = parts.second ?? 0
+        date = "\(year)-\(two(month))-\(two(day))"
+        // 1970-01-01 was a Thursday.
+        weekday = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"][((days % 7) + 7) % 7]
+        minutes = rest / 60
+        second = rest % 60
     }
 }
 

@@ -9,6 +9,7 @@ struct NormalizationTests {
     @Test("every common way of writing a Japanese phone number normalises to the same E.164", arguments: [
         "090-1234-5678", "09012345678", "+81 90 1234 5678", "+81-90-1234-5678", "０９０－１２３４－５６７８",
         "(090) 1234-5678", "+81 (0)90 1234 5678", "0081 90 1234 5678", "090 1234 5678",
+        "090ー1234ー5678", "090−1234‐5678", "\t090.1234.5678\u{3000}",
     ])
     func mobileForms(text: String) {
         #expect(Normalization.phone(text) == "+819012345678")
@@ -19,7 +20,10 @@ struct NormalizationTests {
         #expect(Normalization.phone(text) == expected)
     }
 
-    @Test("things that are not phone numbers are refused", arguments: ["", "abc", "12345", "090-1234-567", "0901234567890", "電話 090-1234-5678"])
+    @Test("things that are not phone numbers are refused", arguments: [
+        "", " ", "abc", "12345", "090-1234-567", "0901234567890", "電話 090-1234-5678", "090-1234-5678\u{301}", "090\t1234\t5678",
+        "+0 90 1234 5678",
+    ])
     func notPhones(text: String) {
         #expect(Normalization.phone(text) == nil)
     }

@@ -1,6 +1,6 @@
 import Foundation
 import ItakuDemo
-import ItakuEnforcer
+@testable import ItakuEnforcer
 import ItakuRegistry
 import Testing
 
@@ -139,5 +139,31 @@ struct ScopeEnforcerTests {
         let denied = ScopeEnforcer.decide(request, snapshot: World.snapshot, now: World.weekdayAfternoon)
         #expect(denied.reason == .fieldNotAllowed)
         #expect(denied.deniedFields == ["health_note", "my_number"])
+    }
+}
+
+@Suite("Local time of a tenant's zone")
+struct LocalTimeTests {
+    /// Shifts and purpose hours are judged in the tenant's zone: the date, weekday, minute and
+    /// second must be the calendar's, across daylight-saving changes and before 1970 too.
+    @Test func agreesWithTheCalendar() throws {
+        let zones = ["Asia/Tokyo", "America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kathmandu", "UTC"]
+        let starts: [TimeInterval] = [1_772_960_000, 1_793_520_000, 1_790_000_000, 1_711_846_800, -86_400 * 400 - 1, 0]
+        for identifier in zones {
+            let zone = try #require(TimeZone(identifier: identifier))
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = zone
+            for start in starts {
+                for step in stride(from: 0.0, to: 86_400 * 2, by: 1_777.7) {
+                    let now = Date(timeIntervalSince1970: start + step)
+                    let parts = calendar.dateComponents([.year, .month, .day, .weekday, .hour, .minute, .second], from: now)
+                    let local = LocalTime(now, timeZone: zone)
+                    let date = String(format: "%d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+                    #expect(local.date == date, "\(identifier) \(now)")
+                    #expect(local.weekday == ["sun", "mon", "tue", "wed", "thu", "fri", "sat"][parts.weekday! - 1], "\(identifier) \(now)")
+                    #expect(local.minutes == parts.hour! * 60 + parts.minute! && local.second == parts.second!, "\(identifier) \(now)")
+                }
+            }
+        }
     }
 }
