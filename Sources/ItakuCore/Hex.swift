@@ -4,12 +4,18 @@ public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        var utf8: [UInt8] = []
-        utf8.reserveCapacity(bytes.underestimatedCount * 2)
-        for byte in bytes {
-            utf8.append(digits[Int(byte >> 4)])
-            utf8.append(digits[Int(byte & 0x0F)])
+        encode(Array(bytes))
+    }
+
+    public static func encode(_ bytes: some Collection<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            var position = 0
+            for byte in bytes {
+                out[position] = digits[Int(byte >> 4)]
+                out[position + 1] = digits[Int(byte & 0x0F)]
+                position += 2
+            }
+            return position
         }
-        return String(decoding: utf8, as: UTF8.self)
     }
 }

@@ -171,19 +171,19 @@ public struct FieldSealer: Sendable {
     /// taken without a JSON parser: base64 has no character JSON escapes (what is not base64
     /// fails to decode after). Anything else is nil and goes through the parser.
     static func sealedText(_ document: String) -> Substring? {
-        var text = Substring(document)
-        for prefix in ["{\"\(marker)\": \"", "{\"\(marker)\":\""] where text.hasPrefix(prefix) {
-            text = text.dropFirst(prefix.count)
-            guard text.hasSuffix("\"}") else { return nil }
-            text = text.dropLast(2)
+        let utf8 = document.utf8
+        for prefix in sealedPrefixes where utf8.starts(with: prefix) {
+            guard utf8.count >= prefix.count + 2, utf8.suffix(2).elementsEqual("\"}".utf8) else { return nil }
+            let start = utf8.index(utf8.startIndex, offsetBy: prefix.count), end = utf8.index(utf8.endIndex, offsetBy: -2)
             // Base64 and nothing JSON would escape: no quote, backslash or control character.
-            let plain = text.utf8.withContiguousStorageIfAvailable { bytes in
-                !bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
-            }
-            return plain == true ? text : nil
+            guard !utf8[start..<end].contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return nil }
+            return Substring(utf8[start..<end])
         }
         return nil
     }
+
+    /// `{"$sealed": "` as jsonb writes it, and `{"$sealed":"` as `seal` does.
+    private static let sealedPrefixes = [Array("{\"\(marker)\": \"".utf8), Array("{\"\(marker)\":\"".utf8)]
 }
 
 extension DataKeys {

@@ -121,18 +121,21 @@ struct AgentController: Sendable {
     /// The answer of a lookup or read, written directly: the agent path's hottest output, and
     /// the same JSON the encoder made (keys sorted, `/` unescaped).
     static func answer(accessID: UUID, records: [AgentRecord], withheld: Int) -> Response {
-        var text = "{\"access_id\":\"\(accessID.lowercasedString)\",\"records\":["
+        var text: [UInt8] = []
+        text.reserveCapacity(128 + records.count * 384)
+        text.append(contentsOf: "{\"access_id\":\"".utf8)
+        accessID.appendLowercased(to: &text)
+        text.append(contentsOf: "\",\"records\":[".utf8)
         for (index, record) in records.enumerated() {
-            if index > 0 { text += "," }
-            text += "{\"fields\":{"
-            for (position, name) in record.fields.keys.sorted().enumerated() {
-                if position > 0 { text += "," }
-                text += JSONText.string(name) + ":" + JSONText.string(record.fields[name] ?? "")
-            }
-            text += "},\"record_id\":\"\(record.id.lowercasedString)\"}"
+            if index > 0 { text.append(UInt8(ascii: ",")) }
+            text.append(contentsOf: "{\"fields\":".utf8)
+            JSONText.append(record.fields, to: &text)
+            text.append(contentsOf: ",\"record_id\":\"".utf8)
+            record.id.appendLowercased(to: &text)
+            text.append(contentsOf: "\"}".utf8)
         }
-        text += "],\"withheld\":\(withheld)}"
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        text.append(contentsOf: "],\"withheld\":\(withheld)}".utf8)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: text)))
     }
 
     static func problem(_ refusal: AgentRefusal) -> Problem {
