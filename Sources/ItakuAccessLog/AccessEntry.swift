@@ -76,9 +76,9 @@ public enum AccessLogStore {
     /// Whether every value of the entry can be stored: text without NUL, times PostgreSQL holds.
     /// Checked before an entry joins a batch, so one bad entry cannot fail the others.
     public static func isStorable(_ entry: AccessEntry) -> Bool {
-        var binds = PostgresBindings(capacity: 31)
-        bind(entry, into: &binds)
-        return binds.encodingError == nil
+        var check = PostgresParameterCheck()
+        bind(entry, into: &check)
+        return check.isEncodable
     }
 
     /// Inserts one entry on a connection the caller holds, unchained, in the caller's transaction.
@@ -132,7 +132,7 @@ public enum AccessLogStore {
         return "INSERT INTO itaku.access_log (\(columns)) VALUES " + values.joined(separator: ",")
     }
 
-    static func bind(_ entry: AccessEntry, into binds: inout PostgresBindings) {
+    static func bind(_ entry: AccessEntry, into binds: inout some PostgresParameters) {
         func optional<T: PostgresEncodable>(_ value: T?, _ type: PostgresType) {
             if let value { binds.append(value) } else { binds.appendNull(type) }
         }

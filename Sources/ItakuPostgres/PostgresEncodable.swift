@@ -10,6 +10,8 @@ public protocol PostgresEncodable: Sendable {
     static var postgresType: PostgresType { get }
     static var postgresFormat: PostgresFormat { get }
     func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError)
+    /// Whether `encode(into:)` succeeds, found without encoding where that is cheaper.
+    var isEncodable: Bool { get }
 }
 
 /// A value that cannot be sent as a parameter. It names the parameter's type, never its value.
@@ -29,6 +31,37 @@ public enum PostgresEncodingError: Error, Sendable, Equatable, CustomStringConve
 
 extension PostgresEncodable {
     public static var postgresFormat: PostgresFormat { .binary }
+
+    public var isEncodable: Bool {
+        var scratch: [UInt8] = []
+        do {
+            try encode(into: &scratch)
+            return true
+        } catch {
+            return false
+        }
+    }
+}
+
+/// Where a statement's parameters go: `PostgresBindings` encodes them, `PostgresParameterCheck`
+/// only finds whether every one could be encoded.
+public protocol PostgresParameters {
+    mutating func append<Value: PostgresEncodable>(_ value: Value)
+    mutating func appendNull(_ type: PostgresType)
+}
+
+/// Parameters checked, not encoded: whether a statement of them would be refused before it is
+/// sent (`PostgresEncodingError`).
+public struct PostgresParameterCheck: PostgresParameters {
+    public private(set) var isEncodable = true
+
+    public init() {}
+
+    public mutating func append<Value: PostgresEncodable>(_ value: Value) {
+        if isEncodable && !value.isEncodable { isEncodable = false }
+    }
+
+    public mutating func appendNull(_ type: PostgresType) {}
 }
 
 // MARK: - Big-endian helpers
@@ -50,6 +83,8 @@ extension String: PostgresEncodable {
         if utf8.contains(0) { throw .nulCharacter }
         buffer.append(contentsOf: utf8)
     }
+
+    public var isEncodable: Bool { !utf8.contains(0) }
 }
 
 extension Int: PostgresEncodable {
@@ -87,6 +122,7 @@ extension UUID: PostgresEncodable {
     public func encode(into buffer: inout [UInt8]) {
         withUnsafeBytes(of: uuid) { buffer.append(contentsOf: $0) }
     }
+    public var isEncodable: Bool { true }
 }
 
 extension Date: PostgresEncodable {
@@ -95,6 +131,7 @@ extension Date: PostgresEncodable {
         guard let microseconds = PostgresEpoch.microseconds(exactly: self) else { throw .outOfRange(.timestamptz) }
         buffer.appendBigEndian(microseconds)
     }
+    public var isEncodable: Bool { PostgresEpoch.microseconds(exactly: self) != nil }
 }
 
 /// Raw bytes sent as `bytea`.
@@ -103,6 +140,7 @@ public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Hashable {
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
     public static var postgresType: PostgresType { .bytea }
     public func encode(into buffer: inout [UInt8]) { buffer.append(contentsOf: bytes) }
+    public var isEncodable: Bool { true }
     public init(postgres cell: PostgresCell) throws {
         self.bytes = Array(try cell.requireBytes())
     }
@@ -119,6 +157,7 @@ public struct PostgresJSON: PostgresEncodable, PostgresDecodable, Hashable {
         if text.utf8.contains(0) || Self.escapesNUL(text) { throw .nulCharacter }
         buffer.append(contentsOf: text.utf8)
     }
+    public var isEncodable: Bool { !text.utf8.contains(0) && !Self.escapesNUL(text) }
     public init(postgres cell: PostgresCell) throws {
         self.text = try String(postgres: cell)
     }
@@ -156,13 +195,14 @@ extension Array: PostgresEncodable where Element == String {
         buffer.appendBigEndian(count)
         buffer.appendBigEndian(Int32(1))
         for element in self {
-            let utf8 = [UInt8](element.utf8)
+            let utf8 = element.utf8
             if utf8.contains(0) { throw .nulCharacter }
             guard let length = Int32(exactly: utf8.count) else { throw .outOfRange(.textArray) }
             buffer.appendBigEndian(length)
             buffer.append(contentsOf: utf8)
         }
     }
+    public var isEncodable: Bool { Int32(exactly: count) != nil && !contains { $0.utf8.contains(0) } }
 }
 
 /// PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00:00 UTC.

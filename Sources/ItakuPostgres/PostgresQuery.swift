@@ -71,7 +71,7 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
 ///
 /// A value that cannot be encoded is remembered, not trapped on: the statement then fails with
 /// that `PostgresEncodingError` before anything is sent.
-public struct PostgresBindings: Sendable {
+public struct PostgresBindings: PostgresParameters, Sendable {
     /// Every value's bytes, one after another in one buffer (text values NUL-terminated, as
     /// libpq reads them), so a statement of many values costs no allocation per value.
     @usableFromInline var storage: [UInt8] = []

@@ -36,4 +36,34 @@ struct InsertStatementTests {
         }
         #expect(ids == (0..<45).map { "entry-\($0)" })
     }
+
+    /// An entry that cannot be stored is refused before it is queued: the check must agree with
+    /// binding the entry for real, for every kind of value that cannot be sent.
+    @Test("an entry is storable exactly when binding it encodes every value")
+    func storableAgreesWithBinding() {
+        var clean = CanonicalBytesTests.entry()
+        clean.chain = ChainLink(stream: "s", seq: 1, previousHash: ChainLink.genesis, hash: ChainLink.genesis)
+        var spoiled: [AccessEntry] = []
+        let texts: [WritableKeyPath<AccessEntry, String?>] = [\.agent, \.purposeKey, \.caseRef, \.dataset, \.target, \.lookupKind, \.requestID, \.clientAddress]
+        for path in texts {
+            var entry = clean
+            entry[keyPath: path] = "a\u{0}b"
+            spoiled.append(entry)
+        }
+        for change in [
+            { (entry: inout AccessEntry) in entry.actorRole = "\u{0}" }, { $0.reason = "x\u{0}" }, { $0.subjectDigests = ["ok", "\u{0}"] },
+            { $0.fields = ["name\u{0}": "plain"] }, { $0.fields = ["name": "\u{0}"] }, { $0.chain?.stream = "s\u{0}" },
+            { $0.occurredAt = Date(timeIntervalSince1970: 253_402_400_000) }, { $0.occurredAt = Date(timeIntervalSince1970: -62_200_000_000) },
+        ] as [(inout AccessEntry) -> Void] {
+            var entry = clean
+            change(&entry)
+            spoiled.append(entry)
+        }
+        for (index, entry) in ([clean] + spoiled).enumerated() {
+            var binds = PostgresBindings()
+            AccessLogStore.bind(entry, into: &binds)
+            #expect(AccessLogStore.isStorable(entry) == (binds.encodingError == nil), "entry \(index)")
+            #expect(AccessLogStore.isStorable(entry) == (index == 0), "entry \(index)")
+        }
+    }
 }
