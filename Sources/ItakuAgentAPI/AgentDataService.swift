@@ -241,6 +241,7 @@ public struct AgentDataService: Sendable {
             }
             let values = try dataKeys.open(record.document, tenant: tenant.id, record: record.id.uuidString)
             var fields: [String: String] = [:]
+            fields.reserveCapacity(decision.fields.count)
             for (name, transform) in decision.fields {
                 guard let value = values[name], let field = schema.field(name),
                     let shown = transformer.apply(transform, to: value, field: field)

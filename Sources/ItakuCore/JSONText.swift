@@ -57,11 +57,11 @@ public enum JSONText {
     /// Appends `fields` as a JSON object of strings, keys in code-point order.
     public static func append(_ fields: [String: String], to out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
-        for (index, key) in fields.keys.sorted().enumerated() {
+        for (index, field) in fields.sorted(by: { $0.key < $1.key }).enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
-            append(key, to: &out)
+            append(field.key, to: &out)
             out.append(UInt8(ascii: ":"))
-            append(fields[key] ?? "", to: &out)
+            append(field.value, to: &out)
         }
         out.append(UInt8(ascii: "}"))
     }

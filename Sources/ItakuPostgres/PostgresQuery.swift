@@ -42,8 +42,8 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
     public var description: String { sql }
 
     public struct StringInterpolation: StringInterpolationProtocol, Sendable {
-        var sql: String
-        var binds: PostgresBindings
+        @usableFromInline var sql: String
+        @usableFromInline var binds: PostgresBindings
 
         public init(literalCapacity: Int, interpolationCount: Int) {
             sql = ""
@@ -55,6 +55,7 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
             sql += literal
         }
 
+        @inlinable
         public mutating func appendInterpolation(_ value: some PostgresEncodable) {
             binds.append(value)
             sql += "$\(binds.count)"

@@ -79,6 +79,8 @@ struct TimestampTests {
         (951_782_400.000_001, "2000-02-29T00:00:00.000001Z"),
         (1_795_383_927.532_320, "2026-11-22T21:45:27.532320Z"),
         (-1.5, "1969-12-31T23:59:58.500000Z"),
+        (-62_135_596_800.0, "0001-01-01T00:00:00.000000Z"),
+        (253_402_300_799.0, "9999-12-31T23:59:59.000000Z"),
     ])
     func formats(seconds: Double, expected: String) {
         #expect(Timestamp.iso8601(Date(timeIntervalSince1970: seconds)) == expected)
