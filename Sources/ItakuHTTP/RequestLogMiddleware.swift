@@ -24,7 +24,10 @@ struct RequestLogMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         context.requestID = Self.requestID(from: request.headers[.itakuRequestID])
-        context.clientAddress = Self.clientAddress(peer: context.clientAddress, forwardedFor: request.headers[values: .xForwardedFor], trusted: trustedProxies)
+        // X-Forwarded-For is read only from a trusted proxy.
+        if let peer = context.clientAddress, trustedProxies.contains(peer) {
+            context.clientAddress = Self.clientAddress(peer: peer, forwardedFor: request.headers[values: .xForwardedFor], trusted: trustedProxies)
+        }
         context.maxUploadSize = maxBodyBytes
         context.logger[metadataKey: "itaku.request_id"] = .string(context.requestID)
         let start = ContinuousClock.now
