@@ -96,44 +96,31 @@ private struct StringObjectReader {
     let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
 
+    /// A record's fields: a key given twice keeps its last value.
     mutating func object() -> [String: String]? {
-        skipSpace()
-        guard take(UInt8(ascii: "{")) else { return nil }
-        var result: [String: String] = [:]
-        skipSpace()
-        if !take(UInt8(ascii: "}")) {
-            while true {
-                skipSpace()
-                guard let key = string() else { return nil }
-                skipSpace()
-                guard take(UInt8(ascii: ":")) else { return nil }
-                skipSpace()
-                guard let value = string() else { return nil }
-                result[key] = value
-                skipSpace()
-                if take(UInt8(ascii: ",")) { continue }
-                guard take(UInt8(ascii: "}")) else { return nil }
-                break
-            }
-        }
-        skipSpace()
-        return index == bytes.count ? result : nil
+        members(keepingRepeats: true) { $0.string() }
     }
 
+    /// A request body: a key given twice refuses it, for the full parser to judge.
     mutating func flatObject() -> [String: JSONText.FlatValue]? {
+        members(keepingRepeats: false) { $0.flatValue() }
+    }
+
+    /// The whole text as one object, each member's value read by `value`; nil for anything else.
+    private mutating func members<Value>(keepingRepeats: Bool, _ value: (inout StringObjectReader) -> Value?) -> [String: Value]? {
         skipSpace()
         guard take(UInt8(ascii: "{")) else { return nil }
-        var result: [String: JSONText.FlatValue] = [:]
+        var result: [String: Value] = [:]
         skipSpace()
         if !take(UInt8(ascii: "}")) {
             while true {
                 skipSpace()
-                guard let key = string(), result[key] == nil else { return nil }
+                guard let key = string(), keepingRepeats || result[key] == nil else { return nil }
                 skipSpace()
                 guard take(UInt8(ascii: ":")) else { return nil }
                 skipSpace()
-                guard let value = flatValue() else { return nil }
-                result[key] = value
+                guard let member = value(&self) else { return nil }
+                result[key] = member
                 skipSpace()
                 if take(UInt8(ascii: ",")) { continue }
                 guard take(UInt8(ascii: "}")) else { return nil }
