@@ -163,7 +163,7 @@ final class ConnectionHandle: @unchecked Sendable {
 
         let types = binds.types.map { Oid($0.rawValue) }
         let name = prepared && mayPrepare ? try statementName(sql, types: types, conn: conn) : nil
-        let result = Self.withParameters(binds) { count, types, values, lengths, formats in
+        let result = Self.withParameters(binds, types: types) { count, types, values, lengths, formats in
             if let name { return PQexecPrepared(conn, name, count, values, lengths, formats, 1) }
             return PQexecParams(conn, sql, count, types, values, lengths, formats, 1)
         }
@@ -179,10 +179,9 @@ final class ConnectionHandle: @unchecked Sendable {
     /// Calls `body` with libpq's parameter arrays for `binds`: all parameter bytes in one
     /// buffer, each parameter pointing into it.
     private static func withParameters<T>(
-        _ binds: PostgresBindings,
+        _ binds: PostgresBindings, types: [Oid],
         _ body: (Int32, UnsafePointer<Oid>, UnsafePointer<UnsafePointer<CChar>?>, UnsafePointer<Int32>, UnsafePointer<Int32>) -> T
     ) -> T {
-        let types = binds.types.map { Oid($0.rawValue) }
         // A value of no bytes still needs a pointer (a null one would mean NULL).
         var storage = binds.storage
         if storage.isEmpty { storage.append(0) }
@@ -202,16 +201,16 @@ final class ConnectionHandle: @unchecked Sendable {
         guard let conn else { throw PostgresError(.connectionClosed, detail: "connection closed") }
         // Statements not yet prepared on this connection are prepared first, outside the
         // pipeline (once per connection).
-        let names = try statements.map { statement in
-            statement.isPrepared && mayPrepare
-                ? try statementName(statement.sql, types: statement.binds.types.map { Oid($0.rawValue) }, conn: conn) : nil
+        let types = statements.map { $0.binds.types.map { Oid($0.rawValue) } }
+        let names = try zip(statements, types).map { statement, types in
+            statement.isPrepared && mayPrepare ? try statementName(statement.sql, types: types, conn: conn) : nil
         }
         if let cancellation, !cancellation.begin(PQgetCancel(conn)) { throw CancellationError() }
         defer { cancellation?.end() }
         guard PQenterPipelineMode(conn) == 1 else { throw connectionError() }
         defer { PQexitPipelineMode(conn) }
-        for (statement, name) in zip(statements, names) {
-            let sent = Self.withParameters(statement.binds) { count, types, values, lengths, formats in
+        for ((statement, name), types) in zip(zip(statements, names), types) {
+            let sent = Self.withParameters(statement.binds, types: types) { count, types, values, lengths, formats in
                 if let name { return PQsendQueryPrepared(conn, name, count, values, lengths, formats, 1) }
                 return PQsendQueryParams(conn, statement.sql, count, types, values, lengths, formats, 1)
             }
