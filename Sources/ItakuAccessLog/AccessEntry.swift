@@ -18,7 +18,8 @@ public struct AccessEntry: Sendable, Equatable {
         case allow, deny
     }
 
-    public var id = UUID.random()
+    /// Time-ordered, so the log's primary key grows at its right end.
+    public var id = UUID.timeOrdered()
     public var occurredAt = Date()
     public var tenantID: UUID?
     public var actorRole: String

@@ -156,7 +156,12 @@ private struct StringObjectReader {
     }
 
     mutating func skipSpace() {
-        while index < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index += 1 }
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x0A, 0x0D, 0x09: index += 1
+            default: return
+            }
+        }
     }
 
     mutating func take(_ byte: UInt8) -> Bool {
@@ -180,8 +185,17 @@ private struct StringObjectReader {
         guard index < bytes.count else { return nil }
         let content = UnsafeBufferPointer(rebasing: bytes[start..<index])
         index += 1
-        guard escaped else { return String(validating: content, as: UTF8.self) }
+        guard escaped else { return Self.text(content) }
         return Self.unescape(content)
+    }
+
+    /// `bytes` as text if they are UTF-8. ASCII (most keys and many values) is taken as it is;
+    /// only other bytes go through the validating initialiser, which costs several times more.
+    static func text(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        var high: UInt8 = 0
+        for byte in bytes { high |= byte }
+        guard high >= 0x80 else { return String(decoding: bytes, as: UTF8.self) }
+        return String(validating: bytes, as: UTF8.self)
     }
 
     static func unescape(_ content: UnsafeBufferPointer<UInt8>) -> String? {

@@ -172,14 +172,21 @@ public struct FieldSealer: Sendable {
     /// fails to decode after). Anything else is nil and goes through the parser.
     static func sealedText(_ document: String) -> Substring? {
         let utf8 = document.utf8
-        for prefix in sealedPrefixes where utf8.starts(with: prefix) {
-            guard utf8.count >= prefix.count + 2, utf8.suffix(2).elementsEqual("\"}".utf8) else { return nil }
-            let start = utf8.index(utf8.startIndex, offsetBy: prefix.count), end = utf8.index(utf8.endIndex, offsetBy: -2)
-            // Base64 and nothing JSON would escape: no quote, backslash or control character.
-            guard !utf8[start..<end].contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return nil }
-            return Substring(utf8[start..<end])
+        let found: Range<Int>?? = utf8.withContiguousStorageIfAvailable { bytes in
+            for prefix in sealedPrefixes where bytes.starts(with: prefix) {
+                let end = bytes.count - 2
+                guard end >= prefix.count, bytes[end] == UInt8(ascii: "\""), bytes[end + 1] == UInt8(ascii: "}") else { return nil }
+                // Base64 and nothing JSON would escape: no quote, backslash or control character.
+                for byte in bytes[prefix.count..<end] where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                    return nil
+                }
+                return prefix.count..<end
+            }
+            return nil
         }
-        return nil
+        // Strings from the database are contiguous; any other goes through the parser.
+        guard let range = found ?? nil else { return nil }
+        return Substring(utf8[utf8.index(utf8.startIndex, offsetBy: range.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: range.upperBound)])
     }
 
     /// `{"$sealed": "` as jsonb writes it, and `{"$sealed":"` as `seal` does.

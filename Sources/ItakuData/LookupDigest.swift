@@ -7,18 +7,40 @@ import ItakuRegistry
 /// kind and the normalised value. The database and the access log see only these digests.
 public struct LookupDigester: Sendable {
     let key: SymmetricKey
-    /// HMAC state after the key is absorbed; each digest continues from a copy of it.
-    let keyed: HMAC<SHA256>
+    /// HMAC-SHA-256 (RFC 2104) as two SHA-256 states that have absorbed the key's inner and outer
+    /// pads; each digest continues from copies of them. Crypto's `HMAC` takes its message as a
+    /// generic `DataProtocol`, which cost more than the hashing for these short texts.
+    private let inner: SHA256
+    private let outer: SHA256
 
     public init(key: SymmetricKey) {
         self.key = key
-        self.keyed = HMAC<SHA256>(key: key)
+        var block = key.withUnsafeBytes { bytes in
+            bytes.count > SHA256.blockByteCount ? SHA256.hash(data: bytes).withUnsafeBytes { Array($0) } : Array(bytes)
+        }
+        block.append(contentsOf: repeatElement(0, count: SHA256.blockByteCount - block.count))
+        var inner = SHA256(), outer = SHA256()
+        inner.update(data: block.map { $0 ^ 0x36 })
+        outer.update(data: block.map { $0 ^ 0x5C })
+        self.inner = inner
+        self.outer = outer
     }
 
-    private func mac(_ text: String) -> [UInt8] {
-        var mac = keyed
-        mac.update(data: Array(text.utf8))
-        return Array(mac.finalize())
+    /// The HMAC of the parts' UTF-8, one after the other.
+    private func mac(_ first: String, _ second: String, _ third: String = "", _ fourth: String = "") -> SHA256.Digest {
+        var hash = inner
+        func absorb(_ part: String) {
+            var part = part
+            part.withUTF8 { hash.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        }
+        absorb(first)
+        absorb(second)
+        absorb(third)
+        absorb(fourth)
+        let innerDigest = hash.finalize()
+        var outer = self.outer
+        innerDigest.withUnsafeBytes { outer.update(bufferPointer: $0) }
+        return outer.finalize()
     }
 
     /// The normalised form of `value` for `kind`, or nil when it is not a valid value.
@@ -31,7 +53,7 @@ public struct LookupDigester: Sendable {
     }
 
     public func digest(normalized: String, kind: DatasetSchema.LookupKind) -> [UInt8] {
-        mac(kind.rawValue + ":" + normalized)
+        mac(kind.rawValue, ":", normalized).withUnsafeBytes { Array($0) }
     }
 
     /// A record's lookup keys: the kind and hex digest of each lookup field's valid value, each
@@ -50,13 +72,13 @@ public struct LookupDigester: Sendable {
     /// The subject digest of a record: what the access log stores instead of the client's record
     /// key, so that "every access to this customer" can be searched without the key in the log.
     public func subjectDigest(externalID: String) -> String {
-        Self.hex(mac("subject:" + externalID))
+        mac("subject:", externalID).withUnsafeBytes { Hex.encode($0) }
     }
 
     /// The digest of one field's value, for the access log's record of a correction (before and
     /// after): equal values give equal digests, and nobody without the tenant's key learns them.
     public func valueDigest(field: String, value: String) -> String {
-        Self.hex(mac("value:" + field + ":" + value))
+        mac("value:", field, ":", value).withUnsafeBytes { Hex.encode($0) }
     }
 
     /// A digest as lower-case hex, for the access log's subject and value digests.

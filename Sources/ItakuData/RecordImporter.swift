@@ -63,7 +63,7 @@ public struct RecordImporter: Sendable {
                 reject(line: line, field: schema.keyField, code: "duplicate_key")
             }
             guard issues.isEmpty else { return }
-            let recordID = RecordImporter.timeOrderedID().uuidString
+            let recordID = UUID.timeOrdered().uuidString
             recordIDs.append(recordID)
             externalIDs.append(key)
             documents.append(try importer.sealer.seal(RecordDocument.json(values, order: schema.fields), record: recordID))
@@ -139,24 +139,6 @@ public struct RecordImporter: Sendable {
                 )
             }
         }
-
-    }
-
-    /// A new record id that sorts by creation time (the UUID version 7 layout: milliseconds since
-    /// 1970, then 74 random bits): an import's rows land side by side in the primary-key index
-    /// instead of on a random page each.
-    public static func timeOrderedID(now: Date = Date()) -> UUID {
-        let milliseconds = UInt64(max(0, now.timeIntervalSince1970 * 1000))
-        var random = SystemRandomNumberGenerator()
-        let high = random.next() as UInt64, low = random.next() as UInt64
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: milliseconds >> (40 - 8 * UInt64(index))) }
-        bytes[6] = 0x70 | UInt8(truncatingIfNeeded: high & 0x0F)
-        bytes[7] = UInt8(truncatingIfNeeded: high >> 8)
-        bytes[8] = 0x80 | UInt8(truncatingIfNeeded: low & 0x3F)
-        for index in 9..<16 { bytes[index] = UInt8(truncatingIfNeeded: low >> (8 * UInt64(index - 8))) }
-        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
 
     public let tenantID: UUID

@@ -83,10 +83,10 @@ struct AgentController: Sendable {
     private func makeCall(_ request: Request, _ context: IntegrationRequestContext, _ input: AgentCall.Input) async -> AgentCall {
         var agent: String?
         var verified = false
-        if let token = request.headers[.itakuAgent] {
+        if let token = request.headers.value(.itakuAgent) {
             agent = await tokens.employeeID(from: token, integration: context.integrationID)
             verified = agent != nil
-        } else if let named = request.headers[.itakuAgentID], AgentsController.isEmployeeID(named),
+        } else if let named = request.headers.value(.itakuAgentID), AgentsController.isEmployeeID(named),
             context.snapshot.integrations[context.integrationID]?.trustMode == .asserted
         {
             agent = named
@@ -94,7 +94,7 @@ struct AgentController: Sendable {
         return AgentCall(
             input: input, tenantCode: context.parameters.get("tenant") ?? "", dataset: context.parameters.get("dataset") ?? "",
             record: context.parameters.get("record"), integrationID: context.integrationID, actorKeyID: context.principal.keyID,
-            agent: agent, agentVerified: verified, purpose: request.headers[.itakuPurpose], caseRef: request.headers[.itakuCase],
+            agent: agent, agentVerified: verified, purpose: request.headers.value(.itakuPurpose), caseRef: request.headers.value(.itakuCase),
             requestID: context.requestID, clientAddress: context.clientAddress
         )
     }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import ItakuCore
+import ItakuRegistry
 import JWTKit
 import Synchronization
 
@@ -71,7 +72,7 @@ final class AgentTokens: Sendable {
     /// from one tool cannot be replayed through another.
     func employeeID(from token: String, integration: UUID, now: Date = Date()) async -> String? {
         guard token.utf8.count < 8192 else { return nil }
-        let digest = Data(SHA256.hash(data: Data(token.utf8)))
+        let digest = APIKeys.digest(token).withUnsafeBytes { Data($0) }
         let party = integration.lowercasedString
         if let (subject, expiry, azp) = cache.withLock({ $0[digest] }) {
             if expiry.addingTimeInterval(leeway) > now { return accepts(azp, party) ? subject : nil }

@@ -23,7 +23,7 @@ struct AuthMiddleware: RouterMiddleware {
         var context = context
         let snapshot = registry.snapshot
         context.snapshot = snapshot
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+        guard let header = request.headers.value(.authorization), header.hasPrefix("Bearer "),
             let key = APIKeys.authenticate(String(header.dropFirst(7)), in: snapshot)
         else {
             throw Problem(

@@ -23,7 +23,7 @@ struct RequestLogMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        context.requestID = Self.requestID(from: request.headers[.itakuRequestID])
+        context.requestID = Self.requestID(from: request.headers.value(.itakuRequestID))
         // X-Forwarded-For is read only from a trusted proxy.
         if let peer = context.clientAddress, trustedProxies.contains(peer) {
             context.clientAddress = Self.clientAddress(peer: peer, forwardedFor: request.headers[values: .xForwardedFor], trusted: trustedProxies)

@@ -36,7 +36,7 @@ struct RouteTable {
     ) where Child.ParentContext == ItakuRequestContext {
         let limit = maxBodyBytes ?? self.maxBodyBytes
         router.group(context: Child.self).on(RouterPath(path), method: method) { request, context in
-            if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            if let length = request.headers.value(.contentLength).flatMap(Int.init), length > limit {
                 throw Problem.payloadTooLarge(limit: limit)
             }
             var context = context
@@ -54,7 +54,7 @@ struct RouteTable {
         to limit: Int, _ handler: @escaping @Sendable (Request, ItakuRequestContext) async throws -> Response
     ) -> @Sendable (Request, ItakuRequestContext) async throws -> Response {
         { request, context in
-            if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            if let length = request.headers.value(.contentLength).flatMap(Int.init), length > limit {
                 throw Problem.payloadTooLarge(limit: limit)
             }
             var context = context

@@ -15,7 +15,16 @@ public enum APIKeys {
     }
 
     public static func hash(_ key: String) -> [UInt8] {
-        Array(SHA256.hash(data: Data(key.utf8)))
+        digest(key).withUnsafeBytes { Array($0) }
+    }
+
+    /// SHA-256 of `text`'s UTF-8, hashed where the string keeps it (no copy: every request's
+    /// key and agent token are hashed).
+    public static func digest(_ text: String) -> SHA256.Digest {
+        var text = text
+        var hash = SHA256()
+        text.withUTF8 { hash.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        return hash.finalize()
     }
 
     /// What may be shown of a key later: its prefix and first characters.
@@ -29,6 +38,6 @@ public enum APIKeys {
     /// at any key byte by byte (why comparing secrets themselves needs `ConstantTime`).
     public static func authenticate(_ presented: String, in snapshot: RegistrySnapshot) -> APIKey? {
         guard presented.hasPrefix(prefix), presented.utf8.count <= 128 else { return nil }
-        return snapshot.keys[Data(hash(presented))]
+        return snapshot.keys[digest(presented).withUnsafeBytes { Data($0) }]
     }
 }

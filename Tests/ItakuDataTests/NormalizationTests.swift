@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ItakuCore
 import ItakuData
 import ItakuRegistry
 import Testing
@@ -63,6 +64,19 @@ struct LookupDigestTests {
         #expect(LookupDigester(key: SymmetricKey(size: .bits256)).digest(normalized: "x", kind: .exact) != digester.digest(normalized: "x", kind: .exact))
     }
 
+    @Test("every digest is RFC 2104 HMAC-SHA-256, whatever the key's length and the text", arguments: [32, 64, 100])
+    func keyLengths(size: Int) {
+        // A key longer than SHA-256's block is hashed first; one of a block is used as it is.
+        let key = SymmetricKey(data: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ size) })
+        let digester = LookupDigester(key: key)
+        func reference(_ text: String) -> [UInt8] { Array(HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: key)) }
+        for value in ["", "山田 太郎", String(repeating: "x", count: 200), "a\u{0}b"] {
+            #expect(digester.digest(normalized: value, kind: .email) == reference("email:" + value))
+            #expect(digester.subjectDigest(externalID: value) == LookupDigester.hex(reference("subject:" + value)))
+            #expect(digester.valueDigest(field: "name", value: value) == LookupDigester.hex(reference("value:name:" + value)))
+        }
+    }
+
     @Test("surrounding spaces and tabs, ASCII or ideographic, do not change a value; line breaks do", arguments: [
         ("  C000042 ", "C000042"), ("\u{3000}C000042\u{3000}", "C000042"), ("\tC000042\t", "C000042"), ("C 42", "C 42"), ("　", nil),
         ("C000042\n", "C000042\n"), ("\u{2028}C000042", "\u{2028}C000042"),
@@ -74,10 +88,10 @@ struct LookupDigestTests {
 
 @Suite("Record ids")
 struct RecordIDTests {
-    @Test("imported records get version-7 ids that sort by creation time and never repeat")
+    @Test("records and access entries get version-7 ids that sort by creation time and never repeat")
     func timeOrdered() {
         let start = Date(timeIntervalSince1970: 1_790_000_000)
-        let ids = (0..<1000).map { RecordImporter.timeOrderedID(now: start.addingTimeInterval(Double($0) / 100)) }
+        let ids = (0..<1000).map { UUID.timeOrdered(at: start.addingTimeInterval(Double($0) / 100)) }
         #expect(Set(ids).count == ids.count)
         #expect(ids.allSatisfy { $0.uuidString.dropFirst(14).first == "7" })
         #expect(ids.allSatisfy { ["8", "9", "A", "B"].contains($0.uuidString.dropFirst(19).first.map(String.init)) })
