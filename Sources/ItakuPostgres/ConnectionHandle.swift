@@ -18,7 +18,7 @@ import Synchronization
 final class ConnectionHandle: @unchecked Sendable {
     private var conn: OpaquePointer?
     /// Named statements prepared on this connection, by SQL text and parameter types.
-    private var preparedStatements: [String: String] = [:]
+    private var preparedStatements: [StatementKey: String] = [:]
     private var statementsPrepared = 0
     /// False through a transaction pooler: a named statement lives in one server session,
     /// which the next transaction may not get.
@@ -248,7 +248,7 @@ final class ConnectionHandle: @unchecked Sendable {
     /// The name of `sql` prepared with these parameter types on this connection; prepares it
     /// the first time (`PQprepare`).
     private func statementName(_ sql: String, types: [Oid], conn: OpaquePointer) throws -> String {
-        let key = types.map(String.init).joined(separator: ",") + ";" + sql
+        let key = StatementKey(sql: sql, types: types)
         if let name = preparedStatements[key] { return name }
         statementsPrepared += 1
         let name = "itaku_\(statementsPrepared)"
@@ -479,5 +479,23 @@ extension String {
         var result = self
         while let last = result.last, last.isWhitespace { result.removeLast() }
         return result
+    }
+}
+
+/// A prepared statement's key: its text and parameter types. Looked up on every execution, and
+/// a batch's INSERT runs to kilobytes, so the hash takes the text's length and its first and last
+/// 64 bytes (texts that differ only in between still differ in `==`, which compares all of it).
+struct StatementKey: Hashable {
+    let sql: String
+    let types: [Oid]
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(types)
+        var sql = sql
+        sql.withUTF8 { bytes in
+            hasher.combine(bytes.count)
+            hasher.combine(bytes: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes.prefix(64))))
+            hasher.combine(bytes: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes.suffix(64))))
+        }
     }
 }

@@ -16,6 +16,19 @@ struct UUIDTests {
         }
     }
 
+    @Test("records and access entries get version-7 ids that sort by creation time and never repeat")
+    func timeOrdered() {
+        let start = Date(timeIntervalSince1970: 1_790_000_000)
+        let ids = (0..<1000).map { UUID.timeOrdered(at: start.addingTimeInterval(Double($0) / 100)) }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.uuidString.dropFirst(14).first == "7" })
+        #expect(ids.allSatisfy { ["8", "9", "A", "B"].contains($0.uuidString.dropFirst(19).first.map(String.init)) })
+        // Ids of different milliseconds sort in time order.
+        let firsts = stride(from: 0, to: 1000, by: 10).map { ids[$0].uuidString }
+        #expect(firsts == firsts.sorted())
+        #expect(ids[0].uuidString.hasPrefix("01A0C450-6C00-7"))
+    }
+
     @Test("the lower-case text is Foundation's text, lower-cased")
     func text() {
         for id in (0..<200).map({ _ in UUID() }) + [UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))] {

@@ -110,6 +110,26 @@ struct QueryTests {
         #expect(unnamed == 0)
     }
 
+    @Test("prepared statements that differ only in the middle of their text stay apart")
+    func preparedStatementsApart() async throws {
+        let database = try await TestCluster.shared().makeDatabase()
+        let client = database.makeClient(role: .runtime, maximumConnections: 1)
+        // Same length, same first and last 64 bytes: only the middle tells them apart.
+        let padding = String(repeating: " ", count: 80)
+        let answers = try await client.withConnection { connection in
+            var answers: [Int32] = []
+            for middle in ["1", "2", "1", "2"] {
+                let sql = "SELECT \(padding)\(middle)::integer + $1\(padding)"
+                var binds = PostgresBindings()
+                binds.append(Int32(10))
+                answers.append(try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds).prepared())[0].decode(0, as: Int32.self))
+            }
+            return answers
+        }
+        await client.shutdown()
+        #expect(answers == [11, 12, 11, 12])
+    }
+
     @Test("a thrown error rolls the whole transaction back")
     func transactionRollsBack() async throws {
         let database = try await TestCluster.shared().makeDatabase(migrated: false)
