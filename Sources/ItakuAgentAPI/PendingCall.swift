@@ -33,12 +33,15 @@ struct PendingCall {
         // Path names that could not name a dataset are not written anywhere: they answer as
         // an unknown dataset would.
         if !DatasetSchema.isFieldName(access.dataset) { access.dataset = "" }
+        // The tenant the path names, resolved once; whether this integration serves it is
+        // checked below.
+        let named = snapshot.tenant(code: call.tenantCode)
         // A purpose key that is not printable text is simply not a purpose (purpose_unknown).
         if let purpose = call.purpose, PrintableText.isValid(purpose, maxBytes: 128) { access.purposeKey = purpose }
         // A case reference is stored as given, so it must match the tenant's pattern; any other
         // is refused (400 invalid_case) and not written.
         if let reference = call.caseRef {
-            if CaseReference.isAcceptable(reference, pattern: snapshot.tenant(code: call.tenantCode)?.casePattern) {
+            if CaseReference.isAcceptable(reference, pattern: named?.casePattern) {
                 access.caseRef = reference
             } else {
                 refuse(.badRequest(
@@ -48,16 +51,15 @@ struct PendingCall {
         }
         ask(for: call.fields)
         recordID = call.record.flatMap(UUID.init(uuidString:))
-        if let found = snapshot.tenant(code: call.tenantCode), snapshot.integrations[call.integrationID]?.tenantIDs.contains(found.id) == true {
-            tenant = found
+        if let named, snapshot.integrations[call.integrationID]?.tenantIDs.contains(named.id) == true {
+            tenant = named
         }
         entry.integrationID = call.integrationID
         // Caller-chosen names reach the log only when they name something registered: an
         // unknown agent id or purpose key could be anything, a phone number included.
         entry.agent = call.agent.flatMap { snapshot.agent(employeeID: $0) == nil ? nil : $0 }
         entry.agentVerified = call.agentVerified
-        let tenantID = snapshot.tenant(code: call.tenantCode)?.id
-        entry.purposeKey = access.purposeKey.flatMap { key in tenantID.flatMap { snapshot.purposes[$0]?[key] } == nil ? nil : key }
+        entry.purposeKey = access.purposeKey.flatMap { key in named.flatMap { snapshot.purposes[$0.id]?[key] } == nil ? nil : key }
         entry.caseRef = access.caseRef
         entry.dataset = access.dataset.isEmpty ? nil : access.dataset
         entry.requestID = call.requestID

@@ -111,6 +111,8 @@ private struct StringObjectReader {
         skipSpace()
         guard take(UInt8(ascii: "{")) else { return nil }
         var result: [String: Value] = [:]
+        // A record has a handful of fields: room for them at once, not grown four times.
+        result.reserveCapacity(8)
         skipSpace()
         if !take(UInt8(ascii: "}")) {
             while true {

@@ -1,5 +1,8 @@
 import Crypto
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import ItakuCore
 import ItakuRegistry
 
@@ -20,8 +23,14 @@ public struct LookupDigester: Sendable {
         }
         block.append(contentsOf: repeatElement(0, count: SHA256.blockByteCount - block.count))
         var inner = SHA256(), outer = SHA256()
-        inner.update(data: block.map { $0 ^ 0x36 })
-        outer.update(data: block.map { $0 ^ 0x5C })
+        block.withUnsafeMutableBytes { block in
+            for index in block.indices { block[index] ^= 0x36 }
+            inner.update(bufferPointer: UnsafeRawBufferPointer(block))
+            for index in block.indices { block[index] ^= 0x36 ^ 0x5C }
+            outer.update(bufferPointer: UnsafeRawBufferPointer(block))
+            // The key's bytes do not stay behind in freed memory.
+            if let base = block.baseAddress { explicit_bzero(base, block.count) }
+        }
         self.inner = inner
         self.outer = outer
     }
