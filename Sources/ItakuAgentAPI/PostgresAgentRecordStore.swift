@@ -159,7 +159,7 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     static func bound(_ checks: [Binding], on database: PostgresClient) async -> [Result<Bool, any Error>] {
         // Text with NUL cannot be in the log, so it binds nothing, and it is never sent: it
         // would fail the batch's statement for every request in it.
-        let sendable = checks.indices.filter { !checks[$0].agent.utf8.contains(0) && !checks[$0].caseRef.utf8.contains(0) }
+        let sendable = checks.indices.filter { !checks[$0].agent.containsNUL && !checks[$0].caseRef.containsNUL }
         guard sendable.count == checks.count else {
             var answers = Array(repeating: Result<Bool, any Error>.success(false), count: checks.count)
             for (index, answer) in zip(sendable, await bound(sendable.map { checks[$0] }, on: database)) { answers[index] = answer }

@@ -1,5 +1,10 @@
 import struct Foundation.Date
 import struct Foundation.UUID
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A Swift value that can be sent as a bound parameter.
 ///
@@ -80,11 +85,18 @@ extension String: PostgresEncodable {
     public static var postgresFormat: PostgresFormat { .text }
     public func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError) {
         // libpq sends text parameters NUL-terminated: a NUL inside would cut the value short.
-        if utf8.contains(0) { throw .nulCharacter }
+        if containsNUL { throw .nulCharacter }
         buffer.append(contentsOf: utf8)
     }
 
-    public var isEncodable: Bool { !utf8.contains(0) }
+    public var isEncodable: Bool { !containsNUL }
+
+    /// Whether the text holds a NUL byte, found with `memchr` rather than byte by byte: every
+    /// bound text, the access entry's fields included, is checked before it is sent.
+    public var containsNUL: Bool {
+        var text = self
+        return text.withUTF8 { bytes in bytes.baseAddress.map { memchr($0, 0, bytes.count) != nil } ?? false }
+    }
 }
 
 extension Int: PostgresEncodable {
@@ -154,10 +166,10 @@ public struct PostgresJSON: PostgresEncodable, PostgresDecodable, Hashable {
     public static var postgresFormat: PostgresFormat { .text }
     public func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError) {
         // jsonb refuses the escape \u0000 (and the raw byte cannot be sent either).
-        if text.utf8.contains(0) || Self.escapesNUL(text) { throw .nulCharacter }
+        if text.containsNUL || Self.escapesNUL(text) { throw .nulCharacter }
         buffer.append(contentsOf: text.utf8)
     }
-    public var isEncodable: Bool { !text.utf8.contains(0) && !Self.escapesNUL(text) }
+    public var isEncodable: Bool { !text.containsNUL && !Self.escapesNUL(text) }
     public init(postgres cell: PostgresCell) throws {
         self.text = try String(postgres: cell)
     }
@@ -165,21 +177,26 @@ public struct PostgresJSON: PostgresEncodable, PostgresDecodable, Hashable {
     /// Whether the JSON text holds the escape `\u0000`: a backslash that is not itself escaped
     /// (an even number of backslashes before it), then `u0000`.
     static func escapesNUL(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        var backslashes = 0
-        for (index, byte) in bytes.enumerated() {
-            if byte == UInt8(ascii: "\\") {
-                backslashes += 1
-                continue
+        var text = text
+        return text.withUTF8 { bytes in
+            // Most documents have no backslash at all.
+            guard let base = bytes.baseAddress, memchr(base, Int32(UInt8(ascii: "\\")), bytes.count) != nil else { return false }
+            var backslashes = 0
+            for index in bytes.indices {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\\") {
+                    backslashes += 1
+                    continue
+                }
+                if byte == UInt8(ascii: "u"), backslashes % 2 == 1, index + 4 < bytes.count,
+                    bytes[(index + 1)...(index + 4)].allSatisfy({ $0 == UInt8(ascii: "0") })
+                {
+                    return true
+                }
+                backslashes = 0
             }
-            if byte == UInt8(ascii: "u"), backslashes % 2 == 1, index + 4 < bytes.count,
-                bytes[(index + 1)...(index + 4)].allSatisfy({ $0 == UInt8(ascii: "0") })
-            {
-                return true
-            }
-            backslashes = 0
+            return false
         }
-        return false
     }
 }
 
@@ -196,13 +213,13 @@ extension Array: PostgresEncodable where Element == String {
         buffer.appendBigEndian(Int32(1))
         for element in self {
             let utf8 = element.utf8
-            if utf8.contains(0) { throw .nulCharacter }
+            if element.containsNUL { throw .nulCharacter }
             guard let length = Int32(exactly: utf8.count) else { throw .outOfRange(.textArray) }
             buffer.appendBigEndian(length)
             buffer.append(contentsOf: utf8)
         }
     }
-    public var isEncodable: Bool { Int32(exactly: count) != nil && !contains { $0.utf8.contains(0) } }
+    public var isEncodable: Bool { Int32(exactly: count) != nil && !contains { $0.containsNUL } }
 }
 
 /// PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00:00 UTC.

@@ -206,3 +206,20 @@ struct QueryTests {
         #expect(received?.payload == "tenant changed")
     }
 }
+
+@Suite("Text that cannot be sent")
+struct UnsendableTextTests {
+    @Test("text with a NUL byte, and JSON with the escape \\u0000, are refused before sending; escaped backslashes are not that escape",
+        arguments: [
+            (#"{"a":"b"}"#, true), (#"{"a":"\u0000"}"#, false), (#"{"a":"\\u0000"}"#, true), (#"{"a":"\\\u0000"}"#, false),
+            (#"{"a":"\u00001"}"#, false), (#"{"a":"\u0001"}"#, true), ("{\"a\":\"\u{0}\"}", false), (#"{"\\":"u0000"}"#, true),
+        ])
+    func refused(json: String, sendable: Bool) {
+        #expect(PostgresJSON(json).isEncodable == sendable)
+        var buffer: [UInt8] = []
+        #expect(((try? PostgresJSON(json).encode(into: &buffer)) != nil) == sendable)
+        #expect("東京\u{0}".isEncodable == false)
+        #expect("東京".isEncodable)
+        #expect(["a", "b\u{0}"].isEncodable == false)
+    }
+}
