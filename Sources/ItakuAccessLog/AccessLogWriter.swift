@@ -144,7 +144,7 @@ public final class AccessLogWriter: Service, Sendable {
                 let milliseconds = max(1, lockTimeout.components.seconds * 1000 + lockTimeout.components.attoseconds / 1_000_000_000_000_000)
                 first.append(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout TO \(milliseconds)"))
             }
-            if let tenant { first.append(.prepared("SELECT set_config('itaku.tenant_id', \(tenant.uuidString), true)")) }
+            if let tenant { first.append(.prepared("SELECT set_config('itaku.tenant_id', \(tenant.uppercasedString), true)")) }
             if let opening { first.append(opening) }
             do {
                 // A failed opening statement (a lock timeout, say) leaves the transaction for

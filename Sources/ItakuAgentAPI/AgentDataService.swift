@@ -131,7 +131,7 @@ public struct AgentDataService: Sendable {
                 entry.reason = release.rawValue
                 return entry
             }
-            let before = try dataKeys.open(record.document, tenant: tenant.id, record: recordID.uuidString)
+            let before = try dataKeys.open(record.document, tenant: tenant.id, record: recordID.uppercasedString)
             try await writer.write(changes, before: before, sealer: try dataKeys.sealer(for: tenant.id), digester: digester)
             entry.fields = Dictionary(updating.map { ($0, "updated") }, uniquingKeysWith: { first, _ in first })
             entry.subjectDigests = [digester.subjectDigest(externalID: record.externalID)]
@@ -229,7 +229,7 @@ public struct AgentDataService: Sendable {
         _ found: [StoredRecord], decision: Decision, call: PendingCall, tenant: Tenant, schema: DatasetSchema
     ) async throws -> AgentResult {
         var entry = call.entry
-        let transformer = FieldTransformer(key: keyring.digestKey(tenant: tenant.id.uuidString))
+        let transformer = FieldTransformer(key: keyring.digestKey(tenant: tenant.id.uppercasedString))
         let digester = self.digester(tenant.id)
         var records: [AgentRecord] = []
         var withheld: [String] = []
@@ -239,7 +239,7 @@ public struct AgentDataService: Sendable {
                 withheld.append("\(record.id.lowercasedString):\(release.rawValue)")
                 continue
             }
-            let values = try dataKeys.open(record.document, tenant: tenant.id, record: record.id.uuidString)
+            let values = try dataKeys.open(record.document, tenant: tenant.id, record: record.id.uppercasedString)
             var fields: [String: String] = [:]
             fields.reserveCapacity(decision.fields.count)
             for (name, transform) in decision.fields {
@@ -282,7 +282,7 @@ final class Digesters: Sendable {
 
     func digester(for tenantID: UUID, keyring: Keyring) -> LookupDigester {
         if let digester = made.withLock({ $0[tenantID] }) { return digester }
-        let digester = LookupDigester(key: keyring.digestKey(tenant: tenantID.uuidString))
+        let digester = LookupDigester(key: keyring.digestKey(tenant: tenantID.uppercasedString))
         made.withLock { made in
             if made.count > 10_000 { made.removeAll() }
             made[tenantID] = digester

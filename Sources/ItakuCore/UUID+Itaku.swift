@@ -1,23 +1,17 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 extension UUID {
     /// A random (version 4) UUID. Foundation's `UUID()` opens, reads and closes `/dev/urandom`
-    /// for each one on Linux; this takes all 16 bytes in one call of the C library's
-    /// `arc4random_buf` (glibc's reads the kernel's `getrandom`). Every request makes one or
-    /// more (its request id, its access entry's id).
+    /// for each one on Linux, and glibc's `arc4random_buf` makes a `getrandom` system call for
+    /// each; these come 16 bytes at a time from a pool that one call refills with 4 KiB. Every
+    /// request makes one or more (its request id, its access entry's id).
     public static func random() -> UUID {
         var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &bytes) { buffer in
-            #if os(Linux)
-            if let base = buffer.baseAddress { return arc4random_buf(base, 16) }
-            #endif
-            var generator = SystemRandomNumberGenerator()
-            buffer.storeBytes(of: generator.next() as UInt64, toByteOffset: 0, as: UInt64.self)
-            buffer.storeBytes(of: generator.next() as UInt64, toByteOffset: 8, as: UInt64.self)
-        }
+        withUnsafeMutableBytes(of: &bytes) { RandomPool.shared.fill($0) }
         bytes.6 = (bytes.6 & 0x0F) | 0x40  // version 4
         bytes.8 = (bytes.8 & 0x3F) | 0x80  // RFC 9562 variant
         return UUID(uuid: bytes)
@@ -48,6 +42,14 @@ extension UUID {
         }
     }
 
+    /// The upper-case text form, the same as `uuidString` (which formats through `snprintf`).
+    public var uppercasedString: String {
+        String(unsafeUninitializedCapacity: 36) { out in
+            write(into: out, digits: "0123456789ABCDEF")
+            return 36
+        }
+    }
+
     /// Appends the lower-case text form's 36 bytes to `bytes`.
     public func appendLowercased(to bytes: inout [UInt8]) {
         let start = bytes.count
@@ -57,8 +59,7 @@ extension UUID {
         }
     }
 
-    private func write(into out: UnsafeMutableBufferPointer<UInt8>) {
-        let digits: StaticString = "0123456789abcdef"
+    private func write(into out: UnsafeMutableBufferPointer<UInt8>, digits: StaticString = "0123456789abcdef") {
         withUnsafeBytes(of: uuid) { bytes in
             digits.withUTF8Buffer { hex in
                 var position = 0
@@ -71,6 +72,40 @@ extension UUID {
                     out[position + 1] = hex[Int(bytes[index] & 0x0F)]
                     position += 2
                 }
+            }
+        }
+    }
+}
+
+/// Random bytes for ids, drawn from the system's generator 4 KiB at a time.
+final class RandomPool: Sendable {
+    static let shared = RandomPool()
+    private static let size = 4096
+
+    private let state = Mutex<(bytes: [UInt8], used: Int)>((Array(repeating: 0, count: size), size))
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        precondition(buffer.count <= Self.size)
+        state.withLock { state in
+            if state.used + buffer.count > Self.size {
+                state.bytes.withUnsafeMutableBytes { Self.systemRandom($0) }
+                state.used = 0
+            }
+            state.bytes.withUnsafeBytes { pool in
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: pool[state.used..<(state.used + buffer.count)]))
+            }
+            state.used += buffer.count
+        }
+    }
+
+    private static func systemRandom(_ buffer: UnsafeMutableRawBufferPointer) {
+        #if os(Linux)
+        if let base = buffer.baseAddress { return arc4random_buf(base, buffer.count) }
+        #endif
+        var generator = SystemRandomNumberGenerator()
+        for offset in stride(from: 0, to: buffer.count, by: 8) {
+            withUnsafeBytes(of: generator.next() as UInt64) { word in
+                buffer.baseAddress!.advanced(by: offset).copyMemory(from: word.baseAddress!, byteCount: min(8, buffer.count - offset))
             }
         }
     }

@@ -6,6 +6,7 @@ import Testing
 struct UUIDTests {
     @Test("random ids are version 4, distinct, and read back by Foundation")
     func random() {
+        // More than the pool holds at once: ids keep coming, none repeats.
         let ids = (0..<1_000).map { _ in UUID.random() }
         #expect(Set(ids).count == ids.count)
         for id in ids {
@@ -29,10 +30,11 @@ struct UUIDTests {
         #expect(ids[0].uuidString.hasPrefix("01A0C450-6C00-7"))
     }
 
-    @Test("the lower-case text is Foundation's text, lower-cased")
+    @Test("the lower-case and upper-case texts are Foundation's text")
     func text() {
         for id in (0..<200).map({ _ in UUID() }) + [UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))] {
             #expect(id.lowercasedString == id.uuidString.lowercased())
+            #expect(id.uppercasedString == id.uuidString)
         }
         #expect(UUID(uuidString: "5F0E2C1A-8D3B-4C7E-9A61-2B4D6F8E0A13")!.lowercasedString == "5f0e2c1a-8d3b-4c7e-9a61-2b4d6f8e0a13")
     }
