@@ -161,7 +161,7 @@ public enum AccessLogStore {
         optional(entry.versionAfter.map { Int32(clamping: $0) }, .int4)
         optional(entry.lookupKind, .text)
         optional(entry.lookupDigest.map(PostgresBytes.init), .bytea)
-        binds.append(entry.recordIDs.map { $0.lowercasedString })
+        binds.append(PostgresArray(entry.recordIDs))
         binds.append(entry.subjectDigests)
         optional(fields, .jsonb)
         binds.append(entry.decision.rawValue)

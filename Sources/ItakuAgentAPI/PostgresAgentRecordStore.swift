@@ -140,9 +140,9 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
                 }
                 return .prepared(
                     """
-                    SELECT * FROM itaku.agent_find_batch(\(tenant), \(batch.map(\.dataset.lowercasedString))::uuid[],
-                        \(batch.map(\.kind)), \(batch.map { "\\x" + Hex.encode($0.digest) })::bytea[],
-                        \(batch.map { String($0.limit) })::integer[])
+                    SELECT * FROM itaku.agent_find_batch(\(tenant), \(PostgresArray(batch.map(\.dataset))),
+                        \(batch.map(\.kind)), \(PostgresArray(batch.map { PostgresBytes($0.digest) })),
+                        \(PostgresArray(batch.map { Int32(clamping: $0.limit) })))
                     """
                 )
             }
@@ -180,7 +180,7 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
                 return .prepared(
                     """
                     SELECT item FROM itaku.case_bound_batch(\(tenant), \(batch.map(\.agent)), \(batch.map(\.caseRef)),
-                        \(batch.map(\.record.lowercasedString))::uuid[], \(batch.map { String(Int32(clamping: $0.minutes)) })::integer[])
+                        \(PostgresArray(batch.map(\.record))), \(PostgresArray(batch.map { Int32(clamping: $0.minutes) })))
                     """
                 )
             }
@@ -255,7 +255,7 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         let lock: PostgresQuery = .prepared(
             """
             SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false), r.dataset_id
-            FROM unnest(\(updates.map(\.dataset.id.lowercasedString))::uuid[], \(updates.map(\.record.lowercasedString))::uuid[])
+            FROM unnest(\(PostgresArray(updates.map(\.dataset.id))), \(PostgresArray(updates.map(\.record))))
                 AS q(dataset_id, record_id)
             JOIN itaku.records r ON r.tenant_id = \(tenant) AND r.dataset_id = q.dataset_id AND r.record_id = q.record_id
             ORDER BY r.record_id FOR UPDATE OF r

@@ -78,6 +78,19 @@ extension Array where Element == UInt8 {
     }
 }
 
+extension Array where Element == UInt8 {
+    /// A binary array's header: one dimension, no NULLs, the element type, `count` elements
+    /// numbered from 1.
+    mutating func appendArrayHeader(of element: PostgresType, count: Int, arrayType: PostgresType) throws(PostgresEncodingError) {
+        guard let count = Int32(exactly: count) else { throw .outOfRange(arrayType) }
+        appendBigEndian(Int32(1))
+        appendBigEndian(Int32(0))
+        appendBigEndian(element.rawValue)
+        appendBigEndian(count)
+        appendBigEndian(Int32(1))
+    }
+}
+
 // MARK: - Standard types
 
 extension String: PostgresEncodable {
@@ -202,15 +215,9 @@ public struct PostgresJSON: PostgresEncodable, PostgresDecodable, Hashable {
 
 extension Array: PostgresEncodable where Element == String {
     public static var postgresType: PostgresType { .textArray }
-    /// Binary array: ndim, has-null flag, element OID, then (length, lower bound) per
-    /// dimension, then each element as length + bytes.
+    /// Binary array: the header (`appendArrayHeader`), then each element as length + bytes.
     public func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError) {
-        guard let count = Int32(exactly: count) else { throw .outOfRange(.textArray) }
-        buffer.appendBigEndian(Int32(1))
-        buffer.appendBigEndian(Int32(0))
-        buffer.appendBigEndian(PostgresType.text.rawValue)
-        buffer.appendBigEndian(count)
-        buffer.appendBigEndian(Int32(1))
+        try buffer.appendArrayHeader(of: .text, count: count, arrayType: .textArray)
         for element in self {
             let utf8 = element.utf8
             if element.containsNUL { throw .nulCharacter }
@@ -220,6 +227,39 @@ extension Array: PostgresEncodable where Element == String {
         }
     }
     public var isEncodable: Bool { Int32(exactly: count) != nil && !contains { $0.containsNUL } }
+}
+
+/// An element type of `PostgresArray`: its array type's OID.
+public protocol PostgresArrayElement: PostgresEncodable {
+    static var arrayType: PostgresType { get }
+}
+
+extension UUID: PostgresArrayElement { public static var arrayType: PostgresType { .uuidArray } }
+extension Int32: PostgresArrayElement { public static var arrayType: PostgresType { .int4Array } }
+extension PostgresBytes: PostgresArrayElement { public static var arrayType: PostgresType { .byteaArray } }
+
+/// A one-dimensional array of ids, numbers or bytes, sent in binary form: the server takes
+/// each element as it is, without parsing text (`uuid[]`, `integer[]`, `bytea[]`).
+public struct PostgresArray<Element: PostgresArrayElement>: PostgresEncodable {
+    public var elements: [Element]
+    public init(_ elements: [Element]) { self.elements = elements }
+    public static var postgresType: PostgresType { Element.arrayType }
+
+    /// The header, then each element as its length and its binary form.
+    public func encode(into buffer: inout [UInt8]) throws(PostgresEncodingError) {
+        try buffer.appendArrayHeader(of: Element.postgresType, count: elements.count, arrayType: Element.arrayType)
+        for element in elements {
+            let start = buffer.count
+            buffer.appendBigEndian(Int32(0))
+            try element.encode(into: &buffer)
+            guard let length = Int32(exactly: buffer.count - start - 4) else { throw .outOfRange(Element.arrayType) }
+            withUnsafeBytes(of: length.bigEndian) { length in
+                for (offset, byte) in length.enumerated() { buffer[start + offset] = byte }
+            }
+        }
+    }
+
+    public var isEncodable: Bool { Int32(exactly: elements.count) != nil && elements.allSatisfy(\.isEncodable) }
 }
 
 /// PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00:00 UTC.

@@ -26,6 +26,8 @@ public struct PostgresType: RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let varcharArray = Self(rawValue: 1015)
     public static let uuidArray = Self(rawValue: 2951)
     public static let int8Array = Self(rawValue: 1016)
+    public static let int4Array = Self(rawValue: 1007)
+    public static let byteaArray = Self(rawValue: 1001)
 
     public var description: String { "oid \(rawValue)" }
 }

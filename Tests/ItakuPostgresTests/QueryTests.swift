@@ -61,6 +61,31 @@ struct QueryTests {
         #expect(throws: PostgresError.self) { try row.decode(0, as: Int.self) }
     }
 
+    @Test("ids, numbers and bytes sent as binary arrays arrive element for element, empty arrays included")
+    func binaryArraysArrive() async throws {
+        let database = try await TestCluster.shared().makeDatabase(migrated: false)
+        let client = database.makeClient(role: .owner)
+        defer { Task { await client.shutdown() } }
+        let ids = [UUID(), UUID(), UUID()]
+        let bytes = [PostgresBytes([]), PostgresBytes([0, 0x5c, 255]), PostgresBytes(Array(repeating: 7, count: 300))]
+        let numbers: [Int32] = [0, -1, .max, .min]
+        let rows = try await client.query(
+            """
+            SELECT array_to_string(\(PostgresArray(ids)), ','), cardinality(\(PostgresArray(bytes))),
+                   (SELECT string_agg(encode(b, 'hex'), ',' ORDER BY n) FROM unnest(\(PostgresArray(bytes))) WITH ORDINALITY AS u(b, n)),
+                   array_to_string(\(PostgresArray(numbers)), ','), cardinality(\(PostgresArray([UUID]()))),
+                   pg_typeof(\(PostgresArray([Int32](1...3))))::text
+            """
+        )
+        let row = rows[0]
+        #expect(try row.decode(0, as: String.self) == ids.map { $0.uuidString.lowercased() }.joined(separator: ","))
+        #expect(try row.decode(1, as: Int32.self) == 3)
+        #expect(try row.decode(2, as: String.self) == ",005cff," + String(repeating: "07", count: 300))
+        #expect(try row.decode(3, as: String.self) == "0,-1,2147483647,-2147483648")
+        #expect(try row.decode(4, as: Int32.self) == 0)
+        #expect(try row.decode(5, as: String.self) == "integer[]")
+    }
+
     @Test("a server error carries its SQLSTATE; its description does not quote data")
     func serverErrorIsQuiet() async throws {
         let database = try await TestCluster.shared().makeDatabase(migrated: false)
