@@ -88,6 +88,18 @@ def table(directory, results_path):
             results["ratios"][f"g1_b0_{conns}"] = ratios["g1_b0"]
             results["ratios"][f"g1_b1_{conns}"] = ratios["g1_b1"]
             print(f"G1/B0 at {conns:>2} connections: {ratios['g1_b0']:.3f}    G1/B1 at {conns:>2} connections: {ratios['g1_b1']:.3f}")
+    h0, g1 = results["throughput"].get("h0_64"), results["throughput"].get("g1_64")
+    if h0 and g1:
+        results["ratios"]["g1_h0"] = round(g1["rps"] / h0["rps"], 3)
+        pairs = [(load(f"pair{n}h0_64"), load(f"pair{n}g1_64")) for n in (1, 2, 3)]
+        paired = [round(g["rps"] / h["rps"], 3) for h, g in pairs if h and g]
+        line = f"G1/H0 at 64 connections: {results['ratios']['g1_h0']:.3f}"
+        if paired:
+            results["ratios"]["g1_h0_pairs"] = paired
+            results["ratios"]["g1_h0_paired"] = sorted(paired)[len(paired) // 2]
+            line += (f"; H0 then G1 right after, 5 s each: {', '.join(f'{r:.3f}' for r in paired)}"
+                     f" (median {results['ratios']['g1_h0_paired']:.3f})")
+        print(line)
     search, imported, alone, rss = load("l1"), load("l2"), load("p2"), load("rss")
     if search:
         results["access_log_search"] = search
