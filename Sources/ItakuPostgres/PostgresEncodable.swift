@@ -76,9 +76,7 @@ extension Array where Element == UInt8 {
         var big = value.bigEndian
         Swift.withUnsafeBytes(of: &big) { append(contentsOf: $0) }
     }
-}
 
-extension Array where Element == UInt8 {
     /// A binary array's header: one dimension, no NULLs, the element type, `count` elements
     /// numbered from 1.
     mutating func appendArrayHeader(of element: PostgresType, count: Int, arrayType: PostgresType) throws(PostgresEncodingError) {
