@@ -9,7 +9,6 @@ import ItakuRegistry
 /// Keyed digests of lookup values: HMAC-SHA-256 with the tenant's digest key over the lookup
 /// kind and the normalised value. The database and the access log see only these digests.
 public struct LookupDigester: Sendable {
-    let key: SymmetricKey
     /// HMAC-SHA-256 (RFC 2104) as two SHA-256 states that have absorbed the key's inner and outer
     /// pads; each digest continues from copies of them. Crypto's `HMAC` takes its message as a
     /// generic `DataProtocol`, which cost more than the hashing for these short texts.
@@ -17,7 +16,6 @@ public struct LookupDigester: Sendable {
     private let outer: SHA256
 
     public init(key: SymmetricKey) {
-        self.key = key
         var block = key.withUnsafeBytes { bytes in
             bytes.count > SHA256.blockByteCount ? SHA256.hash(data: bytes).withUnsafeBytes { Array($0) } : Array(bytes)
         }
@@ -29,7 +27,13 @@ public struct LookupDigester: Sendable {
             for index in block.indices { block[index] ^= 0x36 ^ 0x5C }
             outer.update(bufferPointer: UnsafeRawBufferPointer(block))
             // The key's bytes do not stay behind in freed memory.
-            if let base = block.baseAddress { explicit_bzero(base, block.count) }
+            if let base = block.baseAddress {
+                #if canImport(Glibc)
+                explicit_bzero(base, block.count)
+                #else
+                _ = memset_s(base, block.count, 0, block.count)
+                #endif
+            }
         }
         self.inner = inner
         self.outer = outer
