@@ -106,7 +106,7 @@ struct AccessLogValueSearchTests {
     @Test("a lookup value or a subject is found through its digest; the value itself is stored nowhere in the log")
     func searchByDigest() async throws {
         let fixture = try await AdminFixture.make()
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
+        let state = try TestStateFolders.make()
         let app = try await makeApplication(database: fixture.database, settings: ["state.directory": .init(.string(state), isSecret: false)])
         let op = fixture.operatorKey
         try await app.test(.live) { client in

@@ -122,7 +122,7 @@ func jsonObject(_ text: String) -> Any {
 /// folder whose keyring made its digests and tokens: build the application on that folder.
 func seededDemo(customers: Int, policyholders: Int) async throws -> (TestDatabase, String, Keyring, [String: String]) {
     let database = try await TestCluster.shared().makeDatabase()
-    let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
+    let state = try TestStateFolders.make()
     // The keyring is made the way the application makes it, before the application starts.
     let keyring = try Keyring.load(file: state + "/keyring.json", directory: nil, generate: true)
     let runtime = database.makeClient(role: .runtime)

@@ -13,7 +13,7 @@ func makeApplication(
     settings: [AbsoluteConfigKey: ConfigValue] = [:],
     logger: Logger = Logger(label: "itaku.test")
 ) async throws -> some ApplicationProtocol {
-    let state = FileManager.default.temporaryDirectory.appendingPathComponent("itaku-state-\(UUID())").path
+    let state = try TestStateFolders.make()
     var values: [AbsoluteConfigKey: ConfigValue] = [
         "http.port": 0,
         "state.directory": .init(.string(state), isSecret: false),
