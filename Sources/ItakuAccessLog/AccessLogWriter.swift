@@ -297,7 +297,7 @@ public final class AccessLogWriter: Service, Sendable {
             if inserts.count == 1 {
                 try await database.query(inserts[0])
             } else {
-                try await database.withConnection { try await $0.pipeline(inserts) }
+                _ = try await database.withConnection { try await $0.pipeline(inserts) }
             }
             // Only the streams this batch wrote: a transactional commit may have moved others.
             state.withLock { state in

@@ -16,7 +16,7 @@ public struct PartitionMaintenance: Service {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
                     try await database.query("SELECT itaku.ensure_access_log_partitions(3)")

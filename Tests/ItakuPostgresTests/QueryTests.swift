@@ -171,7 +171,7 @@ struct QueryTests {
         }
         let count = try await client.query("SELECT count(*) FROM items")[0].decode(0, as: Int.self)
         #expect(count == 0)
-        try await client.withTransaction { try await $0.query("INSERT INTO items VALUES (3)") }
+        _ = try await client.withTransaction { try await $0.query("INSERT INTO items VALUES (3)") }
         #expect(try await client.query("SELECT count(*) FROM items")[0].decode(0, as: Int.self) == 1)
     }
 
