@@ -78,8 +78,10 @@ public enum AccessLogStore {
     /// Checked before an entry joins a batch, so one bad entry cannot fail the others.
     public static func isStorable(_ entry: AccessEntry) -> Bool {
         var check = PostgresParameterCheck()
-        bind(entry, into: &check)
-        return check.isEncodable
+        bind(entry, fields: nil, into: &check)
+        // The fields document is written only to be sent: its text holds `\u0000`, which jsonb
+        // refuses, exactly when a name or a value holds NUL.
+        return check.isEncodable && !(entry.fields ?? [:]).contains { $0.key.containsNUL || $0.value.containsNUL }
     }
 
     /// Inserts one entry on a connection the caller holds, unchained, in the caller's transaction.
@@ -134,14 +136,19 @@ public enum AccessLogStore {
     }
 
     static func bind(_ entry: AccessEntry, into binds: inout some PostgresParameters) {
-        func optional<T: PostgresEncodable>(_ value: T?, _ type: PostgresType) {
-            if let value { binds.append(value) } else { binds.appendNull(type) }
-        }
         let fields: PostgresJSON? = entry.fields.map { fields in
             var text: [UInt8] = []
             text.reserveCapacity(256)
             JSONText.append(fields, to: &text)
             return PostgresJSON(String(decoding: text, as: UTF8.self))
+        }
+        bind(entry, fields: fields, into: &binds)
+    }
+
+    /// Every column of `entry`, with `fields` as its fields document.
+    private static func bind(_ entry: AccessEntry, fields: PostgresJSON?, into binds: inout some PostgresParameters) {
+        func optional<T: PostgresEncodable>(_ value: T?, _ type: PostgresType) {
+            if let value { binds.append(value) } else { binds.appendNull(type) }
         }
         binds.append(entry.id)
         binds.append(entry.occurredAt)

@@ -257,7 +257,9 @@ public struct PostgresArray<Element: PostgresArrayElement>: PostgresEncodable {
         }
     }
 
-    public var isEncodable: Bool { Int32(exactly: elements.count) != nil && elements.allSatisfy(\.isEncodable) }
+    // A closure, not a key path: a key path through the generic element is built at run time,
+    // on every check.
+    public var isEncodable: Bool { Int32(exactly: elements.count) != nil && elements.allSatisfy { $0.isEncodable } }
 }
 
 /// PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00:00 UTC.
