@@ -678,15 +678,21 @@ class Run:
 
     def cli_verify(self):
         env = dict(os.environ, ITAKU_STATE_DIRECTORY=self.args.state, ITAKU_LOG_LEVEL="warning")
-        done = subprocess.run([self.args.itaku, "verify-log"], env=env, capture_output=True, text=True, timeout=300,
-                              cwd=self.args.root)
+        # The checkpoints the service logged are the anchors: every one must still name its entry.
+        anchors = os.path.join(self.args.logs, "serve.log")
+        done = subprocess.run([self.args.itaku, "verify-log", "--anchors", anchors], env=env, capture_output=True, text=True,
+                              timeout=300, cwd=self.args.root)
         with open(os.path.join(self.args.logs, "verify-log.txt"), "w") as f:
             f.write(done.stdout + done.stderr)
         lines = done.stdout.strip().splitlines()
         self.cli_verify_result = (done.returncode, lines[-1] if lines else done.stderr.strip()[-200:])
         if done.returncode != 0:
-            bad = [line for line in lines if "FIRST PROBLEM" in line or "no chain" in line][:5]
+            bad = [line for line in lines if "problem" in line or "no chain" in line][:5]
             self.fail("verify", f"itaku verify-log exited {done.returncode}: {self.cli_verify_result[1]}; {bad}")
+        read = [line for line in lines if line.startswith("anchors: ")]
+        self.anchors = read[0][len("anchors: "):] if read else "none"
+        if not read or read[0].startswith("anchors: 0 ") or "not signed" in read[0]:
+            self.fail("verify", f"the service's log did not give verify-log its checkpoints as anchors: {self.anchors}")
 
     # Checks against the database
 
@@ -866,7 +872,7 @@ class Run:
         if verify:
             print(f"POST /v1/access-log/verify: {verify['status']} {verify.get('verify')}")
         if hasattr(self, "cli_verify_result"):
-            print(f"itaku verify-log: exit {self.cli_verify_result[0]}: {self.cli_verify_result[1]}")
+            print(f"itaku verify-log: exit {self.cli_verify_result[0]}: {self.cli_verify_result[1]} (anchors: {getattr(self, 'anchors', 'none')})")
         for note in self.notes:
             print(f"note: {note}")
         print(f"seed {self.args.seed}; load {self.args.seconds} s; total {time.monotonic() - started:.1f} s")

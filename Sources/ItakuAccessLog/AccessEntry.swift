@@ -185,10 +185,21 @@ public enum AccessLogStore {
 
     /// Reads an entry back from a row selected with `columns`.
     public static func entry(_ row: PostgresRow) throws -> AccessEntry {
+        try entry(row, strict: false)
+    }
+
+    /// `entry(_:)`; `strict` (the verifier) refuses an operation or decision that Itaku never
+    /// writes, rather than reading it as the nearest one: a changed value must not read back as
+    /// the entry that was hashed.
+    public static func entry(_ row: PostgresRow, strict: Bool) throws -> AccessEntry {
+        let operation = AccessEntry.Operation(rawValue: try row.decode(11))
+        let decision = AccessEntry.Decision(rawValue: try row.decode(21))
+        if strict, operation == nil || decision == nil {
+            throw PostgresError(.decoding, detail: "an access entry's operation or decision is not one Itaku writes")
+        }
         var entry = AccessEntry(
             tenantID: try row.decode(2), actorRole: try row.decode(3), actorKeyID: try row.decode(4),
-            operation: AccessEntry.Operation(rawValue: try row.decode(11)) ?? .review,
-            decision: AccessEntry.Decision(rawValue: try row.decode(21)) ?? .deny, reason: try row.decode(22)
+            operation: operation ?? .review, decision: decision ?? .deny, reason: try row.decode(22)
         )
         entry.id = try row.decode(0)
         entry.occurredAt = try row.decode(1)
@@ -259,13 +270,6 @@ public enum AccessLogStore {
             """
         )
         return Dictionary(try rows.map(checkpoint).map { ($0.stream, $0) }, uniquingKeysWith: { first, _ in first })
-    }
-
-    /// Each stream's head when migration 0008 introduced seals: entries up to it were written
-    /// before seals existed, and only checkpoints cover them.
-    public static func legacyHeads(on connection: PostgresConnection) async throws -> [String: Int64] {
-        let rows = try await connection.query("SELECT stream, seq FROM itaku.access_log_legacy_heads")
-        return Dictionary(try rows.map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int64.self)) }, uniquingKeysWith: max)
     }
 
     /// One page of checkpoints, newest first, after `cursor` (created_at, id), under the

@@ -9,6 +9,12 @@ import ItakuPostgres
 /// An entry is verified when its chain leads to a valid seal or checkpoint: a stream whose
 /// newest entries are covered by neither (`unsealed_tail`) was extended by someone who does not
 /// hold the key (the gateway seals the last entry of every write in the same transaction).
+///
+/// Everything in the database can be deleted by its owner, checkpoints included: a stream cut
+/// back to an earlier seal, or removed whole, leaves nothing behind to find. `anchors`
+/// (checkpoints kept outside the database: the service logs each one, `Checkpoint.logMetadata`)
+/// close that gap: each stream's newest valid checkpoint, in the database or among the anchors,
+/// must still name its entry.
 public struct AccessLogVerifier: Sendable {
     public struct Finding: Sendable, Equatable, Encodable {
         /// `entry_altered` (content differs from its hash), `chain_broken` (an entry's previous
@@ -68,15 +74,24 @@ public struct AccessLogVerifier: Sendable {
     }
 
     /// Verifies the whole log, read through `database`: a client of the reader role
-    /// (`itaku_reader`), the only role that sees every tenant's entries.
-    public func verify(_ database: PostgresClient) async throws -> Report {
+    /// (`itaku_reader`), the only role that sees every tenant's entries. `anchors`: checkpoints
+    /// kept outside the database; those whose signature does not verify are not used.
+    public func verify(_ database: PostgresClient, anchors: [Checkpoint] = []) async throws -> Report {
         let deadline = timeLimit.map { ContinuousClock.now + $0 }
         // Each stream's newest checkpoint: it covers every entry up to it (a recomputed chain
         // no longer ends in its hash; a cut below it leaves it naming entries that are gone).
         // Seals cover the rest. One row per stream, so memory does not grow with the log's age.
-        let (latest, legacy) = try await database.withTransaction { connection in
-            (try await AccessLogStore.latestCheckpoints(on: connection), try await AccessLogStore.legacyHeads(on: connection))
+        var latest = try await database.withTransaction { try await AccessLogStore.latestCheckpoints(on: $0) }
+        // An anchor newer than the database's newest checkpoint takes its place: the database
+        // may have lost the checkpoints after it (and the entries they named).
+        for anchor in anchors where anchor.isValid(publicKey: publicKey) && anchor.seq > latest[anchor.stream]?.seq ?? 0 {
+            latest[anchor.stream] = anchor
         }
+        // Every entry has a stream (the column is NOT NULL): one without was written around
+        // the constraint.
+        let unchained = try await database.withTransaction { connection in
+            try await connection.query("SELECT entry_id FROM itaku.access_log WHERE stream IS NULL ORDER BY entry_id LIMIT \(Self.maxProblems)")
+        }.map { Finding(problem: "unchained_entry", seq: nil, entryID: try $0.decode(0, as: UUID.self)) }
         var streams: [String: StreamState] = [:]
         var total = 0
         var complete = true
@@ -106,8 +121,8 @@ public struct AccessLogVerifier: Sendable {
                 let position = (stream: try row.decode(26, as: String.self), seq: try row.decode(27, as: Int64.self), id: try row.decode(0, as: UUID.self))
                 after = position
                 total += 1
-                var state = streams[position.stream] ?? StreamState(latest: latest[position.stream], legacyHead: legacy[position.stream] ?? 0)
-                if let entry = try? AccessLogStore.entry(row), let link = entry.chain {
+                var state = streams[position.stream] ?? StreamState(latest: latest[position.stream])
+                if let entry = try? AccessLogStore.entry(row, strict: true), let link = entry.chain {
                     state.check(entry, link, publicKey: publicKey)
                 } else {
                     state.unreadable(seq: position.seq, entryID: position.id)
@@ -119,7 +134,7 @@ public struct AccessLogVerifier: Sendable {
 
         var reports: [StreamReport] = []
         for name in Set(streams.keys).union(latest.keys).sorted() {
-            var state = streams[name] ?? StreamState(latest: latest[name], legacyHead: legacy[name] ?? 0)
+            var state = streams[name] ?? StreamState(latest: latest[name])
             if let checkpoint = latest[name] { state.check(checkpoint, publicKey: publicKey, complete: complete) }
             if complete { state.finish() }
             reports.append(StreamReport(
@@ -128,8 +143,8 @@ public struct AccessLogVerifier: Sendable {
             ))
         }
         return Report(
-            clean: complete && reports.allSatisfy { $0.problems.isEmpty }, complete: complete, entries: total,
-            checkpoints: latest.count, streams: reports, unchained: []
+            clean: complete && reports.allSatisfy { $0.problems.isEmpty } && unchained.isEmpty, complete: complete, entries: total,
+            checkpoints: latest.count, streams: reports, unchained: unchained
         )
     }
 
@@ -148,17 +163,17 @@ public struct AccessLogVerifier: Sendable {
         var expectedSeq: Int64 = 1
         var previous = ChainLink.genesis
         var last: (seq: Int64, id: UUID)?
-        /// The highest sequence number covered by a valid seal or matching checkpoint (or
-        /// written before seals existed: migration 0008 recorded each stream's head then).
+        /// The highest sequence number covered by a valid seal or matching checkpoint. (Each
+        /// stream's head when migration 0008 introduced seals is in a table without a
+        /// signature, so it covers nothing: anyone with the database could raise it.)
         var covered: Int64 = 0
         /// The stream's newest checkpoint: only the hash at its sequence number is kept.
         var wanted: Int64?
         var hash: [UInt8]?
         var problems: [Finding] = []
 
-        init(latest: Checkpoint?, legacyHead: Int64) {
+        init(latest: Checkpoint?) {
             self.wanted = latest?.seq
-            self.covered = legacyHead
         }
 
         mutating func unreadable(seq: Int64, entryID: UUID) {

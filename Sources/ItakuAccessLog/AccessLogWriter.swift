@@ -355,6 +355,11 @@ public final class AccessLogWriter: Service, Sendable {
         do {
             let signed = checkpoints
             try await database.withTransaction { try await AccessLogStore.insert(signed, on: $0) }
+            // Each committed checkpoint also leaves the database: its log line is an anchor
+            // (`Checkpoint.logMetadata`).
+            for checkpoint in signed {
+                logger.notice("\(Checkpoint.logMessage)", metadata: checkpoint.logMetadata.mapValues { .string($0) })
+            }
             state.withLock { state in
                 for checkpoint in checkpoints { state.checkpointed[checkpoint.stream] = checkpoint.seq }
                 // Abandoned streams take no more entries: once their heads are signed, forget them.

@@ -145,6 +145,51 @@ public struct Checkpoint: Sendable, Equatable {
     }
 }
 
+// MARK: - Checkpoints outside the database
+
+/// Every checkpoint is also written to the service's own log, one line each (`logMetadata`).
+/// Shipped off the database's host, those lines are anchors that someone with the database
+/// alone cannot take back: `itaku verify-log --anchors FILE` holds the log to them, so that
+/// a stream cut back to an earlier seal, or deleted whole with its checkpoints, is found.
+extension Checkpoint {
+    /// The message of a checkpoint's log line.
+    public static let logMessage = "access-log checkpoint"
+
+    /// The checkpoint as the metadata of its log line: nothing but ids, counts, hashes and the
+    /// signature.
+    public var logMetadata: [String: String] {
+        var metadata = [
+            "itaku.checkpoint.stream": stream, "itaku.checkpoint.seq": String(seq), "itaku.checkpoint.hash": AccessEntry.hex(hash),
+            "itaku.checkpoint.created_at": String(AccessEntry.microseconds(createdAt)), "itaku.checkpoint.key_id": keyID,
+            "itaku.checkpoint.signature": AccessEntry.hex(signature),
+        ]
+        if let tenantID { metadata["itaku.checkpoint.tenant_id"] = tenantID.lowercasedString }
+        return metadata
+    }
+
+    /// The checkpoint of one line of the service's JSON log (`JSONLogHandler`); nil for any
+    /// other line. The signature is not checked here.
+    public init?(logLine: String) {
+        var line = logLine
+        guard line.contains(Self.logMessage),
+            let object = line.withUTF8({ JSONText.flatObject($0) }),
+            case .string(Self.logMessage) = object["message"],
+            case .string(let stream) = object["itaku.checkpoint.stream"],
+            case .string(let seqText) = object["itaku.checkpoint.seq"], let seq = Int64(seqText),
+            case .string(let hashText) = object["itaku.checkpoint.hash"], let hash = Hex.decode(hashText),
+            case .string(let timeText) = object["itaku.checkpoint.created_at"], let micros = Int64(timeText),
+            case .string(let keyID) = object["itaku.checkpoint.key_id"],
+            case .string(let signatureText) = object["itaku.checkpoint.signature"], let signature = Hex.decode(signatureText)
+        else { return nil }
+        var tenantID: UUID?
+        if case .string(let tenant) = object["itaku.checkpoint.tenant_id"] { tenantID = UUID(uuidString: tenant) }
+        self.init(
+            id: UUID(), createdAt: Date(timeIntervalSince1970: Double(micros) / 1_000_000), stream: stream, tenantID: tenantID,
+            seq: seq, hash: hash, keyID: keyID, signature: signature
+        )
+    }
+}
+
 /// The canonical form's JSON array, written element by element into one buffer.
 private struct CanonicalArray {
     var bytes: [UInt8] = [UInt8(ascii: "[")]

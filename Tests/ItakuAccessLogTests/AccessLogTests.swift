@@ -60,10 +60,10 @@ struct WrittenLog {
         return WrittenLog(database: database, keyring: keyring, commits: Int(after - before))
     }
 
-    func verify(_ database: TestDatabase) async throws -> AccessLogVerifier.Report {
+    func verify(_ database: TestDatabase, anchors: [Checkpoint] = []) async throws -> AccessLogVerifier.Report {
         let client = database.makeClient(role: .reader)
         do {
-            let report = try await AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey).verify(client)
+            let report = try await AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey).verify(client, anchors: anchors)
             await client.shutdown()
             return report
         } catch {
@@ -183,6 +183,106 @@ struct AccessLogTests {
                 || ($0.problem == "unsealed_tail" && ($0.seq ?? 0) <= 4321)
         }, "\(problems)")
         #expect(report.streams.allSatisfy { $0.verifiedThrough < 4321 })
+    }
+
+    /// Someone with the database can cut a stream back to any sealed entry, or delete it whole,
+    /// and delete the checkpoints that named what is gone: nothing in the database shows it.
+    /// The checkpoints the service logged (anchors) still do.
+    @Test("a stream cut back to a seal, or deleted whole, with its checkpoints, is found through the checkpoints the service logged")
+    func anchorsFindWhatTheDatabaseLost() async throws {
+        let log = try await Self.log.value
+        // The anchors as verify-log reads them: checkpoint lines of the service's JSON log.
+        let owner = log.database.makeClient(role: .owner)
+        let checkpoints = try await owner.withConnection { try await AccessLogStore.latestCheckpoints(on: $0) }
+        let streams = try await owner.query("SELECT DISTINCT stream FROM itaku.access_log ORDER BY stream").map { try $0.decode(0, as: String.self) }
+        let (cut, deleted) = (streams[0], streams[1])
+        let sealed = try await owner.query(
+            "SELECT max(seq) FROM itaku.access_log WHERE stream = \(cut) AND seal IS NOT NULL AND seq <= 4000"
+        )[0].decode(0, as: Int64.self)
+        await owner.shutdown()
+        let handler = JSONLogHandler(label: "itaku")
+        let lines = checkpoints.values.map { checkpoint in
+            handler.line(level: .notice, message: Checkpoint.logMessage, metadata: checkpoint.logMetadata.mapValues { .string($0) }, time: Date())
+        }
+        let anchors = lines.compactMap { Checkpoint(logLine: $0) }
+        #expect(anchors.count == 2 && Set(anchors.map(\.stream)) == Set(streams))
+        #expect(Checkpoint(logLine: handler.line(level: .info, message: "request", metadata: ["http.status": "200"], time: Date())) == nil)
+
+        let copy = try await log.tampered(
+            """
+            DELETE FROM itaku.access_log WHERE stream = '\(cut)' AND seq > \(sealed);
+            DELETE FROM itaku.access_log WHERE stream = '\(deleted)';
+            DELETE FROM itaku.access_log_checkpoints;
+            """
+        )
+        // The database alone: what is left is sealed, and verifies.
+        let alone = try await log.verify(copy)
+        #expect(alone.clean)
+        let anchored = try await log.verify(copy, anchors: anchors)
+        #expect(!anchored.clean)
+        let found = Dictionary(uniqueKeysWithValues: anchored.streams.map { ($0.stream, $0.problems.map { "\($0.problem) \($0.seq ?? 0)" }) })
+        #expect(found[cut] == ["truncated 5000"])
+        #expect(found[deleted] == ["truncated 5000"])
+        // Anchors signed by another key are not used.
+        let forged = try anchors.map { anchor in
+            try Checkpoint.sign(stream: anchor.stream, tenantID: anchor.tenantID, seq: anchor.seq, hash: anchor.hash, at: anchor.createdAt, keyring: Keyring.generate())
+        }
+        #expect(try await log.verify(copy, anchors: forged).clean)
+    }
+
+    /// The table of each stream's head when seals were introduced carries no signature: raising
+    /// it must not make entries appended without the key count as covered.
+    @Test("an entry appended without the key is found even under a forged legacy head")
+    func forgedLegacyHeadCoversNothing() async throws {
+        let log = try await Self.log.value
+        let copy = try await log.tampered("SELECT 1")
+        let owner = copy.makeClient(role: .owner)
+        let stream = try await owner.query("SELECT min(stream) FROM itaku.access_log")[0].decode(0, as: String.self)
+        let rows = try await owner.query(
+            PostgresQuery(unsafeSQL: "SELECT \(AccessLogStore.columns) FROM itaku.access_log WHERE stream = $1 AND seq = 5000", binds: {
+                var binds = PostgresBindings()
+                binds.append(stream)
+                return binds
+            }())
+        )
+        var forged = try AccessLogStore.entry(rows[0])
+        let head = try #require(forged.chain)
+        forged.id = UUID()
+        forged.reason = "allowed"
+        forged.chain = nil
+        let hash = AccessEntry.chainHash(previous: head.hash, canonical: forged.canonicalBytes(stream: stream, seq: 5001))
+        forged.chain = ChainLink(stream: stream, seq: 5001, previousHash: head.hash, hash: hash)
+        try await owner.withConnection { connection in
+            try await AccessLogStore.insert(forged, on: connection)
+            try await connection.query("INSERT INTO itaku.access_log_legacy_heads (stream, seq) VALUES (\(stream), 9000000000000000000)")
+        }
+        await owner.shutdown()
+        let report = try await log.verify(copy)
+        #expect(!report.clean)
+        let problems = report.streams.first { $0.stream == stream }?.problems ?? []
+        #expect(problems.map { "\($0.problem) \($0.seq ?? 0) \($0.entryID == forged.id)" } == ["unsealed_tail 5001 true"])
+    }
+
+    @Test("an entry whose decision is changed to a value Itaku never writes, or that has no stream, is reported")
+    func valuesOutsideTheSchemaAreReported() async throws {
+        let log = try await Self.log.value
+        let copy = try await log.tampered(
+            """
+            ALTER TABLE itaku.access_log DROP CONSTRAINT access_log_decision_check;
+            UPDATE itaku.access_log SET decision = 'denied' WHERE seq = 2222 AND decision = 'deny';
+            UPDATE itaku.access_log SET decision = 'allowed' WHERE seq = 2222 AND decision = 'allow';
+            ALTER TABLE itaku.access_log ALTER COLUMN stream DROP NOT NULL, ALTER COLUMN seq DROP NOT NULL,
+                ALTER COLUMN prev_hash DROP NOT NULL, ALTER COLUMN hash DROP NOT NULL;
+            INSERT INTO itaku.access_log (entry_id, occurred_at, tenant_id, actor_role, operation, decision, reason)
+                SELECT gen_random_uuid(), occurred_at, tenant_id, actor_role, operation, decision, 'allowed'
+                FROM itaku.access_log WHERE seq = 3333 LIMIT 1;
+            """
+        )
+        let report = try await log.verify(copy)
+        #expect(!report.clean)
+        let found = report.streams.compactMap(\.firstProblem)
+        #expect(found.count == 2 && found.allSatisfy { $0.problem == "entry_altered" && $0.seq == 2222 }, "\(found)")
+        #expect(report.unchained.count == 1 && report.unchained[0].problem == "unchained_entry")
     }
 
     @Test("the runtime role cannot update, delete or truncate the log or its checkpoints", arguments: [
