@@ -204,8 +204,12 @@ public struct AgentDataService: Sendable {
         call.entry.reason = refusal?.code ?? decision.reason.rawValue
         guard decision.isAllowed, refusal == nil else {
             call.entry.decision = .deny
-            if !decision.deniedFields.isEmpty {
-                call.entry.fields = Dictionary(decision.deniedFields.map { ($0, "denied") }, uniquingKeysWith: { first, _ in first })
+            // Only the names of the dataset's fields are written: a name that is none could be
+            // anything. (The caller's problem still names every field it asked for.)
+            let schema = decision.tenantID.flatMap { snapshot.datasets[$0]?[call.access.dataset] }?.schema
+            let denied = decision.deniedFields.filter { schema?.field($0) != nil }
+            if !denied.isEmpty {
+                call.entry.fields = Dictionary(denied.map { ($0, "denied") }, uniquingKeysWith: { first, _ in first })
             }
             let written = try await accessLog.append(call.entry)
             var problem = refusal ?? AgentRefusal(

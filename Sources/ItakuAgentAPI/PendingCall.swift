@@ -56,12 +56,13 @@ struct PendingCall {
         }
         entry.integrationID = call.integrationID
         // Caller-chosen names reach the log only when they name something registered: an
-        // unknown agent id or purpose key could be anything, a phone number included.
+        // unknown agent id, purpose key or dataset name could be anything, a phone number
+        // included.
         entry.agent = call.agent.flatMap { snapshot.agent(employeeID: $0) == nil ? nil : $0 }
         entry.agentVerified = call.agentVerified
         entry.purposeKey = access.purposeKey.flatMap { key in named.flatMap { snapshot.purposes[$0.id]?[key] } == nil ? nil : key }
         entry.caseRef = access.caseRef
-        entry.dataset = access.dataset.isEmpty ? nil : access.dataset
+        entry.dataset = named.flatMap { snapshot.datasets[$0.id]?[access.dataset] } == nil ? nil : access.dataset
         entry.requestID = call.requestID
         entry.clientAddress = call.clientAddress
     }

@@ -14,6 +14,42 @@ import Testing
 
 @Suite("Agent data API edges")
 struct AgentEdgeTests {
+    @Test("a dataset or field name that names nothing registered is not written to the access log")
+    func unregisteredNamesStayOutOfTheLog() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 3, policyholders: 1)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let customer = try #require(Array(DemoCustomers(count: 1)).first)
+        let integration = credentials["ITAKU_INTEGRATION_KEY"]
+        let token = try #require(credentials["ITAKU_AGENT_TOKEN"])
+        let base: HTTPFields = [.init("Itaku-Agent")!: token, .init("Itaku-Purpose")!: "survey-outreach", .init("Itaku-Case")!: "CALL-7"]
+        try await app.test(.live) { client in
+            var headers = base
+            headers[.init("Itaku-Request-Id")!] = "names-dataset"
+            let dataset = try await client.call(
+                .post, "/v1/tenants/acme-retail/datasets/tel09012345678/lookup", key: integration,
+                json: ["by": "customer_no", "value": customer["customer_no"] ?? ""], headers: headers
+            )
+            #expect(dataset.status == .notFound)
+            headers[.init("Itaku-Request-Id")!] = "names-field"
+            let field = try await client.call(
+                .post, "/v1/tenants/acme-retail/datasets/customers/lookup", key: integration,
+                json: ["by": "customer_no", "value": customer["customer_no"] ?? "", "fields": ["name", "birth_date", "x09012345678"]], headers: headers
+            )
+            #expect(field.status == .forbidden && field.code == "field_not_allowed")
+        }
+        let owner = database.makeClient(role: .owner)
+        let rows = try await owner.query("SELECT request_id, dataset, fields::text FROM itaku.access_log WHERE request_id LIKE 'names-%'")
+        await owner.shutdown()
+        let entries = Dictionary(uniqueKeysWithValues: try rows.map {
+            (try $0.decode(0, as: String.self), (try $0.decode(1, as: String?.self), try $0.decode(2, as: String?.self)))
+        })
+        #expect(entries.count == 2)
+        #expect(entries["names-dataset"].map { $0.0 == nil } == true)
+        #expect(entries["names-field"]?.0 == "customers")
+        #expect(entries["names-field"]?.1?.contains("birth_date") == true)
+        #expect(entries.values.allSatisfy { !"\($0)".contains("09012345678") })
+    }
+
     @Test("volume limits answer 429 with Retry-After; a suspended record is withheld and logged; bad tokens and malformed requests get 4xx, never 500")
     func edges() async throws {
         let (database, state, keyring, credentials) = try await seededDemo(customers: 50, policyholders: 5)
