@@ -109,6 +109,7 @@ struct ImportsController: Sendable {
             case .malformedQuote(let line): sink.reject(line: line, field: nil, code: "malformed_csv")
             case .unterminatedQuote(let line): sink.reject(line: line, field: nil, code: "unterminated_quote")
             case .invalidUTF8(let line): sink.reject(line: line, field: nil, code: "invalid_utf8")
+            case .rowTooLarge(let line): sink.reject(line: line, field: nil, code: "row_too_large")
             }
         }
         if header == nil { sink.reject(line: 1, field: nil, code: "header_required") }

@@ -145,6 +145,7 @@ public struct PurposeDefinition: Sendable, Codable, Equatable {
             if hours.days.isEmpty || !hours.days.allSatisfy(days.contains) {
                 issues.append(.init(code: "invalid_business_days", pointer: "business_hours.days"))
             }
+            if Set(hours.days).count != hours.days.count { issues.append(.init(code: "duplicate_value", pointer: "business_hours.days")) }
             if !(Self.minutes(hours.start).flatMap { start in Self.minutes(hours.end).map { start < $0 } } ?? false) {
                 issues.append(.init(code: "invalid_business_hours", pointer: "business_hours"))
             }
@@ -170,6 +171,10 @@ public struct PurposeDefinition: Sendable, Codable, Equatable {
                 continue
             }
             if rules.operations.isEmpty { issues.append(.init(code: "operations_required", pointer: base + ".operations")) }
+            // Each list names a thing once: a name repeated adds nothing but length.
+            if Set(rules.operations).count != rules.operations.count { issues.append(.init(code: "duplicate_value", pointer: base + ".operations")) }
+            if Set(rules.lookupKeys).count != rules.lookupKeys.count { issues.append(.init(code: "duplicate_value", pointer: base + ".lookup_keys")) }
+            if Set(rules.updatable).count != rules.updatable.count { issues.append(.init(code: "duplicate_value", pointer: base + ".updatable")) }
             if !(1...100).contains(rules.maxResults) { issues.append(.init(code: "invalid_max_results", pointer: base + ".max_results")) }
             for key in rules.lookupKeys {
                 guard let field = schema.field(key) else {

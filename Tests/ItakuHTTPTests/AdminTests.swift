@@ -107,6 +107,12 @@ struct AdminTests {
         (jsonText(["name": "x", "legal_basis": "contract", "datasets": ["claims": ["operations": ["read"], "fields": ["name": "plain"]]]]), "unknown_dataset", "datasets.claims"),
         (jsonText(purpose().merging(["valid_from": "2026-12-31", "valid_until": "2026-01-01"]) { $1 }), "invalid_validity", "valid_until"),
         (jsonText(purpose().merging(["valid_from": "2026-02-30"]) { $1 }), "invalid_date", "valid_from"),
+        (jsonText(["name": "x", "legal_basis": "contract", "datasets": ["customers": ["operations": ["read", "read"], "fields": ["name": "plain"]]]]),
+         "duplicate_value", "datasets.customers.operations"),
+        (jsonText(["name": "x", "legal_basis": "contract", "datasets": ["customers": [
+            "operations": ["lookup"], "lookup_keys": ["phone", "phone"], "fields": ["name": "plain"]]]]), "duplicate_value", "datasets.customers.lookup_keys"),
+        (jsonText(purpose().merging(["business_hours": ["days": ["mon", "mon"], "start": "09:00", "end": "18:00"]]) { $1 }),
+         "duplicate_value", "business_hours.days"),
     ])
     func purposeValidation(bodyText: String, code: String, pointer: String) async throws {
         let fixture = try await AdminFixture.make()
@@ -147,6 +153,14 @@ struct AdminTests {
             #expect(errors.allSatisfy { $0["line"] as? Int == 3002 })
             #expect(Set(errors.compactMap { $0["code"] as? String }) == ["invalid_phone", "invalid_date"])
             #expect(!rejected.text.contains("not-a-phone"))
+
+            // A body of commas without a line end: refused at its first line, not read to the end.
+            let flood = try await client.call(
+                .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin,
+                text: "customer_no,name\n" + String(repeating: ",", count: 3 << 20)
+            )
+            #expect(flood.status == .unprocessableContent && flood.code == "import_rejected")
+            #expect((flood["errors"] as? [[String: Any]])?.first?["code"] as? String == "row_too_large")
 
             let duplicate = try await client.call(
                 .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, json: [["customer_no": "X1", "name": "a"], ["customer_no": "X1", "name": "b"]]

@@ -27,6 +27,22 @@ struct ConsoleRenderingTests {
         #expect(SVGChart.grouped(1_234_567) == "1,234,567" && SVGChart.grouped(-1000) == "-1,000")
     }
 
+    @Test("the purpose diff pairs changed lines between unchanged ones, and stays linear for texts too long to compare line by line")
+    func diffIsBounded() {
+        let lines = LineDiff.sideBySide("a\nb\nc\nd", "a\nB\nc\nd\ne")
+        #expect(lines == [
+            .init(before: "a", after: "a", changed: false), .init(before: "b", after: "B", changed: true),
+            .init(before: "c", after: "c", changed: false), .init(before: "d", after: "d", changed: false),
+            .init(before: nil, after: "e", changed: true),
+        ])
+        // 200,000 lines against 200,000 others: a table of every pair would need 320 GB.
+        let long = (0..<200_000).map { "\"read\"," + String($0) }.joined(separator: "\n")
+        let other = (0..<200_000).map { "\"lookup\"," + String($0) }.joined(separator: "\n")
+        let diff = LineDiff.sideBySide("{\n" + long + "\n}", "{\n" + other + "\n}")
+        #expect(diff.count == 200_002 && diff.first?.changed == false && diff.last?.changed == false)
+        #expect(diff.dropFirst().dropLast().allSatisfy { $0.changed })
+    }
+
     @Test("no data shows the empty text and no bars; stacked columns draw one rect per non-zero segment")
     func emptyDataAndSegments() {
         let series = [ChartSeries(name: "allowed", color: "#2e7d32"), ChartSeries(name: "denied", color: "#c62828")]

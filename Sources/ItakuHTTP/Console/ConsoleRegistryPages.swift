@@ -238,8 +238,36 @@ enum LineDiff {
         var changed: Bool
     }
 
+    /// The largest table of the common subsequence (lines before × lines after, once the common
+    /// start and end are set aside): about 2 MB. Past it, the changed middle is shown as removed
+    /// then added, so a very long definition costs time and memory in proportion to its length.
+    static let maxTable = 250_000
+
     static func sideBySide(_ left: String, _ right: String) -> [Line] {
-        let a = left.components(separatedBy: "\n"), b = right.components(separatedBy: "\n")
+        let allBefore = left.components(separatedBy: "\n"), allAfter = right.components(separatedBy: "\n")
+        var start = 0
+        while start < allBefore.count, start < allAfter.count, allBefore[start] == allAfter[start] { start += 1 }
+        var end = 0
+        while end < allBefore.count - start, end < allAfter.count - start,
+            allBefore[allBefore.count - 1 - end] == allAfter[allAfter.count - 1 - end]
+        {
+            end += 1
+        }
+        let same = { (line: String) in Line(before: line, after: line, changed: false) }
+        let head = allBefore[..<start].map(same), tail = allBefore[(allBefore.count - end)...].map(same)
+        let a = Array(allBefore[start..<(allBefore.count - end)]), b = Array(allAfter[start..<(allAfter.count - end)])
+        let (cells, overflow) = (a.count + 1).multipliedReportingOverflow(by: b.count + 1)
+        guard !overflow, cells <= maxTable else {
+            let changed = (0..<max(a.count, b.count)).map {
+                Line(before: $0 < a.count ? a[$0] : nil, after: $0 < b.count ? b[$0] : nil, changed: true)
+            }
+            return head + changed + tail
+        }
+        return head + middle(a, b) + tail
+    }
+
+    /// The side-by-side lines of `a` and `b` (longest common subsequence).
+    private static func middle(_ a: [String], _ b: [String]) -> [Line] {
         // lengths[i][j]: the LCS length of a[i...] and b[j...].
         var lengths = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
         for i in stride(from: a.count - 1, through: 0, by: -1) {
