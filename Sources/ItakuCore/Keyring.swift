@@ -105,12 +105,9 @@ extension Keyring {
             Name.agentTokenKey.rawValue: agentTokenKey.rawRepresentation.base64EncodedString(),
         ]
         let data = try JSONSerialization.data(withJSONObject: values, options: [.prettyPrinted, .sortedKeys])
-        // O_EXCL with mode 0600: the secret is never world-readable, not even for a moment.
-        let descriptor = open(file, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard descriptor >= 0 else { throw KeyringError.cannotWrite(file) }
-        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-        try handle.write(contentsOf: data)
-        try handle.synchronize()
+        // Mode 0600 from its creation, and whole or absent after a crash (every data key is
+        // wrapped with a key derived from this file's master secret).
+        guard (try? DurableFile.create(file, contents: data)) == .created else { throw KeyringError.cannotWrite(file) }
     }
 
     static func decode(_ values: [String: String]) throws -> Keyring {

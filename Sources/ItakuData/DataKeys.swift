@@ -45,24 +45,22 @@ public final class DataKeys: Sendable {
 
     private func authenticated(_ tenant: UUID) -> Data { Data(("itaku data key " + tenant.lowercasedString).utf8) }
 
-    /// The tenant's key, made on first use.
+    /// Marks a tenant whose key was destroyed: no key is ever made for it again.
+    private func tombstone(_ tenant: UUID) -> String { directory + "/" + tenant.lowercasedString + ".destroyed" }
+
+    /// The tenant's key, made on first use; never again once destroyed (`KeyError.destroyed`).
     public func key(for tenant: UUID) throws -> SymmetricKey {
         if let key = try existingKey(for: tenant) { return key }
+        // A request that still saw the tenant before its contract ended must not make it a new
+        // key: records sealed with it would be readable after the end.
+        if FileManager.default.fileExists(atPath: tombstone(tenant)) { throw KeyError.destroyed(tenant) }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let key = SymmetricKey(size: .bits256)
         let sealed = try AES.GCM.seal(key.withUnsafeBytes { Data($0) }, using: wrapping, authenticating: authenticated(tenant))
         guard let combined = sealed.combined else { throw KeyError.unreadable(tenant) }
-        let temporary = path(tenant) + ".\(UUID().uuidString.prefix(8)).tmp"
-        // Created 0600 and exclusively, never readable by others even for a moment.
-        let descriptor = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard descriptor >= 0 else { throw CocoaError(.fileWriteUnknown) }
-        defer { unlink(temporary) }
-        let written = combined.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        let synced = fsync(descriptor)
-        close(descriptor)
-        guard written == combined.count, synced == 0 else { throw CocoaError(.fileWriteUnknown) }
-        // link(2) fails if the name exists: whoever links first made the tenant's one key.
-        if link(temporary, path(tenant)) != 0 && errno != EEXIST { throw CocoaError(.fileWriteUnknown) }
+        // Created 0600 and exclusively, and durable with its name before any record is sealed
+        // with it; whoever links first made the tenant's one key.
+        _ = try DurableFile.create(path(tenant), contents: combined)
         guard let made = try existingKey(for: tenant) else { throw KeyError.unreadable(tenant) }
         return made
     }
@@ -89,6 +87,9 @@ public final class DataKeys: Sendable {
     @discardableResult
     public func destroy(tenant: UUID) throws -> Bool {
         cache.withLock { _ = $0.removeValue(forKey: tenant) }
+        // The tombstone first: from here on no instance makes the tenant a key.
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        _ = try DurableFile.create(tombstone(tenant), contents: Data("destroyed \(Date().timeIntervalSince1970)\n".utf8))
         let path = path(tenant)
         guard FileManager.default.fileExists(atPath: path) else { return false }
         // Overwrite before unlinking, so the wrapped key is not left in the file's old blocks
@@ -101,6 +102,7 @@ public final class DataKeys: Sendable {
             try? handle.close()
         }
         try FileManager.default.removeItem(atPath: path)
+        try DurableFile.syncDirectory(directory)
         return true
     }
 }

@@ -45,6 +45,10 @@ struct DatasetsController: Sendable {
         guard issues.isEmpty else { throw Problem.invalid(issues.problems) }
         let existed = context.snapshot?.datasets[tenant.id]?[name] != nil
         _ = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name)") { connection in
+            // Under the tenant's lock: no dataset appears after the contract's end.
+            guard try await RegistryStore.lockTenant(tenant.id, exclusive: false, on: connection) != "ended" else {
+                throw Problem.conflict(code: "tenant_ended", "The tenant's contract ended and its data was disposed of.")
+            }
             let (before, after) = try await RegistryStore.putDataset(tenantID: tenant.id, name: name, schema: schema, on: connection)
             return (after, before, after)
         }

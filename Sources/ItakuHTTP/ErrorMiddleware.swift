@@ -56,6 +56,13 @@ struct ErrorMiddleware: RouterMiddleware {
             context.logger.warning("database statement timed out", metadata: ["itaku.error": "\(error)"])
             return Problem(.serviceUnavailable, code: "database_timeout", title: "Database timeout",
                            detail: "The database did not answer in time; nothing was read or written.", headers: [.retryAfter: "1"])
+        case let error as PostgresError
+        where [PostgresError.SQLState.uniqueViolation, PostgresError.SQLState.serializationFailure, PostgresError.SQLState.deadlockDetected]
+            .contains(error.sqlState ?? ""):
+            // Two changes of the same thing at the same moment (two requests creating one dataset,
+            // two imports of one key): the other committed first, this one rolled back whole.
+            return Problem(.conflict, code: "concurrent_change", title: "Conflict",
+                           detail: "Another change of the same item was made at the same moment; nothing of this one was written. Try again.")
         case let error as PostgresError where error.isConnectionError || error.kind == .unsafeSession:
             context.logger.warning("database unavailable", metadata: ["itaku.error": "\(error)"])
             return .databaseUnavailable

@@ -30,9 +30,7 @@ struct ImportsController: Sendable {
 
     private func importRecords(_ request: Request, _ context: RoleContext<ClientAdmins>) async throws -> Response {
         let tenant = try admin.tenant(context)
-        guard tenant.status != "ended" else {
-            throw Problem.conflict(code: "tenant_ended", "The tenant's contract ended and its data was disposed of; nothing can be imported.")
-        }
+        guard tenant.status != "ended" else { throw Self.ended }
         guard let name = context.parameters.get("dataset"), let dataset = context.snapshot?.datasets[tenant.id]?[name] else {
             throw Problem.notFound
         }
@@ -42,12 +40,21 @@ struct ImportsController: Sendable {
             throw Problem(.unsupportedMediaType, code: "unsupported_media_type", title: "Unsupported media type",
                           detail: "Send text/csv or application/json.")
         }
+        let sealer: FieldSealer
+        do {
+            sealer = try admin.dataKeys.sealer(for: tenant.id)
+        } catch DataKeys.KeyError.destroyed {
+            // The contract ended after this request's registry was taken.
+            throw Self.ended
+        }
         let importer = RecordImporter(
             tenantID: tenant.id, dataset: dataset, digester: LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString)),
-            sealer: try admin.dataKeys.sealer(for: tenant.id)
+            sealer: sealer
         )
         let limit = context.maxUploadSize
         let outcome = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name):import") { connection in
+            // Under the tenant's lock: an import and the contract's end never overlap.
+            guard try await RegistryStore.lockTenant(tenant.id, exclusive: false, on: connection) != "ended" else { throw Self.ended }
             let outcome = try await importer.run(on: connection) { sink in
                 if isCSV {
                     try await Self.feedCSV(request.body, limit: limit, validator: RecordValidator(schema: dataset.schema), into: sink)
@@ -68,6 +75,10 @@ struct ImportsController: Sendable {
         }
         return try admin.json(Result(dataset: name, imported: outcome), status: .created)
     }
+
+    static let ended = Problem.conflict(
+        code: "tenant_ended", "The tenant's contract ended and its data was disposed of; nothing can be imported."
+    )
 
     struct ImportRejected: Error {
         var outcome: RecordImporter.Outcome

@@ -514,7 +514,6 @@ struct SubjectRequestsController: Sendable {
         guard body.confirm == tenant.code else {
             throw Problem.invalid([.init(code: "confirmation_required", pointer: "confirm")])
         }
-        let datasets = (context.snapshot?.datasets[tenant.id] ?? [:]).values.sorted { $0.name < $1.name }
         let disposer = Disposer(keyring: keyring)
         let dataKeys = admin.dataKeys
         let actor = Disposer.Actor(role: principal.role.rawValue, keyID: principal.keyID)
@@ -522,6 +521,11 @@ struct SubjectRequestsController: Sendable {
         let disposals: [DisposalSummary] = try await transaction(tenant) { connection in
             var disposals: [DisposalSummary] = []
             var entries: [AccessEntry] = []
+            // The tenant's row, exclusively: imports and dataset changes in flight finish first,
+            // later ones see the tenant ended. The datasets are then those the database has,
+            // not those this instance's registry knew of.
+            _ = try await RegistryStore.lockTenant(tenant.id, exclusive: true, on: connection)
+            let datasets = try await RegistryStore.datasets(tenantID: tenant.id, on: connection)
             // One instruction, one transaction; a disposal record per 5,000 records, so no
             // signed document grows without bound (each dataset gets one, even when empty).
             for dataset in datasets {

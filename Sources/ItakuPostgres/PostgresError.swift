@@ -67,6 +67,7 @@ extension PostgresError {
         public static let uniqueViolation = "23505"
         public static let insufficientPrivilege = "42501"
         public static let serializationFailure = "40001"
+        public static let deadlockDetected = "40P01"
         public static let raiseException = "P0001"
         public static let invalidStatementName = "26000"
     }

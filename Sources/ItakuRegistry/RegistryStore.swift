@@ -68,15 +68,28 @@ public enum RegistryStore {
         return snapshot
     }
 
+    /// A dataset from the columns tenant_id, dataset_id, name, version, schema.
+    private static func dataset(_ row: PostgresRow, decoder: JSONDecoder) throws -> Dataset {
+        Dataset(
+            id: try row.decode(1), tenantID: try row.decode(0), name: try row.decode(2), version: try row.decode(3),
+            schema: try decoder.decode(DatasetSchema.self, from: Data(try row.decode(4, as: PostgresJSON.self).text.utf8))
+        )
+    }
+
+    /// The tenant's datasets as the transaction sees them, by name.
+    public static func datasets(tenantID: UUID, on connection: PostgresConnection) async throws -> [Dataset] {
+        try await setTenant(tenantID, on: connection)
+        let decoder = JSONDecoder()
+        return try await connection.query(
+            "SELECT tenant_id, dataset_id, name, version, schema FROM itaku.datasets WHERE tenant_id = \(tenantID) ORDER BY name"
+        ).map { try dataset($0, decoder: decoder) }
+    }
+
     /// Datasets, purposes and assignments: the registry's tenant tables (row-level security).
     private static func loadTenantTables(into snapshot: inout RegistrySnapshot, on connection: PostgresConnection) async throws {
         let decoder = JSONDecoder()
         for row in try await connection.query("SELECT tenant_id, dataset_id, name, version, schema FROM itaku.datasets") {
-            let schemaText = try row.decode(4, as: PostgresJSON.self).text
-            let dataset = Dataset(
-                id: try row.decode(1), tenantID: try row.decode(0), name: try row.decode(2), version: try row.decode(3),
-                schema: try decoder.decode(DatasetSchema.self, from: Data(schemaText.utf8))
-            )
+            let dataset = try dataset(row, decoder: decoder)
             snapshot.datasets[dataset.tenantID, default: [:]][dataset.name] = dataset
         }
         for row in try await connection.query(
@@ -128,6 +141,19 @@ public enum RegistryStore {
             WHERE tenant_id = \(id)
             """
         )
+    }
+
+    /// Locks the tenant's row until the transaction ends and returns its status (nil: no such
+    /// tenant). Changes that add to a tenant's data take it shared; the contract's end takes it
+    /// exclusively, so the two never overlap: the end waits for the changes in flight and
+    /// disposes of what they committed, and a change after it sees the tenant ended.
+    public static func lockTenant(_ tenantID: UUID, exclusive: Bool, on connection: PostgresConnection) async throws -> String? {
+        let rows = try await connection.query(
+            exclusive
+                ? "SELECT status FROM itaku.tenants WHERE tenant_id = \(tenantID) FOR UPDATE"
+                : "SELECT status FROM itaku.tenants WHERE tenant_id = \(tenantID) FOR SHARE"
+        )
+        return try rows.first?.decode(0, as: String.self)
     }
 
     // MARK: Datasets

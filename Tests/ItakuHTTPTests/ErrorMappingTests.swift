@@ -41,7 +41,7 @@ struct ErrorMappingTests {
         }
     }
 
-    @Test("a statement longer than db.statementTimeoutSeconds is cancelled by the server and answers 503 database_timeout, and a value no column holds 400")
+    @Test("a statement longer than db.statementTimeoutSeconds is cancelled by the server and answers 503 database_timeout, a value no column holds 400, and a change that lost a race 409")
     func statementTimeoutAndEncodingErrors() async throws {
         let database = try await TestCluster.shared().makeDatabase()
         var configuration = database.configuration(role: .runtime)
@@ -51,6 +51,11 @@ struct ErrorMappingTests {
         router.add(middleware: ErrorMiddleware())
         router.get("/slow") { _, _ -> Response in
             try await client.query("SELECT pg_sleep(3)")
+            return Response(status: .ok)
+        }
+        router.get("/twice") { _, _ -> Response in
+            // As PostgreSQL refuses the second of two changes creating the same row.
+            try await client.query(#"DO $$ BEGIN RAISE unique_violation USING MESSAGE = 'key (090-1234-5678) exists'; END $$"#)
             return Response(status: .ok)
         }
         router.get("/far") { _, _ -> Response in
@@ -66,6 +71,11 @@ struct ErrorMappingTests {
             try await client.execute(uri: "/far", method: .get) { response in
                 #expect(response.status == .badRequest)
                 #expect(problemCode(response.body) == "invalid_value")
+            }
+            try await client.execute(uri: "/twice", method: .get) { response in
+                #expect(response.status == .conflict)
+                #expect(problemCode(response.body) == "concurrent_change")
+                #expect(!String(buffer: response.body).contains("090"))
             }
         }
     }

@@ -287,13 +287,32 @@ struct SubjectRequestTests {
         // Sealed to its record: moved to another record, it does not open.
         let otherKobe = try #require(backup.last { $0.0 == kobe })
         #expect(throws: FieldSealer.SealError.self) { try keys.open(kobeRow.2, tenant: kobe, record: otherKobe.1.uuidString) }
+        // A dataset this instance's registry does not know of (made elsewhere a moment ago):
+        // the contract's end disposes of what the database holds.
+        try await owner.withConnection { connection in
+            try await connection.query("SELECT set_config('itaku.tenant_id', \(kobe.uuidString), false)")
+            try await connection.query(
+                """
+                INSERT INTO itaku.datasets (tenant_id, name, schema, retention_days)
+                SELECT tenant_id, 'archive', schema, retention_days FROM itaku.datasets WHERE tenant_id = \(kobe) AND name = 'policyholders'
+                """
+            )
+            try await connection.query(
+                """
+                INSERT INTO itaku.records (tenant_id, dataset_id, record_id, external_id, fields)
+                SELECT r.tenant_id, d.dataset_id, gen_random_uuid(), 'A1', r.fields FROM itaku.records r, itaku.datasets d
+                WHERE r.tenant_id = \(kobe) AND r.record_id = \(kobeRow.1) AND d.tenant_id = \(kobe) AND d.name = 'archive'
+                """
+            )
+            try await connection.query("SELECT set_config('itaku.tenant_id', '', false)")
+        }
         try await app.test(.live) { client in
             let ended = try await client.call(.post, "/v1/tenants/kobe-insurance/contract-end", key: kobeAdmin, json: ["confirm": "kobe-insurance"])
             #expect(ended.status == .ok, "\(ended.text)")
             let disposals = try #require(ended["disposals"] as? [[String: Any]])
-            #expect(disposals.map { $0["dataset"] as? String } == ["policyholders", "policyholders"])
-            #expect(disposals.map { $0["records"] as? Int } == [5_000, 3])
-            let id = try #require(disposals.first?["id"] as? String)
+            #expect(disposals.map { $0["dataset"] as? String } == ["archive", "policyholders", "policyholders"])
+            #expect(disposals.map { $0["records"] as? Int } == [1, 5_000, 3])
+            let id = try #require(disposals.dropFirst().first?["id"] as? String)
             let signed = try JSONDecoder().decode(SignedDisposal.self, from: Data(try await client.call(.get, "/v1/tenants/kobe-insurance/disposals/\(id)", key: kobeAdmin).text.utf8))
             let document = try signed.verify(with: keyring.checkpointSigningKey.publicKey)
             #expect(document.kind == .contractEnd)
@@ -311,6 +330,9 @@ struct SubjectRequestTests {
         #expect(!FileManager.default.fileExists(atPath: state + "/data-keys/\(kobe.uuidString.lowercased()).key"))
         let afterwards = DataKeys(directory: state + "/data-keys", keyring: keyring)
         #expect(throws: DataKeys.KeyError.self) { try afterwards.open(kobeRow.2, tenant: kobe, record: kobeRow.1.uuidString) }
+        // No instance makes the ended tenant a new key, whatever its registry still says.
+        #expect(throws: DataKeys.KeyError.self) { try afterwards.sealer(for: kobe) }
+        #expect(!FileManager.default.fileExists(atPath: state + "/data-keys/\(kobe.uuidString.lowercased()).key"))
         let acmeRow = try #require(backup.first { $0.0 == acme })
         #expect(try afterwards.open(acmeRow.2, tenant: acme, record: acmeRow.1.uuidString)["name"] != nil)
         let counts = try await owner.query("SELECT t.code, count(r.record_id) FROM itaku.tenants t LEFT JOIN itaku.records r USING (tenant_id) GROUP BY t.code ORDER BY t.code")
