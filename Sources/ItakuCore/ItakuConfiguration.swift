@@ -14,6 +14,9 @@ public struct ItakuConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// `http.maxImportBytes`: largest record import body (CSV streams; JSON is read whole).
     public var maxImportBytes: Int
+    /// `http.idleTimeoutSeconds`: a connection that sends nothing for this long, between
+    /// requests or in the middle of a request's body, is closed.
+    public var idleTimeoutSeconds: Int
     /// `db.url`: libpq URI or conninfo of the runtime role's connection.
     public var databaseURL: String
     /// `db.migrationUrl`: connection of the owner role that runs migrations.
@@ -82,6 +85,7 @@ public struct ItakuConfiguration: Sendable {
         httpPort = reader.int(forKey: "http.port", default: 8080)
         maxBodyBytes = reader.int(forKey: "http.maxBodyBytes", default: 1 << 20)
         maxImportBytes = reader.int(forKey: "http.maxImportBytes", default: 1 << 30)
+        idleTimeoutSeconds = max(1, reader.int(forKey: "http.idleTimeoutSeconds", default: 60))
         // The embedded default: the cluster ./Deploy/run keeps under the state directory,
         // reached over its Unix socket only.
         let embedded = "postgresql:///itaku?host=\(state)/run"
@@ -128,6 +132,7 @@ public struct ItakuConfiguration: Sendable {
             ("http.port", String(httpPort)),
             ("http.maxBodyBytes", String(maxBodyBytes)),
             ("http.maxImportBytes", String(maxImportBytes)),
+            ("http.idleTimeoutSeconds", String(idleTimeoutSeconds)),
             ("db.url", Self.redactingPassword(databaseURL)),
             ("db.migrationUrl", migrationURL.isEmpty ? "(not set)" : Self.redactingPassword(migrationURL)),
             ("db.readerUrl", readerURL.map(Self.redactingPassword) ?? "(not set: db.url as itaku_reader)"),

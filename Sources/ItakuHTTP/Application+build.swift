@@ -123,6 +123,9 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
 
     var app = Application(
         router: routes.finish(),
+        // A body that stops arriving closes its connection: an import holding a transaction
+        // open (and a pooled connection) for a stalled upload ends and rolls back.
+        server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)))),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: nil),
         services: [database, reader, registry, PartitionMaintenance(database: database, logger: logger), accessLog, retention],
         logger: logger

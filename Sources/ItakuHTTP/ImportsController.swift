@@ -16,6 +16,9 @@ struct ImportsController: Sendable {
     var maxImportBytes = 1 << 30
 
     static let maxJSONBytes = 64 << 20
+    /// A JSON import's records at most: the parser holds every value of the body at once, at
+    /// many times its size (`[0,0,…]` of 64 MiB would be 32 million values). CSV streams any number.
+    static let maxJSONRecords = 100_000
 
     struct Result: Encodable {
         var dataset: String
@@ -57,7 +60,10 @@ struct ImportsController: Sendable {
             guard try await RegistryStore.lockTenant(tenant.id, exclusive: false, on: connection) != "ended" else { throw Self.ended }
             let outcome = try await importer.run(on: connection) { sink in
                 if isCSV {
-                    try await Self.feedCSV(request.body, limit: limit, validator: RecordValidator(schema: dataset.schema), into: sink)
+                    try await Self.feedCSV(
+                        request.body, limit: limit, expected: request.headers[.contentLength].flatMap { Int($0) },
+                        validator: RecordValidator(schema: dataset.schema), into: sink
+                    )
                 } else {
                     // JSON is parsed whole, so it gets a tighter limit than streamed CSV.
                     let jsonLimit = min(limit, Self.maxJSONBytes)
@@ -67,6 +73,7 @@ struct ImportsController: Sendable {
                     } catch let error as HTTPError where error.status == .contentTooLarge {
                         throw Problem.payloadTooLarge(limit: jsonLimit)
                     }
+                    try Self.checkComplete(received: buffer.readableBytes, expected: request.headers[.contentLength].flatMap { Int($0) })
                     try await Self.feedJSON(Data(buffer.readableBytesView), into: sink)
                 }
             }
@@ -84,8 +91,17 @@ struct ImportsController: Sendable {
         var outcome: RecordImporter.Outcome
     }
 
+    /// A body that ended early (its connection closed, or the request was cancelled, which ends
+    /// the stream as if it were complete) imports nothing.
+    static func checkComplete(received: Int, expected: Int?) throws {
+        try Task.checkCancellation()
+        if let expected, received != expected {
+            throw Problem.badRequest(code: "incomplete_body", "The body ended before its Content-Length; nothing was imported.")
+        }
+    }
+
     static func feedCSV(
-        _ body: RequestBody, limit: Int, validator: RecordValidator, into sink: RecordImporter.Sink
+        _ body: RequestBody, limit: Int, expected: Int? = nil, validator: RecordValidator, into sink: RecordImporter.Sink
     ) async throws {
         var parser = CSVParser()
         var header: [String]?
@@ -114,6 +130,7 @@ struct ImportsController: Sendable {
                 if received > limit { throw Problem.payloadTooLarge(limit: limit) }
                 try await handle(try parser.feed(chunk.readableBytesView))
             }
+            try checkComplete(received: received, expected: expected)
             try await handle(try parser.finish())
         } catch let error as CSVParser.ParseError {
             switch error {
@@ -126,7 +143,35 @@ struct ImportsController: Sendable {
         if header == nil { sink.reject(line: 1, field: nil, code: "header_required") }
     }
 
+    /// The number of values of the top-level JSON array in `bytes` (nil: not an array), counted
+    /// without parsing: commas outside strings at depth 1.
+    static func topLevelCount(_ bytes: some Sequence<UInt8>) -> Int? {
+        var depth = 0, commas = 0, inString = false, escaped = false, sawArray = false, sawValue = false
+        for byte in bytes {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true; if depth == 1 { sawValue = true }
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                if depth == 0 { sawArray = byte == UInt8(ascii: "[") } else if depth == 1 { sawValue = true }
+                depth += 1
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            case UInt8(ascii: ","): if depth == 1 { commas += 1 }
+            case 0x20, 0x09, 0x0A, 0x0D: break
+            default: if depth == 1 { sawValue = true }
+            }
+        }
+        guard sawArray else { return nil }
+        return sawValue ? commas + 1 : 0
+    }
+
     static func feedJSON(_ data: Data, into sink: RecordImporter.Sink) async throws {
+        if let count = topLevelCount(data), count > maxJSONRecords {
+            throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large",
+                          detail: "A JSON import holds at most \(maxJSONRecords) records; send more as CSV.")
+        }
         guard let array = (try? JSONSerialization.jsonObject(with: data)) as? [Any] else {
             throw Problem.badRequest(code: "invalid_json", "The body must be a JSON array of objects.")
         }

@@ -1,4 +1,6 @@
+import Configuration
 import Foundation
+import Glibc
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -136,6 +138,72 @@ struct AdminTests {
         }
     }
 
+    /// An import holds a transaction (and a pooled connection) while its body streams in: a body
+    /// that stops arriving must not hold them for good.
+    @Test("an import whose body stops arriving ends when its connection goes idle: nothing imported, no transaction left open")
+    func stalledImportEnds() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database, settings: ["http.idleTimeoutSeconds": 1])
+        try await app.test(.live) { client in
+            let admin = try await client.setUpTenant("acme-retail", operatorKey: fixture.operatorKey)
+            let port = try #require(client.port)
+            // Headers and the first lines of a 100 kB body, then nothing more.
+            let start = "customer_no,name\nC1,顧客 1\nC2,顧客 2\n"
+            let head = "POST /v1/tenants/acme-retail/datasets/customers/imports HTTP/1.1\r\nHost: localhost\r\n"
+                + "Authorization: Bearer \(admin)\r\nContent-Type: text/csv\r\nContent-Length: 100000\r\n\r\n" + start
+            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            #expect(socket >= 0)
+            defer { close(socket) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            #expect(connected == 0)
+            let bytes = Array(head.utf8)
+            #expect(send(socket, bytes, bytes.count, 0) == bytes.count)
+            // The server closes the idle connection (recv sees the end) within a few seconds.
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var closed = false
+            var seen: [String] = []
+            for _ in 0..<10 {
+                let read = recv(socket, &buffer, buffer.count, 0)
+                seen.append(read < 0 ? "error \(errno)" : "\(read) bytes")
+                // The end, or a reset: either way the server let the connection go.
+                if read <= 0 { closed = read == 0 || errno == ECONNRESET; break }
+            }
+            #expect(closed, "the server kept the stalled connection open: \(seen)")
+            // Rolled back: no record, and no session of the runtime role left inside a transaction.
+            let owner = fixture.database.makeClient(role: .owner)
+            let open = try await timeUntil(limit: .seconds(5)) {
+                try await owner.query(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'itaku_runtime' AND state LIKE 'idle in transaction%'"
+                )[0].decode(0, as: Int.self) == 0
+            }
+            #expect(open != nil, "a transaction of the stalled import stayed open")
+            let records = try await owner.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self)
+            await owner.shutdown()
+            #expect(records == 0)
+            // The gateway goes on serving imports (on a new connection: the test client's own
+            // went idle meanwhile and was closed too).
+            let again = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(again) }
+            let reconnected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(again, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            #expect(reconnected == 0)
+            setsockopt(again, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let whole = Array(head.replacingOccurrences(of: "Content-Length: 100000", with: "Content-Length: \(start.utf8.count)").utf8)
+            #expect(send(again, whole, whole.count, 0) == whole.count)
+            let read = recv(again, &buffer, buffer.count, 0)
+            #expect(read > 0 && String(decoding: buffer.prefix(max(0, read)), as: UTF8.self).hasPrefix("HTTP/1.1 201"))
+        }
+    }
+
     @Test("an import with one bad line imports nothing and names that line; bad JSON bodies say where")
     func badImportsLandNothing() async throws {
         let fixture = try await AdminFixture.make()
@@ -161,6 +229,12 @@ struct AdminTests {
             )
             #expect(flood.status == .unprocessableContent && flood.code == "import_rejected")
             #expect((flood["errors"] as? [[String: Any]])?.first?["code"] as? String == "row_too_large")
+            // A JSON import of more values than records it may hold is refused before it is parsed.
+            let zeros = try await client.call(
+                .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin,
+                text: "[" + String(repeating: "0,", count: 3_000_000) + "0]", contentType: "application/json"
+            )
+            #expect(zeros.status == .contentTooLarge && zeros.code == "payload_too_large")
 
             let duplicate = try await client.call(
                 .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, json: [["customer_no": "X1", "name": "a"], ["customer_no": "X1", "name": "b"]]

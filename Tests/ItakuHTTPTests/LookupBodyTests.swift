@@ -42,3 +42,17 @@ import Testing
         #expect(problem.pointer == "value")
     }
 }
+
+@Suite("JSON import counting")
+struct JSONImportCountTests {
+    @Test("the top-level values of a JSON array are counted without parsing; strings, nesting and escapes do not count")
+    func counts() {
+        let cases: [(String, Int?)] = [
+            ("[]", 0), (" [ ] ", 0), ("[1]", 1), ("[1,2,3]", 3), (#"[{"a":"x,y"},{"b":[1,2]},"\",\\"]"#, 3),
+            (#"[{"a":"\"]"}]"#, 1), ("{}", nil), ("\"x\"", nil), ("", nil),
+        ]
+        for (text, count) in cases {
+            #expect(ImportsController.topLevelCount(Array(text.utf8)) == count, "\(text)")
+        }
+    }
+}
