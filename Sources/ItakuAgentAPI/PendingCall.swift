@@ -36,12 +36,14 @@ struct PendingCall {
         // The tenant the path names, resolved once; whether this integration serves it is
         // checked below.
         let named = snapshot.tenant(code: call.tenantCode)
+        let served = named.flatMap { snapshot.integrations[call.integrationID]?.tenantIDs.contains($0.id) == true ? $0 : nil }
         // A purpose key that is not printable text is simply not a purpose (purpose_unknown).
         if let purpose = call.purpose, PrintableText.isValid(purpose, maxBytes: 128) { access.purposeKey = purpose }
         // A case reference is stored as given, so it must match the tenant's pattern; any other
-        // is refused (400 invalid_case) and not written.
+        // is refused (400 invalid_case) and not written. Only a tenant this integration serves
+        // has its own pattern applied: any other answers as an unknown one, by the default.
         if let reference = call.caseRef {
-            if CaseReference.isAcceptable(reference, pattern: named?.casePattern) {
+            if CaseReference.isAcceptable(reference, pattern: served?.casePattern) {
                 access.caseRef = reference
             } else {
                 refuse(.badRequest(
@@ -51,9 +53,7 @@ struct PendingCall {
         }
         ask(for: call.fields)
         recordID = call.record.flatMap(UUID.init(uuidString:))
-        if let named, snapshot.integrations[call.integrationID]?.tenantIDs.contains(named.id) == true {
-            tenant = named
-        }
+        tenant = served
         entry.integrationID = call.integrationID
         // Caller-chosen names reach the log only when they name something registered: an
         // unknown agent id, purpose key or dataset name could be anything, a phone number

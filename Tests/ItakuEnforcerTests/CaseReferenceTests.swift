@@ -40,4 +40,23 @@ struct CaseReferenceTests {
             )
         }
     }
+
+    /// A tenant's pattern runs in a backtracking engine on every agent call: one that can
+    /// backtrack without end would hold a thread per request.
+    @Test("a pattern that nests repetition, or repeats alternatives, or has more than three unbounded parts, is refused and accepts nothing")
+    func patternsMatchInBoundedTime() {
+        for safe in [
+            CaseReference.defaultPattern, Self.viaRegex, "[A-Z]{2,4}-[0-9]+", "CS[0-9]{8}", "(INC|REQ)[0-9]{7}", "(ab)?c+", "([A-Z]{2}-){3}[0-9]+",
+            #"T\+[0-9]+"#, "[(+]x+", "(x[0-9]+)?y*z*",
+        ] {
+            #expect(CaseReference.isValidPattern(safe), "\(safe)")
+        }
+        for unsafe in [
+            "(a+)+b", "([A-Z]+-?)+[0-9]+", "(a|ab)*c", "(x*){2,}", "(a{1,3}){1,100}", ".*.*.*.*x", "((ab)*)+", "(a?)+",
+        ] {
+            #expect(!CaseReference.isValidPattern(unsafe), "\(unsafe)")
+            // Stored before patterns were checked: it accepts nothing, at once.
+            #expect(!CaseReference.isAcceptable(String(repeating: "A", count: 60), pattern: unsafe))
+        }
+    }
 }

@@ -170,11 +170,15 @@ struct AdminTests {
             var buffer = [UInt8](repeating: 0, count: 4096)
             var closed = false
             var seen: [String] = []
-            for _ in 0..<10 {
+            // Well past the one second (a loaded machine schedules late), but not for ever.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
                 let read = recv(socket, &buffer, buffer.count, 0)
-                seen.append(read < 0 ? "error \(errno)" : "\(read) bytes")
+                let error = errno
+                seen.append(read < 0 ? "error \(error)" : "\(read) bytes")
+                if read < 0 && (error == EAGAIN || error == EINTR) { continue }
                 // The end, or a reset: either way the server let the connection go.
-                if read <= 0 { closed = read == 0 || errno == ECONNRESET; break }
+                if read <= 0 { closed = read == 0 || error == ECONNRESET; break }
             }
             #expect(closed, "the server kept the stalled connection open: \(seen)")
             // Rolled back: no record, and no session of the runtime role left inside a transaction.
@@ -225,14 +229,14 @@ struct AdminTests {
             // A body of commas without a line end: refused at its first line, not read to the end.
             let flood = try await client.call(
                 .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin,
-                text: "customer_no,name\n" + String(repeating: ",", count: 3 << 20)
+                text: "customer_no,name\n" + String(repeating: ",", count: 1 << 16)
             )
             #expect(flood.status == .unprocessableContent && flood.code == "import_rejected")
             #expect((flood["errors"] as? [[String: Any]])?.first?["code"] as? String == "row_too_large")
             // A JSON import of more values than records it may hold is refused before it is parsed.
             let zeros = try await client.call(
                 .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin,
-                text: "[" + String(repeating: "0,", count: 3_000_000) + "0]", contentType: "application/json"
+                text: "[" + String(repeating: "0,", count: 200_000) + "0]", contentType: "application/json"
             )
             #expect(zeros.status == .contentTooLarge && zeros.code == "payload_too_large")
 
