@@ -72,6 +72,16 @@ struct WrittenLog {
         }
     }
 
+    /// The entries that `condition` (with one parameter, `value`) selects.
+    static func entries(_ owner: PostgresClient, where condition: String, _ value: some PostgresEncodable) async throws -> [AccessEntry] {
+        var binds = PostgresBindings()
+        binds.append(value)
+        let rows = try await owner.query(
+            PostgresQuery(unsafeSQL: "SELECT \(AccessLogStore.columns) FROM itaku.access_log WHERE \(condition)", binds: binds)
+        )
+        return try rows.map { try AccessLogStore.entry($0) }
+    }
+
     /// A copy of the log with the append-only triggers dropped, tampered with by `sql` as the owner.
     func tampered(_ sql: String) async throws -> TestDatabase {
         let copy = try await database.cluster.cloneDatabase(database)
@@ -152,14 +162,7 @@ struct AccessLogTests {
             for row in rows {
                 let id = try row.decode(0, as: UUID.self)
                 let seq = try row.decode(1, as: Int64.self)
-                let entryRows = try await owner.query(
-                    PostgresQuery(unsafeSQL: "SELECT \(AccessLogStore.columns) FROM itaku.access_log WHERE entry_id = $1", binds: {
-                        var binds = PostgresBindings()
-                        binds.append(id)
-                        return binds
-                    }())
-                )
-                let entry = try AccessLogStore.entry(entryRows[0])
+                let entry = try await WrittenLog.entries(owner, where: "entry_id = $1", id)[0]
                 let hash = AccessEntry.chainHash(previous: previous, canonical: entry.canonicalBytes(stream: stream, seq: seq))
                 if seq >= 4321 || hash != entry.chain?.hash {
                     try await owner.query(
@@ -238,14 +241,7 @@ struct AccessLogTests {
         let copy = try await log.tampered("SELECT 1")
         let owner = copy.makeClient(role: .owner)
         let stream = try await owner.query("SELECT min(stream) FROM itaku.access_log")[0].decode(0, as: String.self)
-        let rows = try await owner.query(
-            PostgresQuery(unsafeSQL: "SELECT \(AccessLogStore.columns) FROM itaku.access_log WHERE stream = $1 AND seq = 5000", binds: {
-                var binds = PostgresBindings()
-                binds.append(stream)
-                return binds
-            }())
-        )
-        var forged = try AccessLogStore.entry(rows[0])
+        var forged = try await WrittenLog.entries(owner, where: "stream = $1 AND seq = 5000", stream)[0]
         let head = try #require(forged.chain)
         forged.id = UUID()
         forged.reason = "allowed"
