@@ -187,7 +187,9 @@ public final class TestCluster: Sendable {
         let admin = PostgresClient(configuration: configuration(database: "postgres", maximumConnections: 1), logger: logger)
         do {
             // Both names are generated here from hex digits, never from input.
-            try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE \(database.name)"))
+            _ = try await WriteHeavyGate.shared.run {
+                try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE \(database.name)"))
+            }
             await admin.shutdown()
         } catch {
             await admin.shutdown()
