@@ -154,7 +154,7 @@ let package = Package(
         .target(
             name: "ItakuTestSupport",
             dependencies: [
-                "ItakuPostgres", "ItakuSchema",
+                "ItakuCore", "ItakuPostgres", "ItakuSchema",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

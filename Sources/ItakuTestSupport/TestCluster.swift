@@ -1,4 +1,5 @@
 import Foundation
+import ItakuCore
 import ItakuPostgres
 import ItakuSchema
 import Logging
@@ -187,7 +188,7 @@ public final class TestCluster: Sendable {
         let admin = PostgresClient(configuration: configuration(database: "postgres", maximumConnections: 1), logger: logger)
         do {
             // Both names are generated here from hex digits, never from input.
-            _ = try await WriteHeavyGate.shared.run {
+            _ = try await WriteHeavyGate.shared.withLock {
                 try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE \(database.name)"))
             }
             await admin.shutdown()

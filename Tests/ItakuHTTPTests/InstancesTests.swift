@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ItakuCore
 import ItakuTestSupport
 import Testing
 
@@ -27,7 +28,7 @@ struct InstancesTests {
                 } != nil)
                 // Timed while no test beside this one copies a database (which holds every
                 // commit of the shared cluster up for a moment).
-                try await WriteHeavyGate.shared.run {
+                try await WriteHeavyGate.shared.withLock {
                     _ = try await one.call(.put, "/v1/tenants/acme-retail/purposes/order-support", key: admin, json: purpose())
 
                     // The purpose reaches the second instance within a second.

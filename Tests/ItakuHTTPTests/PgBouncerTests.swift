@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ItakuCore
 import ItakuDemo
 import ItakuPostgres
 import ItakuTestSupport
@@ -57,7 +58,7 @@ struct PgBouncerTests {
 
                 // Timed while no test beside this one copies a database (which holds every
                 // commit of the shared cluster up for a moment).
-                try await WriteHeavyGate.shared.run {
+                try await WriteHeavyGate.shared.withLock {
                     // A purpose change made through one instance is enforced by the other within 1 s.
                     let path = "/v1/tenants/acme-retail/purposes/pooled-check"
                     #expect(try await one.call(.put, path, key: admin, json: purpose()).status == .created)
