@@ -2,9 +2,6 @@ import Crypto
 import Foundation
 import ItakuCore
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Each tenant's data key: the AES-256-GCM key its records' fields are sealed with.
 ///
