@@ -241,19 +241,23 @@ public final class AccessLogWriter: Service, Sendable {
     // MARK: Service
 
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.writeLoop() }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: self.configuration.checkpointInterval)
-                    await self.checkpoint()
+        await withTaskGroup(of: Void.self) { writing in
+            writing.addTask { await self.writeLoop() }
+            await withTaskGroup(of: Void.self) { timer in
+                timer.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.configuration.checkpointInterval)
+                        await self.checkpoint()
+                    }
                 }
+                try? await gracefulShutdown()
+                // Stop taking entries; the write loop writes what is queued and ends (a write is
+                // never cancelled half-way: its callers would get 503 for entries that may
+                // have committed), then the final heads are signed.
+                state.withLock { $0.running = false }
+                wake.finish()
+                timer.cancelAll()
             }
-            try? await gracefulShutdown()
-            // Stop taking entries, write what is queued, sign the final heads.
-            state.withLock { $0.running = false }
-            wake.finish()
-            group.cancelAll()
         }
         await drain()
         await checkpoint()

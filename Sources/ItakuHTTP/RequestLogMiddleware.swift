@@ -78,17 +78,32 @@ struct RequestLogMiddleware: RouterMiddleware {
             && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46) || $0 == 0x2E || $0 == 0x3A }
     }
 
-    /// A caller's id is kept if it is 1–64 characters of `[A-Za-z0-9._-]`; anything else is
-    /// replaced, so a log line never carries caller-chosen text.
+    /// A caller's id is kept if it is 1–64 characters of `[A-Za-z0-9._-]` with no run of
+    /// `maxDigitRun` + 1 digits (unless it is a UUID); anything else is replaced, so a log line
+    /// and an access entry never carry free caller text, nor a number that may be a caller's
+    /// (a phone number, a postal code, an individual number: `tel-09012345678`).
     static func requestID(from header: String?) -> String {
         if let header, (1...64).contains(header.utf8.count),
             header.utf8.allSatisfy({ byte in
                 (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
                     || byte == 0x2D || byte == 0x2E || byte == 0x5F
-            })
+            }),
+            longestDigitRun(header) <= maxDigitRun || (header.utf8.count == 36 && UUID(uuidString: header) != nil)
         {
             return header
         }
         return UUID.random().lowercasedString
+    }
+
+    /// Digits in a row that a kept request id may have: fewer than a postal code (7).
+    static let maxDigitRun = 6
+
+    static func longestDigitRun(_ text: String) -> Int {
+        var longest = 0, run = 0
+        for byte in text.utf8 {
+            run = (byte >= 0x30 && byte <= 0x39) ? run + 1 : 0
+            longest = max(longest, run)
+        }
+        return longest
     }
 }

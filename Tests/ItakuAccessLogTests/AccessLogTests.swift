@@ -302,4 +302,46 @@ struct AccessLogTests {
         await runtime.shutdown()
         #expect(error?.sqlState == PostgresError.SQLState.insufficientPrivilege)
     }
+
+    @Test("a graceful shutdown amid steady appends fails no caller whose entry was taken, and leaves each of them committed")
+    func shutdownWritesWhatWasTaken() async throws {
+        let database = try await TestCluster.shared().makeDatabase()
+        let client = database.makeClient(role: .runtime, maximumConnections: 4)
+        let writer = AccessLogWriter(database: client, keyring: Keyring.generate(), instanceID: "test", logger: Logger(label: "test"))
+        let group = ServiceGroup(services: [writer], logger: Logger(label: "test"))
+        let service = Task { try await group.run() }
+        let tenant = UUID()
+        // 32 callers append one entry after another until the writer stops taking them.
+        let outcomes = try await withThrowingTaskGroup(of: (written: [UUID], failed: Int).self) { callers in
+            for _ in 0..<32 {
+                callers.addTask {
+                    var written: [UUID] = [], failed = 0
+                    while true {
+                        do {
+                            let entry = try await writer.append(AccessEntry(
+                                tenantID: tenant, actorRole: "integration", actorKeyID: nil, operation: .lookup, decision: .allow, reason: "allowed"
+                            ))
+                            written.append(entry.id)
+                        } catch AccessLogError.unavailable {
+                            return (written, failed)
+                        } catch {
+                            failed += 1
+                        }
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            await group.triggerGracefulShutdown()
+            return try await callers.reduce(into: [(written: [UUID], failed: Int)]()) { $0.append($1) }
+        }
+        try await service.value
+        await client.shutdown()
+        let written = Set(outcomes.flatMap(\.written))
+        #expect(outcomes.map(\.failed).reduce(0, +) == 0, "callers were told their entries failed during the shutdown")
+        #expect(written.count > 100)
+        let owner = database.makeClient(role: .owner)
+        let stored = try await owner.query("SELECT count(*) FROM itaku.access_log WHERE tenant_id = \(tenant)")[0].decode(0, as: Int.self)
+        await owner.shutdown()
+        #expect(stored == written.count)
+    }
 }

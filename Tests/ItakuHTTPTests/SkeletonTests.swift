@@ -11,7 +11,7 @@ import Testing
 
 @Suite("HTTP skeleton over real HTTP")
 struct SkeletonTests {
-    @Test("/livez answers 200 and echoes a well-formed request id, replacing a malformed one")
+    @Test("/livez answers 200 and echoes a well-formed request id, replacing free text or a number that may be a caller's")
     func livezAndRequestID() async throws {
         let database = try await TestCluster.shared().makeDatabase(migrated: false)
         let app = try await makeApplication(database: database)
@@ -20,10 +20,20 @@ struct SkeletonTests {
                 #expect(response.status == .ok)
                 #expect(response.headers[.itakuRequestIDForTests] == "call-42.a_b")
             }
-            try await client.execute(uri: "/livez", method: .get, headers: [.itakuRequestIDForTests: "090 1234 5678"]) { response in
-                let id = try #require(response.headers[.itakuRequestIDForTests])
-                #expect(id != "090 1234 5678")
-                #expect(UUID(uuidString: id) != nil)
+            // Free text, or a number that may be a caller's (a phone number, a postal code),
+            // is never echoed nor logged: a generated id takes its place.
+            for malformed in ["090 1234 5678", "tel-09012345678", "zip1600022", "123456789012"] {
+                try await client.execute(uri: "/livez", method: .get, headers: [.itakuRequestIDForTests: malformed]) { response in
+                    let id = try #require(response.headers[.itakuRequestIDForTests])
+                    #expect(id != malformed)
+                    #expect(UUID(uuidString: id) != nil)
+                }
+            }
+            // Ids that are an agent tool's own keep working: six digits in a row, and any UUID.
+            for kept in ["req-202612-061734", "1b9d6bcd-1234-4567-8901-123456789012"] {
+                try await client.execute(uri: "/livez", method: .get, headers: [.itakuRequestIDForTests: kept]) { response in
+                    #expect(response.headers[.itakuRequestIDForTests] == kept)
+                }
             }
         }
     }
