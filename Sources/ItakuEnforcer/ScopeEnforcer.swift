@@ -123,7 +123,10 @@ public enum ScopeEnforcer {
             decision.deniedFields = Array(Set(refused)).sorted()
             return decision
         }
-        for name in asked + request.updating {
+        // The field a lookup searches by is used as much as one it shows: an individual number
+        // is neither searched nor shown without its legal basis.
+        let searched = request.operation == .lookup ? request.lookupField.map { [$0] } ?? [] : []
+        for name in asked + request.updating + searched {
             guard let field = dataset.schema.field(name) else { return .deny(.fieldNotAllowed, tenant: tenant.id, purpose: purpose) }
             if field.category == .individualNumber && definition.legalBasis != .individualNumberAffairs {
                 return .deny(.specialCategoryDenied, tenant: tenant.id, purpose: purpose)

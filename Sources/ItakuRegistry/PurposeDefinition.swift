@@ -182,6 +182,9 @@ public struct PurposeDefinition: Sendable, Codable, Equatable {
                     continue
                 }
                 if field.lookup == nil { issues.append(.init(code: "lookup_key_not_searchable", pointer: base + ".lookup_keys.\(key)")) }
+                if field.category == .individualNumber && legalBasis != .individualNumberAffairs {
+                    issues.append(.init(code: "individual_number_basis_required", pointer: base + ".lookup_keys.\(key)"))
+                }
             }
             if rules.operations.contains(.lookup) && rules.lookupKeys.isEmpty {
                 issues.append(.init(code: "lookup_keys_required", pointer: base + ".lookup_keys"))

@@ -121,6 +121,29 @@ struct ScopeEnforcerTests {
         #expect(ScopeEnforcer.release(status: status, expired: expired).rawValue == expected)
     }
 
+    @Test("searching by an individual number needs its legal basis, as showing one does, even under a purpose stored before the rule")
+    func individualNumberAsLookupKey() throws {
+        var snapshot = World.snapshot
+        var dataset = try #require(snapshot.datasets[World.acme]?["customers"])
+        let index = try #require(dataset.schema.fields.firstIndex { $0.category == .individualNumber })
+        dataset.schema.fields[index].lookup = .exact
+        snapshot.datasets[World.acme]?["customers"] = dataset
+        var purpose = try #require(snapshot.purposes[World.acme]?["order-support"])
+        purpose.definition.datasets["customers"]?.lookupKeys.append(dataset.schema.fields[index].name)
+        snapshot.purposes[World.acme]?["order-support"] = purpose
+        #expect(purpose.definition.validate(against: ["customers": dataset.schema]).contains {
+            $0.code == "individual_number_basis_required" && $0.pointer == "datasets.customers.lookup_keys.\(dataset.schema.fields[index].name)"
+        })
+
+        var request = AccessRequest(tenantCode: "acme-retail", dataset: "customers", operation: .lookup, integrationID: World.desktop, agent: "A0001", agentVerified: true)
+        request.purposeKey = "order-support"
+        request.caseRef = "CALL-3"
+        request.lookupField = dataset.schema.fields[index].name
+        #expect(ScopeEnforcer.decide(request, snapshot: snapshot, now: World.weekdayAfternoon).reason == .specialCategoryDenied)
+        request.lookupField = "phone"
+        #expect(ScopeEnforcer.decide(request, snapshot: snapshot, now: World.weekdayAfternoon).reason == .allowed)
+    }
+
     @Test("an allowed decision lists exactly the purpose's fields with their transforms, and the result cap")
     func allowedFields() {
         var request = AccessRequest(tenantCode: "acme-retail", dataset: "customers", operation: .lookup, integrationID: World.desktop, agent: "A0001", agentVerified: true)
