@@ -69,9 +69,8 @@ public struct AgentDataService: Sendable {
         guard let tenant, let kind, let digest, let dataset = snapshot.datasets[tenant.id]?[call.access.dataset] else {
             throw AgentServiceError.inconsistent
         }
-        let records = try await store.lookup(
-            tenant: tenant.id, dataset: dataset.id, kind: kind.rawValue, digest: digest, limit: decision.maxResults
-        )
+        let key = LookupKey(field: by, kind: kind.rawValue, digest: digest, sole: dataset.schema.soleLookupField(of: kind) == by)
+        let records = try await store.lookup(tenant: tenant.id, dataset: dataset.id, key: key, limit: decision.maxResults)
         return try await answer(records, decision: decision, call: call, tenant: tenant, schema: dataset.schema)
     }
 

@@ -48,13 +48,32 @@ public protocol RecordWriter: Sendable {
     func write(_ changes: [String: String], before: [String: String], sealer: FieldSealer, digester: LookupDigester) async throws
 }
 
+/// What a lookup searches: the keys of one field with one digest. Only the field the purpose
+/// allows is searched: another field of the same kind (an emergency contact's phone, a member
+/// id beside the customer number) never answers for it.
+public struct LookupKey: Sendable, Equatable {
+    public var field: String
+    public var kind: String
+    public var digest: [UInt8]
+    /// Whether `field` is its dataset's one lookup field of `kind`: keys written before keys
+    /// named their field (migration 0017) are then its keys too.
+    public var sole: Bool
+
+    public init(field: String, kind: String, digest: [UInt8], sole: Bool) {
+        self.field = field
+        self.kind = kind
+        self.digest = digest
+        self.sole = sole
+    }
+}
+
 /// Where the agent data service reads and writes entrusted records. Every method acts for one
 /// tenant (row-level security). PostgreSQL's is the one in production
 /// (`PostgresAgentRecordStore`); the service depends on nothing else of the database.
 public protocol AgentRecordStore: Sendable {
     /// The records a lookup key finds (at most `limit`). Reading only: the lookup's access
     /// entry, once committed, is what binds the records it released to the agent's case.
-    func lookup(tenant: UUID, dataset: UUID, kind: String, digest: [UInt8], limit: Int) async throws -> [StoredRecord]
+    func lookup(tenant: UUID, dataset: UUID, key: LookupKey, limit: Int) async throws -> [StoredRecord]
     func read(tenant: UUID, dataset: UUID, record: UUID) async throws -> StoredRecord?
     /// Whether an allowed lookup by this agent under this case returned this record within
     /// `minutes` (its committed access entry says so).

@@ -26,8 +26,8 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         self.updates = Batches { await Self.update($0, on: database, accessLog: accessLog) }
     }
 
-    public func lookup(tenant: UUID, dataset: UUID, kind: String, digest: [UInt8], limit: Int) async throws -> [StoredRecord] {
-        try await lookups.submit(Lookup(tenant: tenant, dataset: dataset, kind: kind, digest: digest, limit: limit))
+    public func lookup(tenant: UUID, dataset: UUID, key: LookupKey, limit: Int) async throws -> [StoredRecord] {
+        try await lookups.submit(Lookup(tenant: tenant, dataset: dataset, key: key, limit: limit))
     }
 
     public func read(tenant: UUID, dataset: UUID, record: UUID) async throws -> StoredRecord? {
@@ -111,8 +111,7 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     struct Lookup: Sendable {
         var tenant: UUID
         var dataset: UUID
-        var kind: String
-        var digest: [UInt8]
+        var key: LookupKey
         var limit: Int
     }
 
@@ -129,20 +128,20 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         do {
             var found = Array(repeating: [StoredRecord](), count: lookups.count)
             let results = try await perTenant(lookups, tenant: \.tenant, on: database) { tenant, batch in
-                // One alone: the function for one (migration 0015), numbered as item 1.
+                // One alone: the function for one (migration 0017), numbered as item 1.
                 if batch.count == 1, let lookup = batch.first {
                     return .prepared(
                         """
-                        SELECT 1::integer, * FROM itaku.agent_find(\(tenant), \(lookup.dataset), \(lookup.kind),
-                            \(PostgresBytes(lookup.digest)), \(Int32(clamping: lookup.limit)))
+                        SELECT 1::integer, * FROM itaku.agent_find(\(tenant), \(lookup.dataset), \(lookup.key.field), \(lookup.key.sole),
+                            \(lookup.key.kind), \(PostgresBytes(lookup.key.digest)), \(Int32(clamping: lookup.limit)))
                         """
                     )
                 }
                 return .prepared(
                     """
                     SELECT * FROM itaku.agent_find_batch(\(tenant), \(PostgresArray(batch.map(\.dataset))),
-                        \(batch.map(\.kind)), \(PostgresArray(batch.map { PostgresBytes($0.digest) })),
-                        \(PostgresArray(batch.map { Int32(clamping: $0.limit) })))
+                        \(batch.map(\.key.field)), \(PostgresArray(batch.map(\.key.sole))), \(batch.map(\.key.kind)),
+                        \(PostgresArray(batch.map { PostgresBytes($0.key.digest) })), \(PostgresArray(batch.map { Int32(clamping: $0.limit) })))
                     """
                 )
             }

@@ -69,15 +69,15 @@ public struct LookupDigester: Sendable {
         mac(kind.rawValue, ":", normalized).withUnsafeBytes { Array($0) }
     }
 
-    /// A record's lookup keys: the kind and hex digest of each lookup field's valid value, each
-    /// key once. Imports and updates write exactly these.
-    public func lookupKeys(of values: [String: String], schema: DatasetSchema) -> [(kind: String, digest: String)] {
-        var keys: [(kind: String, digest: String)] = []
+    /// A record's lookup keys: the field, kind and hex digest of each lookup field's valid value.
+    /// Imports and updates write exactly these; a lookup matches the keys of the field it names.
+    public func lookupKeys(of values: [String: String], schema: DatasetSchema) -> [(field: String, kind: String, digest: String)] {
+        var keys: [(field: String, kind: String, digest: String)] = []
         var seen: Set<String> = []
         for field in schema.fields {
             guard let kind = field.lookup, let value = values[field.name], let normalized = Self.normalize(value, as: kind) else { continue }
-            let digest = Self.hex(digest(normalized: normalized, kind: kind))
-            if seen.insert(kind.rawValue + ":" + digest).inserted { keys.append((kind.rawValue, digest)) }
+            guard seen.insert(field.name).inserted else { continue }
+            keys.append((field.name, kind.rawValue, Self.hex(digest(normalized: normalized, kind: kind))))
         }
         return keys
     }

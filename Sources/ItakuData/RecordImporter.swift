@@ -35,6 +35,7 @@ public struct RecordImporter: Sendable {
         var recordIDs: [String] = []
         var externalIDs: [String] = []
         var documents: [String] = []
+        var lookupFields: [String] = []
         var lookupKinds: [String] = []
         var lookupDigests: [String] = []
         var lookupRecords: [String] = []
@@ -68,6 +69,7 @@ public struct RecordImporter: Sendable {
             externalIDs.append(key)
             documents.append(try importer.sealer.seal(RecordDocument.json(values, order: schema.fields), record: recordID))
             for key in importer.digester.lookupKeys(of: values, schema: schema) {
+                lookupFields.append(key.field)
                 lookupKinds.append(key.kind)
                 lookupDigests.append(key.digest)
                 lookupRecords.append(recordID)
@@ -85,11 +87,12 @@ public struct RecordImporter: Sendable {
             guard !recordIDs.isEmpty else { return }
             let batch = Batch(
                 recordIDs: recordIDs, externalIDs: externalIDs, documents: documents,
-                lookupKinds: lookupKinds, lookupDigests: lookupDigests, lookupRecords: lookupRecords
+                lookupFields: lookupFields, lookupKinds: lookupKinds, lookupDigests: lookupDigests, lookupRecords: lookupRecords
             )
             recordIDs.removeAll(keepingCapacity: true)
             externalIDs.removeAll(keepingCapacity: true)
             documents.removeAll(keepingCapacity: true)
+            lookupFields.removeAll(keepingCapacity: true)
             lookupKinds.removeAll(keepingCapacity: true)
             lookupDigests.removeAll(keepingCapacity: true)
             lookupRecords.removeAll(keepingCapacity: true)
@@ -108,6 +111,7 @@ public struct RecordImporter: Sendable {
             var recordIDs: [String]
             var externalIDs: [String]
             var documents: [String]
+            var lookupFields: [String]
             var lookupKinds: [String]
             var lookupDigests: [String]
             var lookupRecords: [String]
@@ -121,7 +125,8 @@ public struct RecordImporter: Sendable {
 
         static func insert(_ batch: Batch, tenant: UUID, dataset: UUID, expires: Date?, on connection: PostgresConnection) async throws {
             let (recordIDs, externalIDs, documents) = (batch.recordIDs, batch.externalIDs, batch.documents)
-            let (lookupKinds, lookupDigests, lookupRecords) = (batch.lookupKinds, batch.lookupDigests, batch.lookupRecords)
+            let (lookupFields, lookupKinds) = (batch.lookupFields, batch.lookupKinds)
+            let (lookupDigests, lookupRecords) = (batch.lookupDigests, batch.lookupRecords)
             try await connection.query(
                 """
                 INSERT INTO itaku.records (tenant_id, dataset_id, record_id, external_id, fields, expires_at)
@@ -132,9 +137,10 @@ public struct RecordImporter: Sendable {
             if !lookupKinds.isEmpty {
                 try await connection.query(
                     """
-                    INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
-                    SELECT \(tenant), \(dataset), k, decode(d, 'hex'), r::uuid
-                    FROM unnest(\(lookupKinds)::text[], \(lookupDigests)::text[], \(lookupRecords)::text[]) AS t(k, d, r)
+                    INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, field, kind, digest, record_id)
+                    SELECT \(tenant), \(dataset), f, k, decode(d, 'hex'), r::uuid
+                    FROM unnest(\(lookupFields)::text[], \(lookupKinds)::text[], \(lookupDigests)::text[], \(lookupRecords)::text[])
+                        AS t(f, k, d, r)
                     """
                 )
             }

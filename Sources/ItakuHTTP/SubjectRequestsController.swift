@@ -145,7 +145,7 @@ struct SubjectRequestsController: Sendable {
         if let due = body.due_date, PostgresDate(iso: due) == nil { issues.append(.init(code: "invalid_date", pointer: "due_date")) }
         if let reference = body.reference, !Self.isReference(reference) { issues.append(.init(code: "invalid_reference", pointer: "reference")) }
         // The subject: a lookup field and its value, or record ids; not both.
-        var lookup: (DatasetSchema.LookupKind, [UInt8])?
+        var lookup: (field: String, kind: DatasetSchema.LookupKind, digest: [UInt8])?
         var ids: [UUID]?
         let digester = LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString))
         switch (body.subject?.by, body.subject?.value, body.subject?.record_ids) {
@@ -153,7 +153,7 @@ struct SubjectRequestsController: Sendable {
             if let dataset {
                 if let kind = dataset.schema.field(by)?.lookup {
                     if let normalized = LookupDigester.normalize(value, as: kind) {
-                        lookup = (kind, digester.digest(normalized: normalized, kind: kind))
+                        lookup = (by, kind, digester.digest(normalized: normalized, kind: kind))
                     } else {
                         issues.append(.init(code: "invalid_lookup_value", pointer: "subject.value"))
                     }
@@ -178,7 +178,7 @@ struct SubjectRequestsController: Sendable {
         let created: RequestBody = try await transaction(tenant) { [lookup, ids] connection in
             let found: [(UUID, String)]
             if let lookup {
-                found = try await RecordStore.locate(in: dataset, kind: lookup.0, digest: lookup.1, on: connection)
+                found = try await RecordStore.locate(in: dataset, field: lookup.field, kind: lookup.kind, digest: lookup.digest, on: connection)
             } else {
                 found = try await RecordStore.existing(ids ?? [], in: dataset, on: connection)
             }

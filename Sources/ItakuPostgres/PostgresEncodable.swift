@@ -235,9 +235,10 @@ public protocol PostgresArrayElement: PostgresEncodable {
 extension UUID: PostgresArrayElement { public static var arrayType: PostgresType { .uuidArray } }
 extension Int32: PostgresArrayElement { public static var arrayType: PostgresType { .int4Array } }
 extension PostgresBytes: PostgresArrayElement { public static var arrayType: PostgresType { .byteaArray } }
+extension Bool: PostgresArrayElement { public static var arrayType: PostgresType { .boolArray } }
 
 /// A one-dimensional array of ids, numbers or bytes, sent in binary form: the server takes
-/// each element as it is, without parsing text (`uuid[]`, `integer[]`, `bytea[]`).
+/// each element as it is, without parsing text (`uuid[]`, `integer[]`, `bytea[]`, `boolean[]`).
 public struct PostgresArray<Element: PostgresArrayElement>: PostgresEncodable {
     public var elements: [Element]
     public init(_ elements: [Element]) { self.elements = elements }

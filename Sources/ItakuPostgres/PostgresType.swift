@@ -28,6 +28,7 @@ public struct PostgresType: RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let int8Array = Self(rawValue: 1016)
     public static let int4Array = Self(rawValue: 1007)
     public static let byteaArray = Self(rawValue: 1001)
+    public static let boolArray = Self(rawValue: 1000)
 
     public var description: String { "oid \(rawValue)" }
 }

@@ -112,15 +112,17 @@ struct CaseBindingTests {
         struct Key: Sendable {
             var tenant: UUID
             var dataset: UUID
+            var field: String
             var kind: String
             var digest: [UInt8]
             var records: Set<UUID>
+            var lookupKey: LookupKey { LookupKey(field: field, kind: kind, digest: digest, sole: false) }
         }
         // One phone shared by two records (a household), so that a limit shows.
         try await owner.query(
             """
-            INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
-            SELECT k.tenant_id, k.dataset_id, k.kind, k.digest,
+            INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, field, kind, digest, record_id)
+            SELECT k.tenant_id, k.dataset_id, k.field, k.kind, k.digest,
                 (SELECT r.record_id FROM itaku.records r WHERE r.dataset_id = k.dataset_id AND r.record_id <> k.record_id LIMIT 1)
             FROM itaku.lookup_keys k WHERE k.kind = 'phone' LIMIT 1
             """
@@ -128,10 +130,10 @@ struct CaseBindingTests {
         // Every key of both demo tenants, with the records it names.
         var keys: [Key] = []
         for row in try await owner.query(
-            "SELECT tenant_id, dataset_id, kind, digest, array_agg(record_id::text) FROM itaku.lookup_keys GROUP BY 1, 2, 3, 4"
+            "SELECT tenant_id, dataset_id, kind, digest, array_agg(record_id::text), field FROM itaku.lookup_keys GROUP BY 1, 2, 3, 4, 6"
         ) {
             keys.append(Key(
-                tenant: try row.decode(0), dataset: try row.decode(1), kind: try row.decode(2),
+                tenant: try row.decode(0), dataset: try row.decode(1), field: try row.decode(5), kind: try row.decode(2),
                 digest: try row.decode(3, as: PostgresBytes.self).bytes,
                 records: Set(try row.decode(4, as: [String].self).compactMap(UUID.init(uuidString:)))
             ))
@@ -141,12 +143,15 @@ struct CaseBindingTests {
         let found = try await withThrowingTaskGroup(of: (Int, [StoredRecord]).self) { group in
             for (index, key) in keys.enumerated() {
                 group.addTask {
-                    (index, try await store.lookup(tenant: key.tenant, dataset: key.dataset, kind: key.kind, digest: key.digest, limit: 10))
+                    (index, try await store.lookup(tenant: key.tenant, dataset: key.dataset, key: key.lookupKey, limit: 10))
                 }
             }
             let some = keys[0]
             group.addTask {
-                (-1, try await store.lookup(tenant: some.tenant, dataset: some.dataset, kind: some.kind, digest: [UInt8](repeating: 7, count: 32), limit: 10))
+                (-1, try await store.lookup(
+                    tenant: some.tenant, dataset: some.dataset,
+                    key: LookupKey(field: some.field, kind: some.kind, digest: [UInt8](repeating: 7, count: 32), sole: true), limit: 10
+                ))
             }
             return try await group.reduce(into: [Int: [StoredRecord]]()) { $0[$1.0] = $1.1 }
         }
@@ -155,7 +160,7 @@ struct CaseBindingTests {
         // (The shared phone's limit is 1, as is every other key's; the rest's is 10.)
         func limit(_ n: Int) -> Int { keys[n].records.count > 1 || n % 2 == 1 ? 1 : 10 }
         let together = await PostgresAgentRecordStore.find(
-            keys.enumerated().map { n, key in .init(tenant: key.tenant, dataset: key.dataset, kind: key.kind, digest: key.digest, limit: limit(n)) },
+            keys.enumerated().map { n, key in .init(tenant: key.tenant, dataset: key.dataset, key: key.lookupKey, limit: limit(n)) },
             on: runtime
         )
         #expect(together.count == keys.count)

@@ -1,0 +1,80 @@
+-- A lookup key names the field it was made from. A key held only its kind and digest, so a
+-- lookup by one field also found the values of every other field of the same kind: a purpose
+-- that allows searching by customer_no (exact) found records by member_id or an individual
+-- number (also exact), and a phone lookup found emergency contacts' numbers. A lookup (and a
+-- subject request) now matches keys of the field it names.
+--
+-- Keys written before this migration have the field '' (not known): they are matched only for
+-- a field that is its dataset's one lookup field of that kind (p_sole), which is the field they
+-- came from. A record's keys are rewritten with their field whenever it changes; when a schema
+-- change gives a kind a second lookup field, Itaku names the earlier sole field on that
+-- dataset's unnamed keys first (RegistryStore.putDataset).
+--
+-- The previous release's itaku.agent_find and itaku.agent_find_batch stay for instances that
+-- still run it while an upgrade rolls (their keys are written with the field ''); a later
+-- migration drops them.
+--
+-- Rebuilding the primary key reads the whole lookup index: on a large one, migrate in a quiet hour.
+
+ALTER TABLE itaku.lookup_keys ADD COLUMN field text NOT NULL DEFAULT '';
+ALTER TABLE itaku.lookup_keys DROP CONSTRAINT lookup_keys_pkey;
+ALTER TABLE itaku.lookup_keys ADD PRIMARY KEY (digest, kind, dataset_id, tenant_id, field, record_id);
+
+CREATE FUNCTION itaku.agent_find(
+    p_tenant uuid, p_dataset uuid, p_field text, p_sole boolean, p_kind text, p_digest bytea, p_limit integer
+) RETURNS TABLE (record_id uuid, external_id text, fields jsonb, status text, expired boolean)
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('itaku.tenant_id', p_tenant::text, true);
+    RETURN QUERY
+        WITH keys AS MATERIALIZED (
+            SELECT k.record_id FROM itaku.lookup_keys k
+            WHERE k.digest = p_digest AND k.kind = p_kind AND k.dataset_id = p_dataset AND k.tenant_id = p_tenant
+              AND (k.field = p_field OR (p_sole AND k.field = ''))
+        )
+        SELECT r.record_id, r.external_id, r.fields, r.status, r.expired
+        FROM keys k
+        CROSS JOIN LATERAL (
+            SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false) AS expired
+            FROM itaku.records r
+            WHERE r.tenant_id = p_tenant AND r.dataset_id = p_dataset AND r.record_id = k.record_id
+            OFFSET 0
+        ) r
+        ORDER BY r.external_id LIMIT p_limit;
+END
+$$;
+
+CREATE FUNCTION itaku.agent_find_batch(
+    p_tenant uuid, p_datasets uuid[], p_fields text[], p_soles boolean[], p_kinds text[], p_digests bytea[], p_limits integer[]
+) RETURNS TABLE (item integer, record_id uuid, external_id text, fields jsonb, status text, expired boolean)
+LANGUAGE plpgsql SECURITY INVOKER SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('itaku.tenant_id', p_tenant::text, true);
+    RETURN QUERY
+        SELECT q.n::integer, r.record_id, r.external_id, r.fields, r.status, r.expired
+        FROM unnest(p_datasets, p_fields, p_soles, p_kinds, p_digests, p_limits)
+            WITH ORDINALITY AS q(dataset_id, field, sole, kind, digest, most, n)
+        CROSS JOIN LATERAL (
+            SELECT r.record_id, r.external_id, r.fields, r.status, r.expired
+            FROM itaku.lookup_keys k
+            CROSS JOIN LATERAL (
+                SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false) AS expired
+                FROM itaku.records r
+                WHERE r.tenant_id = p_tenant AND r.dataset_id = q.dataset_id AND r.record_id = k.record_id
+                OFFSET 0
+            ) r
+            WHERE k.digest = q.digest AND k.kind = q.kind AND k.dataset_id = q.dataset_id AND k.tenant_id = p_tenant
+              AND (k.field = q.field OR (q.sole AND k.field = ''))
+            ORDER BY r.external_id LIMIT q.most
+        ) r
+        ORDER BY q.n, r.external_id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION itaku.agent_find(uuid, uuid, text, boolean, text, bytea, integer),
+    itaku.agent_find_batch(uuid, uuid[], text[], boolean[], text[], bytea[], integer[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION itaku.agent_find(uuid, uuid, text, boolean, text, bytea, integer),
+    itaku.agent_find_batch(uuid, uuid[], text[], boolean[], text[], bytea[], integer[]) TO itaku_runtime;
+GRANT UPDATE (field) ON itaku.lookup_keys TO itaku_runtime;

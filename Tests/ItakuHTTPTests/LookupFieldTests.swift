@@ -1,0 +1,93 @@
+import Configuration
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import ItakuDemo
+import ItakuPostgres
+import ItakuTestSupport
+import Testing
+
+/// A lookup searches the field the purpose allows, and no other field of the same kind.
+@Suite("Lookup keys name their field")
+struct LookupFieldTests {
+    static let base = "/v1/tenants/acme-retail"
+    static let lookup = base + "/datasets/customers/lookup"
+
+    @Test("a lookup by phone or customer number finds only that field's values: an emergency contact's phone, a member id or keys written before keys named their field never answer for it")
+    func lookupsMatchTheirField() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 20, policyholders: 2)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"]), integration = credentials["ITAKU_INTEGRATION_KEY"]
+        let token = try #require(credentials["ITAKU_AGENT_TOKEN"])
+        let customers = Array(DemoCustomers(count: 3))
+        let (taro, hanako) = (customers[1], customers[2])
+        let owner = database.makeClient(role: .owner)
+        // Keys as the previous release wrote them: no field named.
+        try await owner.query("UPDATE itaku.lookup_keys SET field = ''")
+
+        try await app.test(.live) { client in
+            func found(_ by: String, _ value: String, case reference: String) async throws -> [String] {
+                let answer = try await client.call(
+                    .post, Self.lookup, key: integration, json: ["by": by, "value": value], headers: HardeningTests.agent(token, case: reference)
+                )
+                #expect(answer.status == .ok, "\(answer.text)")
+                return (answer["records"] as? [[String: Any]] ?? []).compactMap { ($0["fields"] as? [String: Any])?["name"] as? String }
+            }
+            // Each kind has one lookup field: unnamed keys are that field's.
+            #expect(try await found("phone", taro["phone"] ?? "", case: "CALL-2001") == [taro["name"]])
+            #expect(try await found("customer_no", taro["customer_no"] ?? "", case: "CALL-2002") == [taro["name"]])
+
+            // A second phone field and a second exact field: the earlier keys are named first.
+            let dataset = try await client.call(.get, Self.base + "/datasets/customers", key: admin)
+            var fields = try #require(dataset["fields"] as? [[String: Any]])
+            fields.append(["name": "emergency_phone", "type": "phone", "category": "contact", "lookup": "phone"])
+            fields.append(["name": "member_id", "type": "string", "category": "basic", "lookup": "exact"])
+            let changed = try await client.call(
+                .put, Self.base + "/datasets/customers", key: admin,
+                json: ["fields": fields, "key_field": dataset["key_field"] ?? "customer_no", "retention_days": dataset["retention_days"] ?? NSNull()]
+            )
+            #expect(changed.status == .ok, "\(changed.text)")
+            let unnamed = try await owner.query(
+                """
+                SELECT count(*) FILTER (WHERE k.kind IN ('phone', 'exact')), count(*) FROM itaku.lookup_keys k
+                JOIN itaku.datasets d USING (tenant_id, dataset_id) JOIN itaku.tenants t USING (tenant_id)
+                WHERE k.field = '' AND t.code = 'acme-retail' AND d.name = 'customers'
+                """
+            )
+            // (E-mail keeps its one lookup field: its keys stay as they were, and still match.)
+            #expect(try unnamed[0].decode(1, as: Int.self) > 0)
+            #expect(try unnamed[0].decode(0, as: Int.self) == 0)
+
+            // A new customer whose emergency contact is Taro's phone and whose member id is
+            // Hanako's customer number.
+            let names = fields.compactMap { $0["name"] as? String }
+            var row = Dictionary(uniqueKeysWithValues: names.map { ($0, "") })
+            row["customer_no"] = "C-LOOKUP-1"
+            row["name"] = "Jiro Lookup"
+            row["phone"] = "03-5555-0101"
+            row["emergency_phone"] = taro["phone"] ?? ""
+            row["member_id"] = hanako["customer_no"] ?? ""
+            let csv = names.joined(separator: ",") + "\n" + names.map { row[$0] ?? "" }.joined(separator: ",") + "\n"
+            let imported = try await client.call(.post, Self.base + "/datasets/customers/imports", key: admin, text: csv)
+            #expect(imported.status == .ok || imported.status == .created, "\(imported.text)")
+
+            #expect(try await found("phone", taro["phone"] ?? "", case: "CALL-2003") == [taro["name"]])
+            #expect(try await found("customer_no", hanako["customer_no"] ?? "", case: "CALL-2004") == [hanako["name"]])
+            #expect(try await found("phone", "03-5555-0101", case: "CALL-2005") == ["Jiro Lookup"])
+
+            // A data subject located by phone is the one with that phone, not the one naming it
+            // as an emergency contact.
+            let request = try await client.call(
+                .post, Self.base + "/subject-requests", key: admin,
+                json: ["kind": "disclosure", "dataset": "customers", "subject": ["by": "phone", "value": taro["phone"] ?? ""]]
+            )
+            #expect((request["record_ids"] as? [String])?.count == 1, "\(request.text)")
+        }
+        let keys = try await owner.query(
+            "SELECT field, count(*) FROM itaku.lookup_keys k JOIN itaku.records r USING (tenant_id, dataset_id, record_id) WHERE r.external_id = 'C-LOOKUP-1' GROUP BY field ORDER BY field"
+        )
+        #expect(try keys.map { try $0.decode(0, as: String.self) } == ["customer_no", "emergency_phone", "member_id", "phone"])
+        await owner.shutdown()
+    }
+}
