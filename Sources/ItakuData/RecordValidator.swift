@@ -25,10 +25,18 @@ public struct RecordValidator: Sendable {
                 if field.name == schema.keyField || field.required == true { issues.append((field.name, "required")) }
                 continue
             }
-            if let code = Self.problem(value, field) { issues.append((field.name, code)) }
+            if field.name == schema.keyField && value.utf8.count > Self.maxKeyBytes {
+                issues.append((field.name, "too_long"))
+            } else if let code = Self.problem(value, field) {
+                issues.append((field.name, code))
+            }
         }
         return issues
     }
+
+    /// A record key's length at most: the key is unique per dataset, and PostgreSQL's index
+    /// holds a value of at most about 2,700 bytes (a longer one fails the whole import).
+    public static let maxKeyBytes = 256
 
     /// The code of what is wrong with `value` for `field`, or nil when it is fine.
     public static func problem(_ value: String, _ field: DatasetSchema.Field) -> String? {

@@ -146,7 +146,15 @@ struct ImportsController: Sendable {
     /// The number of values of the top-level JSON array in `bytes` (nil: not an array), counted
     /// without parsing: commas outside strings at depth 1.
     static func topLevelCount(_ bytes: some Sequence<UInt8>) -> Int? {
-        var depth = 0, commas = 0, inString = false, escaped = false, sawArray = false, sawValue = false
+        shape(bytes)?.records
+    }
+
+    /// The top-level array's values (`records`), and at least as many as all the values and
+    /// members at every depth hold (`values`: commas and containers), counted without parsing.
+    /// Nil when the text is not an array.
+    static func shape(_ bytes: some Sequence<UInt8>) -> (records: Int, values: Int)? {
+        var depth = 0, commas = 0, allCommas = 0, containers = 0
+        var inString = false, escaped = false, sawArray = false, sawValue = false
         for byte in bytes {
             if inString {
                 if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
@@ -157,20 +165,28 @@ struct ImportsController: Sendable {
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 if depth == 0 { sawArray = byte == UInt8(ascii: "[") } else if depth == 1 { sawValue = true }
                 depth += 1
+                containers += 1
             case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
-            case UInt8(ascii: ","): if depth == 1 { commas += 1 }
+            case UInt8(ascii: ","):
+                allCommas += 1
+                if depth == 1 { commas += 1 }
             case 0x20, 0x09, 0x0A, 0x0D: break
             default: if depth == 1 { sawValue = true }
             }
         }
         guard sawArray else { return nil }
-        return sawValue ? commas + 1 : 0
+        return (sawValue ? commas + 1 : 0, allCommas + containers)
     }
 
+    /// Values a JSON import may hold at every depth together (a record's values and the
+    /// record itself each count): 100,000 records of ten fields. Parsing builds every value in
+    /// memory, so `[[0,0,…]]` is refused as surely as `[0,0,…]`.
+    static let maxJSONValues = 1_100_000
+
     static func feedJSON(_ data: Data, into sink: RecordImporter.Sink) async throws {
-        if let count = topLevelCount(data), count > maxJSONRecords {
+        if let shape = shape(data), shape.records > maxJSONRecords || shape.values > maxJSONValues {
             throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large",
-                          detail: "A JSON import holds at most \(maxJSONRecords) records; send more as CSV.")
+                          detail: "A JSON import holds at most \(maxJSONRecords) records and \(maxJSONValues) values; send more as CSV.")
         }
         guard let array = (try? JSONSerialization.jsonObject(with: data)) as? [Any] else {
             throw Problem.badRequest(code: "invalid_json", "The body must be a JSON array of objects.")

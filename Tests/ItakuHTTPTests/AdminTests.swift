@@ -233,12 +233,29 @@ struct AdminTests {
             )
             #expect(flood.status == .unprocessableContent && flood.code == "import_rejected")
             #expect((flood["errors"] as? [[String: Any]])?.first?["code"] as? String == "row_too_large")
+            // A record key longer than the unique index holds is the line's issue, not a 500.
+            let random = (0..<3000).map { _ in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".randomElement()! }
+            let longKey = try await client.call(
+                .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, text: "customer_no,name\n" + String(random) + ",x\n"
+            )
+            #expect(longKey.status == .unprocessableContent && longKey.code == "import_rejected", "\(longKey.text)")
+            let issue = (longKey["errors"] as? [[String: Any]])?.first
+            #expect(issue?["code"] as? String == "too_long" && issue?["pointer"] as? String == "customer_no", "\(longKey.text)")
             // A JSON import of more values than records it may hold is refused before it is parsed.
             let zeros = try await client.call(
                 .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin,
                 text: "[" + String(repeating: "0,", count: 200_000) + "0]", contentType: "application/json"
             )
             #expect(zeros.status == .contentTooLarge && zeros.code == "payload_too_large")
+            // Nor does nesting hide them: one record holding 1.2 million values, in an array or
+            // in an object's members.
+            for nested in ["[[" + String(repeating: "0,", count: 1_200_000) + "0]]",
+                           "[{" + (0..<1_200_000).map { "\"\($0)\":0" }.joined(separator: ",") + "}]"] {
+                let refused = try await client.call(
+                    .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, text: nested, contentType: "application/json"
+                )
+                #expect(refused.status == .contentTooLarge && refused.code == "payload_too_large", "\(refused.text.prefix(200))")
+            }
 
             let duplicate = try await client.call(
                 .post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, json: [["customer_no": "X1", "name": "a"], ["customer_no": "X1", "name": "b"]]
