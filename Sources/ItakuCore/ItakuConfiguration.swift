@@ -17,6 +17,10 @@ public struct ItakuConfiguration: Sendable {
     /// `http.idleTimeoutSeconds`: a connection that sends nothing for this long, between
     /// requests or in the middle of a request's body, is closed.
     public var idleTimeoutSeconds: Int
+    /// `registry.maxAgeSeconds`: an instance whose registry (keys, purposes, assignments,
+    /// contracts) was last read longer ago than this refuses authenticated calls (503) and is
+    /// not ready, rather than act on revoked keys or ended assignments.
+    public var registryMaxAgeSeconds: Int
     /// `db.url`: libpq URI or conninfo of the runtime role's connection.
     public var databaseURL: String
     /// `db.migrationUrl`: connection of the owner role that runs migrations.
@@ -86,6 +90,7 @@ public struct ItakuConfiguration: Sendable {
         maxBodyBytes = reader.int(forKey: "http.maxBodyBytes", default: 1 << 20)
         maxImportBytes = reader.int(forKey: "http.maxImportBytes", default: 1 << 30)
         idleTimeoutSeconds = max(1, reader.int(forKey: "http.idleTimeoutSeconds", default: 60))
+        registryMaxAgeSeconds = min(max(1, reader.int(forKey: "registry.maxAgeSeconds", default: 120)), 86_400)
         // The embedded default: the cluster ./Deploy/run keeps under the state directory,
         // reached over its Unix socket only.
         let embedded = "postgresql:///itaku?host=\(state)/run"
@@ -133,6 +138,7 @@ public struct ItakuConfiguration: Sendable {
             ("http.maxBodyBytes", String(maxBodyBytes)),
             ("http.maxImportBytes", String(maxImportBytes)),
             ("http.idleTimeoutSeconds", String(idleTimeoutSeconds)),
+            ("registry.maxAgeSeconds", String(registryMaxAgeSeconds)),
             ("db.url", Self.redactingPassword(databaseURL)),
             ("db.migrationUrl", migrationURL.isEmpty ? "(not set)" : Self.redactingPassword(migrationURL)),
             ("db.readerUrl", readerURL.map(Self.redactingPassword) ?? "(not set: db.url as itaku_reader)"),

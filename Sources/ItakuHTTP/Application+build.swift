@@ -56,7 +56,7 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     readerConfiguration.listenURL = configuration.listenURL
     let reader = PostgresClient(configuration: readerConfiguration, logger: logger)
     let metrics = HTTPMetrics()
-    let registry = Registry(database: reader, logger: logger)
+    let registry = Registry(database: reader, logger: logger, maxAge: .seconds(Int64(configuration.registryMaxAgeSeconds)))
 
     let router = Router(context: ItakuRequestContext.self)
     router.add(middleware: RequestLogMiddleware(
@@ -67,7 +67,7 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     router.add(middleware: MethodNotAllowedMiddleware(allowed: allowedMethods))
     router.add(middleware: AuthMiddleware(registry: registry))
     var routes = RouteTable(router: router, maxBodyBytes: configuration.maxBodyBytes, allowed: allowedMethods)
-    HealthController(database: database, metrics: metrics, openAPIDocument: try openAPIDocument())
+    HealthController(database: database, registry: registry, metrics: metrics, openAPIDocument: try openAPIDocument())
         .addRoutes(to: &routes)
     let accessLog = AccessLogWriter(database: database, keyring: keyring, instanceID: configuration.instanceID, logger: logger)
     let admin = Admin(

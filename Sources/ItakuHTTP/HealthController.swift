@@ -2,11 +2,13 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ItakuPostgres
+import ItakuRegistry
 import NIOCore
 
 /// `/livez`, `/readyz`, `/metrics`, `/openapi.yaml`: open to anyone, no personal data.
 struct HealthController: Sendable {
     let database: PostgresClient
+    let registry: Registry
     let metrics: HTTPMetrics
     let openAPIDocument: ByteBuffer
     /// How long `/readyz` waits for the database before answering 503.
@@ -27,7 +29,7 @@ struct HealthController: Sendable {
         }
     }
 
-    /// Ready when a `SELECT 1` answers within the timeout.
+    /// Ready when a `SELECT 1` answers within the timeout and the registry is fresh.
     private func readiness() async throws -> Response {
         let database = self.database
         let ready = await withTaskGroup(of: Bool.self) { group in
@@ -47,6 +49,7 @@ struct HealthController: Sendable {
             return first
         }
         guard ready else { throw Problem.databaseUnavailable }
+        guard registry.isFresh else { throw Problem.registryUnavailable }
         return Self.json(#"{"status":"ready"}"#)
     }
 

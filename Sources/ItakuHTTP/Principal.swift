@@ -21,6 +21,9 @@ struct AuthMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard request.uri.path.hasPrefix("/v1/") || request.uri.path == "/v1" else { return try await next(request, context) }
         var context = context
+        // Fail closed: a registry this instance could not read for too long may still hold keys
+        // revoked, agents deactivated or assignments ended since.
+        guard registry.isFresh else { throw Problem.registryUnavailable }
         let snapshot = registry.snapshot
         context.snapshot = snapshot
         guard let header = request.headers.value(.authorization), header.hasPrefix("Bearer "),

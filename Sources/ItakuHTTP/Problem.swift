@@ -96,6 +96,13 @@ extension Problem {
         detail: "Itaku cannot reach its database; nothing was read or written.",
         headers: [.retryAfter: "1"]
     )
+    /// The instance could not read its registry within `registry.maxAgeSeconds`: it does not act
+    /// on keys, purposes or assignments that may have changed since.
+    public static let registryUnavailable = Problem(
+        .serviceUnavailable, code: "registry_unavailable", title: "Registry unavailable",
+        detail: "This instance could not read its keys and purposes recently; nothing was read or written.",
+        headers: [.retryAfter: "5"]
+    )
     public static let internalError = Problem(.internalServerError, code: "internal_error", title: "Internal error")
     public static func badRequest(code: String, _ detail: String, pointer: String? = nil) -> Problem {
         Problem(.badRequest, code: code, title: "Bad request", detail: detail, pointer: pointer)

@@ -5,21 +5,33 @@ import ServiceLifecycle
 import Synchronization
 
 /// Holds the current `RegistrySnapshot` and keeps it fresh: reloaded right after a change made
-/// through this instance, within 50 ms of a NOTIFY from any instance, and every 30 s as a
-/// safety net should a notification be lost while the listener reconnects.
+/// through this instance, within 50 ms of a NOTIFY from any instance, and every 30 s (or a third
+/// of `maxAge`) as a safety net should a notification be lost while the listener reconnects.
+/// A snapshot read longer than `maxAge` ago is not fresh: the instance then refuses to act on
+/// it (a key revoked or an assignment ended since would still be in it).
 public final class Registry: Service, Sendable {
     public static let changeChannel = "itaku_registry"
 
     private let database: PostgresClient
     private let logger: Logger
-    private let current = Mutex<(ticket: Int, snapshot: RegistrySnapshot)>((0, RegistrySnapshot()))
+    /// The snapshot in force, its reload's ticket, and when that reload began to read (what the
+    /// snapshot says held at least then).
+    private let current = Mutex<(ticket: Int, snapshot: RegistrySnapshot, readAt: ContinuousClock.Instant?)>((0, RegistrySnapshot(), nil))
+    public let maxAge: Duration
     private let tickets = Atomic<Int>(0)
     /// Set by a NOTIFY; the refresher reloads and clears it.
     private let dirty = Mutex(false)
 
-    public init(database: PostgresClient, logger: Logger) {
+    public init(database: PostgresClient, logger: Logger, maxAge: Duration = .seconds(120)) {
         self.database = database
         self.logger = logger
+        self.maxAge = maxAge
+    }
+
+    /// Whether the snapshot in force was read within `maxAge` (false before the first read).
+    public var isFresh: Bool {
+        guard let readAt = current.withLock({ $0.readAt }) else { return false }
+        return ContinuousClock.now - readAt <= maxAge
     }
 
     /// The snapshot to use for the whole of one request.
@@ -32,10 +44,11 @@ public final class Registry: Service, Sendable {
     /// reload that began before a change never puts the older state back.
     public func reload() async throws {
         let ticket = tickets.add(1, ordering: .relaxed).newValue
+        let started = ContinuousClock.now
         let fresh = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
         current.withLock { current in
             guard ticket > current.ticket else { return }
-            current = (ticket, fresh)
+            current = (ticket, fresh, started)
         }
     }
 
@@ -59,7 +72,7 @@ public final class Registry: Service, Sendable {
                 defer { dirty = false }
                 return dirty
             }
-            guard changed || ContinuousClock.now - sinceFullReload > .seconds(30) else { continue }
+            guard changed || ContinuousClock.now - sinceFullReload > min(.seconds(30), maxAge / 3) else { continue }
             do {
                 try await reload()
                 sinceFullReload = .now

@@ -70,6 +70,8 @@ struct ConsoleController: Sendable {
             let query = request.uri.query.map { "?" + $0 } ?? ""
             var view = ConsoleView(language: .of(request), snapshot: snapshot, path: request.uri.path + query)
             do {
+                // As the API: no page on a registry this instance could not read recently.
+                guard registry.isFresh else { throw Problem.registryUnavailable }
                 if signedIn {
                     guard let token = request.cookies[Self.sessionCookie]?.value, let session = try await sessions.find(token: token),
                         let key = snapshot.keys.values.first(where: { $0.id == session.keyID }), Self.roles.contains(key.role)

@@ -1,0 +1,48 @@
+import Configuration
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import ItakuPostgres
+import ItakuTestSupport
+import Testing
+
+/// An instance acts only on a registry it read recently: keys, purposes and assignments may have
+/// been revoked since an old read.
+@Suite("Registry freshness")
+struct RegistryFreshnessTests {
+    @Test("an instance that cannot read its registry for longer than registry.maxAgeSeconds refuses authenticated calls with 503 and is not ready; it serves again once it reads")
+    func staleRegistryFailsClosed() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database, settings: ["registry.maxAgeSeconds": 2])
+        let owner = fixture.database.makeClient(role: .owner)
+        try await app.test(.live) { client in
+            #expect(try await client.call(.get, "/v1/tenants", key: fixture.operatorKey).status == .ok)
+            // The registry's reads now fail (as when the reader's connection or role breaks).
+            try await owner.query("REVOKE SELECT ON itaku.tenants FROM itaku_reader")
+            var refused: JSONResponse?
+            for _ in 0..<40 {
+                let answer = try await client.call(.get, "/v1/tenants", key: fixture.operatorKey)
+                if answer.status != .ok { refused = answer; break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            let answer = try #require(refused, "still served on a registry older than its maximum age")
+            #expect(answer.status == .serviceUnavailable && answer.code == "registry_unavailable", "\(answer.text)")
+            #expect(answer.headers[.retryAfter] != nil)
+            #expect(try await client.call(.get, "/readyz", key: nil).code == "registry_unavailable")
+            #expect(try await client.call(.get, "/console/sign-in", key: nil).status == .serviceUnavailable)
+            // Health needs no registry.
+            #expect(try await client.call(.get, "/livez", key: nil).status == .ok)
+
+            try await owner.query("GRANT SELECT ON itaku.tenants TO itaku_reader")
+            var served = false
+            for _ in 0..<40 where !served {
+                try await Task.sleep(for: .milliseconds(250))
+                served = try await client.call(.get, "/v1/tenants", key: fixture.operatorKey).status == .ok
+            }
+            #expect(served)
+            #expect(try await client.call(.get, "/readyz", key: nil).status == .ok)
+        }
+        await owner.shutdown()
+    }
+}
