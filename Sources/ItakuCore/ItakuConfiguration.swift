@@ -17,6 +17,10 @@ public struct ItakuConfiguration: Sendable {
     /// `http.idleTimeoutSeconds`: a connection that sends nothing for this long, between
     /// requests or in the middle of a request's body, is closed.
     public var idleTimeoutSeconds: Int
+    /// `http.importTimeoutSeconds`: the longest a record import may take, its body's upload
+    /// included: one whose body trickles in ends (408, rolled back) instead of holding its
+    /// transaction and a pooled connection for as long as its sender likes.
+    public var importTimeoutSeconds: Int
     /// `registry.maxAgeSeconds`: an instance whose registry (keys, purposes, assignments,
     /// contracts) was last read longer ago than this refuses authenticated calls (503) and is
     /// not ready, rather than act on revoked keys or ended assignments.
@@ -90,6 +94,7 @@ public struct ItakuConfiguration: Sendable {
         maxBodyBytes = reader.int(forKey: "http.maxBodyBytes", default: 1 << 20)
         maxImportBytes = reader.int(forKey: "http.maxImportBytes", default: 1 << 30)
         idleTimeoutSeconds = max(1, reader.int(forKey: "http.idleTimeoutSeconds", default: 60))
+        importTimeoutSeconds = min(max(1, reader.int(forKey: "http.importTimeoutSeconds", default: 1800)), 86_400)
         registryMaxAgeSeconds = min(max(1, reader.int(forKey: "registry.maxAgeSeconds", default: 120)), 86_400)
         // The embedded default: the cluster ./Deploy/run keeps under the state directory,
         // reached over its Unix socket only.
@@ -138,6 +143,7 @@ public struct ItakuConfiguration: Sendable {
             ("http.maxBodyBytes", String(maxBodyBytes)),
             ("http.maxImportBytes", String(maxImportBytes)),
             ("http.idleTimeoutSeconds", String(idleTimeoutSeconds)),
+            ("http.importTimeoutSeconds", String(importTimeoutSeconds)),
             ("registry.maxAgeSeconds", String(registryMaxAgeSeconds)),
             ("db.url", Self.redactingPassword(databaseURL)),
             ("db.migrationUrl", migrationURL.isEmpty ? "(not set)" : Self.redactingPassword(migrationURL)),

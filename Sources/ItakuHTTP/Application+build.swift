@@ -81,7 +81,10 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     AgentsController(admin: admin).addRoutes(to: &routes)
     AssignmentsController(admin: admin).addRoutes(to: &routes)
     IntegrationsController(admin: admin).addRoutes(to: &routes)
-    ImportsController(admin: admin, keyring: keyring, maxImportBytes: configuration.maxImportBytes).addRoutes(to: &routes)
+    ImportsController(
+        admin: admin, keyring: keyring, maxImportBytes: configuration.maxImportBytes,
+        timeout: .seconds(Int64(configuration.importTimeoutSeconds)), running: ImportGate(limit: max(1, configuration.poolMaximum / 4))
+    ).addRoutes(to: &routes)
     let accessLogController = AccessLogController(admin: admin, keyring: keyring)
     accessLogController.addRoutes(to: &routes)
     ConsoleController(

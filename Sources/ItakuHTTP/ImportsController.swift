@@ -4,6 +4,7 @@ import ItakuCore
 import ItakuData
 import ItakuRegistry
 import NIOCore
+import Synchronization
 
 /// `POST /v1/tenants/{tenant}/datasets/{dataset}/imports`: a client admin imports records as
 /// `text/csv` (UTF-8, a header row naming the fields; streamed, up to `http.maxImportBytes`) or
@@ -14,6 +15,11 @@ struct ImportsController: Sendable {
     let keyring: Keyring
     /// `http.maxImportBytes`: this route's body limit, in place of `http.maxBodyBytes`.
     var maxImportBytes = 1 << 30
+    /// `http.importTimeoutSeconds`: an import, its upload included, ends (rolled back) after this.
+    var timeout: Duration = .seconds(1800)
+    /// Imports that may run at once on this instance: each holds a pooled connection while its
+    /// body streams in, so that the rest of the pool stays for agents whatever uploads do.
+    var running = ImportGate(limit: 4)
 
     static let maxJSONBytes = 64 << 20
     /// A JSON import's records at most: the parser holds every value of the body at once, at
@@ -55,7 +61,9 @@ struct ImportsController: Sendable {
             sealer: sealer
         )
         let limit = context.maxUploadSize
-        let outcome = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name):import") { connection in
+        guard running.enter() else { throw Self.busy }
+        defer { running.leave() }
+        let outcome = try await Self.within(timeout) { [admin] in try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name):import") { connection in
             // Under the tenant's lock: an import and the contract's end never overlap.
             guard try await RegistryStore.lockTenant(tenant.id, exclusive: false, on: connection) != "ended" else { throw Self.ended }
             let outcome = try await importer.run(on: connection) { sink in
@@ -79,8 +87,33 @@ struct ImportsController: Sendable {
             }
             guard case .imported(let count) = outcome else { throw ImportRejected(outcome: outcome) }
             return (count, dataset.version, dataset.version)
-        }
+        } }
         return try admin.json(Result(dataset: name, imported: outcome), status: .created)
+    }
+
+    static let busy = Problem(
+        .serviceUnavailable, code: "imports_busy", title: "Too many imports",
+        detail: "This instance runs as many imports as it takes at once; send this one again later.", headers: [.retryAfter: "30"]
+    )
+
+    static func timedOut(_ timeout: Duration) -> Problem {
+        Problem(.requestTimeout, code: "import_timeout", title: "Import took too long",
+                detail: "The import did not finish within \(timeout.components.seconds) seconds (its upload included); nothing was imported.")
+    }
+
+    /// `body`'s result, or `import_timeout` once `timeout` has passed: `body` is then cancelled
+    /// (its upload stops being read, its transaction rolls back) and awaited.
+    static func within<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw timedOut(timeout) }
+            return value
+        }
     }
 
     static let ended = Problem.conflict(
@@ -222,4 +255,23 @@ extension ImportsController.ImportRejected {
         problem.detail = "Nothing was imported; fix the lines listed in errors and send the file again."
         return problem
     }
+}
+
+/// A count of the imports running, up to a limit: an import that finds it reached is refused at
+/// once (503 `imports_busy`), never queued behind uploads that may take their time.
+final class ImportGate: Sendable {
+    let limit: Int
+    private let count = Mutex(0)
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    func enter() -> Bool {
+        count.withLock { count in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    func leave() { count.withLock { $0 -= 1 } }
 }

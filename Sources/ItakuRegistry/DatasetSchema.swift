@@ -64,6 +64,13 @@ public struct DatasetSchema: Sendable, Codable, Equatable {
     public func validate() -> [ValidationIssue] {
         var issues: [ValidationIssue] = []
         if fields.isEmpty { issues.append(.init(code: "fields_required", pointer: "fields")) }
+        // Every decision and every answer looks the purpose's fields up in the schema, and each
+        // access entry names them: a schema of tens of thousands of fields would make each
+        // request do millions of comparisons.
+        if fields.count > Self.maxFields {
+            issues.append(.init(code: "too_many_fields", pointer: "fields"))
+            return issues
+        }
         var seen: Set<String> = []
         for (index, field) in fields.enumerated() {
             let path = "fields[\(index)]"
@@ -84,6 +91,9 @@ public struct DatasetSchema: Sendable, Codable, Equatable {
         }
         return issues
     }
+
+    /// Fields a dataset may have (a CSV line holds at most 1,000 values).
+    public static let maxFields = 500
 
     public static func isFieldName(_ name: String) -> Bool {
         (1...63).contains(name.utf8.count)

@@ -208,6 +208,64 @@ struct AdminTests {
         }
     }
 
+    /// A body that keeps trickling in never goes idle: the import's own deadline ends it, and
+    /// only so many imports hold pooled connections at once.
+    @Test("an import whose body trickles in ends at http.importTimeoutSeconds with 408, nothing imported; meanwhile a second import is refused as busy")
+    func tricklingImportEnds() async throws {
+        let fixture = try await AdminFixture.make()
+        // A pool of 4: one import at a time.
+        let app = try await makeApplication(database: fixture.database, settings: ["http.importTimeoutSeconds": 2])
+        try await app.test(.live) { client in
+            let admin = try await client.setUpTenant("acme-retail", operatorKey: fixture.operatorKey)
+            let port = try #require(client.port)
+            let head = "POST /v1/tenants/acme-retail/datasets/customers/imports HTTP/1.1\r\nHost: localhost\r\n"
+                + "Authorization: Bearer \(admin)\r\nContent-Type: text/csv\r\nContent-Length: 100000\r\n\r\ncustomer_no,name\nC1,x\n"
+            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            #expect(socket >= 0)
+            defer { close(socket) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            #expect(connected == 0)
+            let bytes = Array(head.utf8)
+            #expect(send(socket, bytes, bytes.count, 0) == bytes.count)
+            try await Task.sleep(for: .milliseconds(300))
+            let second = try await client.call(.post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, text: "customer_no,name\nC9,y\n")
+            #expect(second.status == .serviceUnavailable && second.code == "imports_busy", "\(second.text)")
+            // A line every 200 ms: never idle, never done.
+            var answer = ""
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let deadline = ContinuousClock.now + .seconds(30)
+            var n = 2
+            while ContinuousClock.now < deadline && answer.isEmpty {
+                let line = Array("C\(n),x\n".utf8)
+                n += 1
+                if send(socket, line, line.count, Int32(MSG_NOSIGNAL)) < 0 { break }
+                try await Task.sleep(for: .milliseconds(200))
+                let read = recv(socket, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                if read > 0 { answer = String(decoding: buffer.prefix(read), as: UTF8.self) }
+                if read == 0 { break }
+            }
+            #expect(answer.hasPrefix("HTTP/1.1 408") && answer.contains("import_timeout"), "\(answer.prefix(300))")
+            let owner = fixture.database.makeClient(role: .owner)
+            let open = try await timeUntil(limit: .seconds(5)) {
+                try await owner.query(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'itaku_runtime' AND state LIKE 'idle in transaction%'"
+                )[0].decode(0, as: Int.self) == 0
+            }
+            #expect(open != nil, "a transaction of the trickling import stayed open")
+            #expect(try await owner.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self) == 0)
+            await owner.shutdown()
+            // The import's place is free again.
+            let after = try await client.call(.post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, text: "customer_no,name\nC9,y\n")
+            #expect(after.status == .created, "\(after.text)")
+        }
+    }
+
     @Test("an import with one bad line imports nothing and names that line; bad JSON bodies say where")
     func badImportsLandNothing() async throws {
         let fixture = try await AdminFixture.make()
@@ -267,6 +325,11 @@ struct AdminTests {
             #expect(malformed.status == .badRequest)
             #expect(malformed.code == "invalid_json")
             #expect(malformed.pointer == "fields[0].type")
+            // A schema of a thousand fields would make every decision and answer search it.
+            let wide = (0..<1_000).map { ["name": "f\($0)", "type": "string", "category": "basic"] }
+            let tooWide = try await client.call(.put, "/v1/tenants/acme-retail/datasets/wide", key: admin, json: ["fields": wide, "key_field": "f0"])
+            #expect(tooWide.status == .unprocessableContent && tooWide.code == "too_many_fields", "\(tooWide.text.prefix(300))")
+            #expect((tooWide["errors"] as? [[String: Any]])?.first?["code"] as? String == "too_many_fields")
         }
         let owner = fixture.database.makeClient(role: .owner)
         defer { Task { await owner.shutdown() } }
