@@ -5,6 +5,7 @@ import ItakuAccessLog
 import ItakuData
 import ItakuPostgres
 import ItakuRegistry
+import Logging
 import NIOCore
 
 /// What the administration controllers share: authorization, body decoding, and making a
@@ -91,6 +92,9 @@ struct Admin: Sendable {
     /// Runs `body` in a transaction that also records a `configure` entry (who changed what,
     /// versions before and after, chained in the access log) and notifies every instance; then
     /// refreshes this instance's snapshot so the change is in force before the response leaves.
+    /// Once committed, the change is answered as done: a refresh that fails is logged and
+    /// retried by the registry (which every instance also reloads on the notice), never turned
+    /// into an error for a change that was made (a key's secret would be lost with it).
     func change<Result: Sendable>(
         _ context: some ActingContext, tenantID: UUID?, target: String,
         _ body: @Sendable (PostgresConnection) async throws -> (Result, before: Int?, after: Int?)
@@ -113,7 +117,12 @@ struct Admin: Sendable {
             try await RegistryStore.announceChange(target, on: connection)
             return (value, [entry])
         }
-        try await registry.reload()
+        do {
+            try await registry.reload()
+        } catch {
+            registry.reloadSoon()
+            context.logger.warning("registry reload after a committed change failed; retrying", metadata: ["itaku.error": "\(error)"])
+        }
         return result
     }
 }

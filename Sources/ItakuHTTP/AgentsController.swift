@@ -33,14 +33,15 @@ struct AgentsController: Sendable {
             if !Self.isEmployeeID(employeeID) { issues.append(.init(code: "invalid_employee_id", pointer: "employee_id")) }
             if name.isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
             guard issues.isEmpty else { throw Problem.invalid(issues) }
+            let id: UUID
             do {
-                _ = try await admin.change(context, tenantID: nil, target: "agent:\(employeeID)") { connection in
+                id = try await admin.change(context, tenantID: nil, target: "agent:\(employeeID)") { connection in
                     (try await RegistryStore.createAgent(employeeID: employeeID, name: name, site: site, on: connection), nil, nil)
                 }
             } catch let error as PostgresError where error.isUniqueViolation {
                 throw Problem.conflict(code: "agent_exists", "An agent with this employee id exists.")
             }
-            guard let agent = admin.registry.snapshot.agent(employeeID: employeeID) else { throw Problem.internalError }
+            let agent = admin.registry.snapshot.agents[id] ?? Agent(id: id, employeeID: employeeID, name: name, site: site, active: true)
             return try admin.json(AgentBody(agent), status: .created)
         }
         routes.on("/v1/agents/:agent", method: .patch, context: RoleContext<Operators>.self) { request, context in

@@ -44,7 +44,7 @@ struct DatasetsController: Sendable {
         let issues = schema.validate()
         guard issues.isEmpty else { throw Problem.invalid(issues.problems) }
         let existed = context.snapshot?.datasets[tenant.id]?[name] != nil
-        _ = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name)") { connection in
+        let version = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name)") { connection in
             // Under the tenant's lock: no dataset appears after the contract's end.
             guard try await RegistryStore.lockTenant(tenant.id, exclusive: false, on: connection) != "ended" else {
                 throw Problem.conflict(code: "tenant_ended", "The tenant's contract ended and its data was disposed of.")
@@ -52,7 +52,8 @@ struct DatasetsController: Sendable {
             let (before, after) = try await RegistryStore.putDataset(tenantID: tenant.id, name: name, schema: schema, on: connection)
             return (after, before, after)
         }
-        guard let dataset = admin.registry.snapshot.datasets[tenant.id]?[name] else { throw Problem.internalError }
+        let dataset = admin.registry.snapshot.datasets[tenant.id]?[name].flatMap { $0.version >= version ? $0 : nil }
+            ?? Dataset(id: context.snapshot?.datasets[tenant.id]?[name]?.id ?? UUID(), tenantID: tenant.id, name: name, version: version, schema: schema)
         return try admin.json(DatasetBody(dataset), status: existed ? .ok : .created)
     }
 }

@@ -1,5 +1,6 @@
 import Hummingbird
 import ItakuAccessLog
+import ItakuData
 import ItakuPostgres
 import ItakuRegistry
 import Logging
@@ -63,6 +64,9 @@ struct ErrorMiddleware: RouterMiddleware {
             // two imports of one key): the other committed first, this one rolled back whole.
             return Problem(.conflict, code: "concurrent_change", title: "Conflict",
                            detail: "Another change of the same item was made at the same moment; nothing of this one was written. Try again.")
+        case DataKeys.KeyError.destroyed:
+            // The tenant's data key is gone (its contract ended): its records are disposed of.
+            return .conflict(code: "tenant_ended", "The tenant's contract ended and its data was disposed of.")
         case let error as PostgresError where error.isConnectionError || error.kind == .unsafeSession:
             context.logger.warning("database unavailable", metadata: ["itaku.error": "\(error)"])
             return .databaseUnavailable

@@ -78,8 +78,8 @@ struct IntegrationsController: Sendable {
             throw Problem.conflict(code: "integration_exists", "An integration with this name exists.")
         }
         let fresh = admin.registry.snapshot
-        guard let integration = fresh.integrations[id] else { throw Problem.internalError }
-        return try admin.json(Self.body(integration, fresh), status: .created)
+        let integration = fresh.integrations[id] ?? Integration(id: id, name: name, trustMode: mode, tenantIDs: ids)
+        return try admin.json(Self.body(integration, fresh.integrations[id] == nil ? context.snapshot ?? fresh : fresh), status: .created)
     }
 
     private func createKey(_ request: Request, _ context: RoleContext<Operators>) async throws -> Response {

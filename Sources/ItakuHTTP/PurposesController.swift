@@ -85,7 +85,9 @@ struct PurposesController: Sendable {
             guard let version else { throw Self.stale }
             return (version, expectedVersion, version)
         }
-        guard version != nil, let purpose = admin.registry.snapshot.purposes[tenant.id]?[key] else { throw Problem.internalError }
+        guard let version else { throw Problem.internalError }
+        let purpose = admin.registry.snapshot.purposes[tenant.id]?[key].flatMap { $0.version >= version ? $0 : nil }
+            ?? Purpose(tenantID: tenant.id, key: key, version: version, definition: definition, createdAt: Date())
         return (purpose, current == nil)
     }
 

@@ -55,9 +55,9 @@ struct TenantsController: Sendable {
         guard issues.isEmpty else { throw Problem.invalid(issues) }
         if context.snapshot?.tenant(code: code) != nil { throw Problem.conflict(code: "tenant_exists", "A tenant with this code exists.") }
         let name = body.name ?? "", zone = body.time_zone ?? "Asia/Tokyo"
+        // The id is chosen here so that the tenant's own log shows its creation.
+        let tenantID = UUID()
         do {
-            // The id is chosen here so that the tenant's own log shows its creation.
-            let tenantID = UUID()
             _ = try await admin.change(context, tenantID: tenantID, target: "tenant:\(code)") { connection in
                 let id = try await RegistryStore.createTenant(
                     id: tenantID, code: code, name: name, timeZone: zone, contractStart: body.contract_start,
@@ -68,7 +68,10 @@ struct TenantsController: Sendable {
         } catch let error as PostgresError where error.isUniqueViolation {
             throw Problem.conflict(code: "tenant_exists", "A tenant with this code exists.")
         }
-        guard let tenant = admin.registry.snapshot.tenant(code: code) else { throw Problem.internalError }
+        let tenant = admin.registry.snapshot.tenant(code: code) ?? Tenant(
+            id: tenantID, code: code, name: name, timeZone: zone, contractStart: body.contract_start, contractEnd: body.contract_end,
+            status: "active", casePattern: body.case_pattern
+        )
         return try admin.json(TenantBody(tenant), status: .created)
     }
 

@@ -28,6 +28,11 @@ public final class Registry: Service, Sendable {
         self.maxAge = maxAge
     }
 
+    /// Asks the refresher to reload at its next turn (within 50 ms), as a notice does.
+    public func reloadSoon() {
+        dirty.withLock { $0 = true }
+    }
+
     /// Whether the snapshot in force was read within `maxAge` (false before the first read).
     public var isFresh: Bool {
         guard let readAt = current.withLock({ $0.readAt }) else { return false }

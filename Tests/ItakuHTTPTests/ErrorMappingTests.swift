@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import ItakuData
 @testable import ItakuHTTP
 import ItakuPostgres
 import ItakuTestSupport
@@ -18,6 +19,8 @@ struct ErrorMappingTests {
         let router = Router(context: ItakuRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.get("/boom") { _, _ -> Response in throw LeakyError() }
+        // A tenant whose data key is gone (its contract ended while the request ran).
+        router.get("/ended") { _, _ -> Response in throw DataKeys.KeyError.destroyed(UUID()) }
         router.post("/json") { request, context -> Response in
             struct Body: Decodable { var name: String }
             _ = try await request.decode(as: Body.self, context: context)
@@ -31,6 +34,10 @@ struct ErrorMappingTests {
                 let text = String(buffer: response.body)
                 #expect(problemCode(response.body) == "internal_error")
                 #expect(!text.contains("090") && !text.contains("山田") && !text.contains("constraint"))
+            }
+            try await client.execute(uri: "/ended", method: .get) { response in
+                #expect(response.status == .conflict)
+                #expect(problemCode(response.body) == "tenant_ended")
             }
             let secret = #"{"name": 12345678}"#
             try await client.execute(uri: "/json", method: .post, headers: [.contentType: "application/json"], body: .init(string: secret)) { response in

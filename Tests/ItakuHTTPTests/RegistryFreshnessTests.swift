@@ -45,4 +45,28 @@ struct RegistryFreshnessTests {
         }
         await owner.shutdown()
     }
+
+    @Test("a change committed while the registry cannot be read is answered as done, a new key's secret included, and is in force once it reads again")
+    func committedChangeIsAnswered() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        let owner = fixture.database.makeClient(role: .owner)
+        try await app.test(.live) { client in
+            try await owner.query("REVOKE SELECT ON itaku.agents FROM itaku_reader")
+            let agent = try await client.call(.post, "/v1/agents", key: fixture.operatorKey, json: ["employee_id": "A9001", "name": "Sato"])
+            #expect(agent.status == .created && agent["employee_id"] as? String == "A9001", "\(agent.text)")
+            let created = try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "reviewer", "label": "audit"])
+            #expect(created.status == .created, "\(created.text)")
+            let key = try #require(created["key"] as? String)
+            try await owner.query("GRANT SELECT ON itaku.agents TO itaku_reader")
+            var works = false
+            for _ in 0..<40 where !works {
+                works = try await client.call(.get, "/v1/access-log?limit=1", key: key).status == .ok
+                if !works { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(works, "the key issued while the registry could not be read never came into force")
+        }
+        #expect(try await owner.query("SELECT count(*) FROM itaku.agents WHERE employee_id = 'A9001'")[0].decode(0, as: Int.self) == 1)
+        await owner.shutdown()
+    }
 }
