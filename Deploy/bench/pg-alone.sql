@@ -18,10 +18,10 @@ SELECT clock_timestamp() AS started \gset
 INSERT INTO itaku.records (tenant_id, dataset_id, record_id, external_id, fields)
 SELECT current_setting('itaku.tenant_id')::uuid, current_setting('itaku.dataset_id')::uuid, record_id, external_id, fields
 FROM source;
-INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, kind, digest, record_id)
-SELECT current_setting('itaku.tenant_id')::uuid, current_setting('itaku.dataset_id')::uuid, k.kind,
+INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, field, kind, digest, record_id)
+SELECT current_setting('itaku.tenant_id')::uuid, current_setting('itaku.dataset_id')::uuid, k.field, k.kind,
     sha256(convert_to(k.kind || ':' || s.external_id, 'UTF8')), s.record_id
-FROM source s, (VALUES ('phone'), ('email'), ('exact')) AS k(kind);
+FROM source s, (VALUES ('phone', 'phone'), ('email', 'email'), ('customer_no', 'exact')) AS k(field, kind);
 SELECT count(*) AS rows, extract(epoch FROM clock_timestamp() - :'started'::timestamptz) AS seconds
 FROM source \gset
 ROLLBACK;

@@ -69,7 +69,7 @@ public struct AgentDataService: Sendable {
         guard let tenant, let kind, let digest, let dataset = snapshot.datasets[tenant.id]?[call.access.dataset] else {
             throw AgentServiceError.inconsistent
         }
-        let key = LookupKey(field: by, kind: kind.rawValue, digest: digest, sole: dataset.schema.soleLookupField(of: kind) == by)
+        let key = LookupKey(field: by, kind: kind.rawValue, digest: digest)
         let records = try await store.lookup(tenant: tenant.id, dataset: dataset.id, key: key, limit: decision.maxResults)
         return try await answer(records, decision: decision, call: call, tenant: tenant, schema: dataset.schema)
     }

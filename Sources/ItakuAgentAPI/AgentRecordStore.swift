@@ -55,15 +55,11 @@ public struct LookupKey: Sendable, Equatable {
     public var field: String
     public var kind: String
     public var digest: [UInt8]
-    /// Whether `field` is its dataset's one lookup field of `kind`: keys written before keys
-    /// named their field (migration 0017) are then its keys too.
-    public var sole: Bool
 
-    public init(field: String, kind: String, digest: [UInt8], sole: Bool) {
+    public init(field: String, kind: String, digest: [UInt8]) {
         self.field = field
         self.kind = kind
         self.digest = digest
-        self.sole = sole
     }
 }
 

@@ -132,7 +132,7 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
                 if batch.count == 1, let lookup = batch.first {
                     return .prepared(
                         """
-                        SELECT 1::integer, * FROM itaku.agent_find(\(tenant), \(lookup.dataset), \(lookup.key.field), \(lookup.key.sole),
+                        SELECT 1::integer, * FROM itaku.agent_find(\(tenant), \(lookup.dataset), \(lookup.key.field),
                             \(lookup.key.kind), \(PostgresBytes(lookup.key.digest)), \(Int32(clamping: lookup.limit)))
                         """
                     )
@@ -140,7 +140,7 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
                 return .prepared(
                     """
                     SELECT * FROM itaku.agent_find_batch(\(tenant), \(PostgresArray(batch.map(\.dataset))),
-                        \(batch.map(\.key.field)), \(PostgresArray(batch.map(\.key.sole))), \(batch.map(\.key.kind)),
+                        \(batch.map(\.key.field)), \(batch.map(\.key.kind)),
                         \(PostgresArray(batch.map { PostgresBytes($0.key.digest) })), \(PostgresArray(batch.map { Int32(clamping: $0.limit) })))
                     """
                 )

@@ -18,7 +18,7 @@ public enum RecordStore {
     static func replaceLookupKeysQuery(of recordID: UUID, in dataset: Dataset, values: [String: String], digester: LookupDigester) -> PostgresQuery {
         let keys = digester.lookupKeys(of: values, schema: dataset.schema)
         let (fields, kinds, digests) = (keys.map(\.field), keys.map(\.kind), keys.map(\.digest))
-        // Keys written before they named their field (field '') are replaced by named ones.
+        // Keys written before keys named their field (field '') are replaced by named ones.
         return
             """
             WITH new AS (SELECT * FROM unnest(\(fields)::text[], \(kinds)::text[], \(digests)::text[]) AS t(field, kind, digest)),
@@ -67,12 +67,10 @@ public enum RecordStore {
     }
 
     /// The records of a subject, located by a lookup field's value: (record id, external id).
-    /// Only that field's keys match (and keys written before keys named their field, when it is
-    /// its dataset's one lookup field of its kind).
+    /// Only that field's keys match.
     public static func locate(
         in dataset: Dataset, field: String, kind: DatasetSchema.LookupKind, digest: [UInt8], on connection: PostgresConnection
     ) async throws -> [(UUID, String)] {
-        let sole = dataset.schema.soleLookupField(of: kind) == field
         // The digest's keys first, then each key's record by primary key, as itaku.agent_find
         // does (migration 0015). Both steps are fenced: a plain join could be driven from the
         // records in external_id order instead, reading many records for the one a key names.
@@ -81,7 +79,7 @@ public enum RecordStore {
             WITH keys AS MATERIALIZED (
                 SELECT k.record_id FROM itaku.lookup_keys k
                 WHERE k.digest = \(PostgresBytes(digest)) AND k.kind = \(kind.rawValue) AND k.dataset_id = \(dataset.id)
-                  AND k.tenant_id = \(dataset.tenantID) AND (k.field = \(field) OR (\(sole) AND k.field = ''))
+                  AND k.tenant_id = \(dataset.tenantID) AND k.field = \(field)
             )
             SELECT r.record_id, r.external_id FROM keys k
             CROSS JOIN LATERAL (

@@ -58,7 +58,8 @@ struct AgentsController: Sendable {
                 try await RegistryStore.updateAgent(agent.id, name: name, site: site, active: active, on: connection)
                 return ((), nil, nil)
             }
-            return try admin.json(AgentBody(admin.registry.snapshot.agents[agent.id] ?? agent))
+            // The committed values (the registry may not have read them yet).
+            return try admin.json(AgentBody(Agent(id: agent.id, employeeID: agent.employeeID, name: name, site: site, active: active)))
         }
     }
 

@@ -51,10 +51,8 @@ struct AssignmentsController: Sendable {
             let created = try await admin.change(context, tenantID: tenant.id, target: "assignment:\(agent.employeeID)") { connection in
                 (try await RegistryStore.putAssignment(assignment, on: connection), nil, nil)
             }
-            let snapshot = admin.registry.snapshot
-            guard let stored = snapshot.assignments[tenant.id]?[agent.id], let response = Self.body(stored, snapshot) else {
-                throw Problem.internalError
-            }
+            // The committed values (the registry may not have read them yet).
+            let response = AssignmentBody(agent: agent.employeeID, purposes: purposes, valid_from: from, valid_until: until)
             return try admin.json(response, status: created ? .created : .ok)
         }
         routes.on("/v1/tenants/:tenant/assignments/:agent", method: .delete, context: RoleContext<Operators>.self) { _, context in

@@ -15,7 +15,9 @@ struct ImportsController: Sendable {
     let keyring: Keyring
     /// `http.maxImportBytes`: this route's body limit, in place of `http.maxBodyBytes`.
     var maxImportBytes = 1 << 30
-    /// `http.importTimeoutSeconds`: an import, its upload included, ends (rolled back) after this.
+    /// `http.importTimeoutSeconds`: an import whose body is still arriving after this long ends
+    /// (rolled back). Once the body is in, the import runs to its end: a deadline there could
+    /// fire after the commit, and answer "nothing imported" for records that were.
     var timeout: Duration = .seconds(1800)
     /// Imports that may run at once on this instance: each holds a pooled connection while its
     /// body streams in, so that the rest of the pool stays for agents whatever uploads do.
@@ -63,23 +65,25 @@ struct ImportsController: Sendable {
         let limit = context.maxUploadSize
         guard running.enter() else { throw Self.busy }
         defer { running.leave() }
-        let outcome = try await Self.within(timeout) { [admin] in try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name):import") { connection in
+        let timeout = self.timeout
+        let deadline = ContinuousClock.now + timeout
+        let outcome = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name):import") { connection in
             // Under the tenant's lock: an import and the contract's end never overlap.
             guard try await RegistryStore.lockTenant(tenant.id, exclusive: false, on: connection) != "ended" else { throw Self.ended }
             let outcome = try await importer.run(on: connection) { sink in
                 if isCSV {
                     try await Self.feedCSV(
                         request.body, limit: limit, expected: request.headers[.contentLength].flatMap { Int($0) },
-                        validator: RecordValidator(schema: dataset.schema), into: sink
+                        validator: RecordValidator(schema: dataset.schema), into: sink, deadline: deadline, timeout: timeout
                     )
                 } else {
                     // JSON is parsed whole, so it gets a tighter limit than streamed CSV.
                     let jsonLimit = min(limit, Self.maxJSONBytes)
-                    let buffer: ByteBuffer
-                    do {
-                        buffer = try await request.body.collect(upTo: jsonLimit)
-                    } catch let error as HTTPError where error.status == .contentTooLarge {
-                        throw Problem.payloadTooLarge(limit: jsonLimit)
+                    var buffer = ByteBuffer()
+                    for try await chunk in request.body {
+                        if ContinuousClock.now > deadline { throw Self.timedOut(timeout) }
+                        guard buffer.readableBytes + chunk.readableBytes <= jsonLimit else { throw Problem.payloadTooLarge(limit: jsonLimit) }
+                        buffer.writeImmutableBuffer(chunk)
                     }
                     try Self.checkComplete(received: buffer.readableBytes, expected: request.headers[.contentLength].flatMap { Int($0) })
                     try await Self.feedJSON(Data(buffer.readableBytesView), into: sink)
@@ -87,7 +91,7 @@ struct ImportsController: Sendable {
             }
             guard case .imported(let count) = outcome else { throw ImportRejected(outcome: outcome) }
             return (count, dataset.version, dataset.version)
-        } }
+        }
         return try admin.json(Result(dataset: name, imported: outcome), status: .created)
     }
 
@@ -98,22 +102,7 @@ struct ImportsController: Sendable {
 
     static func timedOut(_ timeout: Duration) -> Problem {
         Problem(.requestTimeout, code: "import_timeout", title: "Import took too long",
-                detail: "The import did not finish within \(timeout.components.seconds) seconds (its upload included); nothing was imported.")
-    }
-
-    /// `body`'s result, or `import_timeout` once `timeout` has passed: `body` is then cancelled
-    /// (its upload stops being read, its transaction rolls back) and awaited.
-    static func within<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else { throw timedOut(timeout) }
-            return value
-        }
+                detail: "The body was still arriving after \(timeout.components.seconds) seconds; nothing was imported.")
     }
 
     static let ended = Problem.conflict(
@@ -134,7 +123,8 @@ struct ImportsController: Sendable {
     }
 
     static func feedCSV(
-        _ body: RequestBody, limit: Int, expected: Int? = nil, validator: RecordValidator, into sink: RecordImporter.Sink
+        _ body: RequestBody, limit: Int, expected: Int? = nil, validator: RecordValidator, into sink: RecordImporter.Sink,
+        deadline: ContinuousClock.Instant = .now + .seconds(86_400), timeout: Duration = .seconds(86_400)
     ) async throws {
         var parser = CSVParser()
         var header: [String]?
@@ -159,6 +149,7 @@ struct ImportsController: Sendable {
         }
         do {
             for try await chunk in body {
+                if ContinuousClock.now > deadline { throw timedOut(timeout) }
                 received += chunk.readableBytes
                 if received > limit { throw Problem.payloadTooLarge(limit: limit) }
                 try await handle(try parser.feed(chunk.readableBytesView))

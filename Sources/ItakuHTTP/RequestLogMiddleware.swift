@@ -79,9 +79,10 @@ struct RequestLogMiddleware: RouterMiddleware {
     }
 
     /// A caller's id is kept if it is 1–64 characters of `[A-Za-z0-9._-]` with no run of
-    /// `maxDigitRun` + 1 digits (unless it is a UUID); anything else is replaced, so a log line
-    /// and an access entry never carry free caller text, nor a number that may be a caller's
-    /// (a phone number, a postal code, an individual number: `tel-09012345678`).
+    /// `maxDigitRun` + 1 digits, separators aside (unless it is a UUID); anything else is
+    /// replaced, so a log line and an access entry never carry free caller text, nor a number
+    /// that may be a caller's (a phone number, a postal code, an individual number:
+    /// `tel-090-1234-5678`).
     static func requestID(from header: String?) -> String {
         if let header, (1...64).contains(header.utf8.count),
             header.utf8.allSatisfy({ byte in
@@ -98,10 +99,16 @@ struct RequestLogMiddleware: RouterMiddleware {
     /// Digits in a row that a kept request id may have: fewer than a postal code (7).
     static let maxDigitRun = 6
 
+    /// The most digits in a row, the separators `-`, `.` and `_` between them aside
+    /// (`090-1234-5678` is a run of 11).
     static func longestDigitRun(_ text: String) -> Int {
         var longest = 0, run = 0
         for byte in text.utf8 {
-            run = (byte >= 0x30 && byte <= 0x39) ? run + 1 : 0
+            if byte >= 0x30 && byte <= 0x39 {
+                run += 1
+            } else if byte != 0x2D && byte != 0x2E && byte != 0x5F {
+                run = 0
+            }
             longest = max(longest, run)
         }
         return longest

@@ -6,6 +6,7 @@ import ItakuCore
 import ItakuData
 import ItakuPostgres
 import ItakuRegistry
+import Logging
 import NIOCore
 
 /// `/v1/tenants/{tenant}/subject-requests`: the client's instructions on a data subject's
@@ -553,7 +554,13 @@ struct SubjectRequestsController: Sendable {
             try await RegistryStore.announceChange("tenant:\(tenant.code):ended", on: connection)
             return (disposals, entries)
         }
-        try await admin.registry.reload()
+        // Committed (and the key destroyed): answered as done whatever the refresh does.
+        do {
+            try await admin.registry.reload()
+        } catch {
+            admin.registry.reloadSoon()
+            context.logger.warning("registry reload after the contract's end failed; retrying", metadata: ["itaku.error": "\(error)"])
+        }
         return try admin.json(["disposals": disposals])
     }
 

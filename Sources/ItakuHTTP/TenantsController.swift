@@ -104,7 +104,8 @@ struct TenantsController: Sendable {
             )
             return ((), nil, nil)
         }
-        return try admin.json(TenantBody(admin.registry.snapshot.tenants[tenant.id] ?? updated))
+        // The committed values (the registry may not have read them yet).
+        return try admin.json(TenantBody(next))
     }
 
     static func isCode(_ code: String) -> Bool {

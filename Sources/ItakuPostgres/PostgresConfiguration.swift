@@ -53,7 +53,15 @@ public struct PostgresConfiguration: Sendable {
     /// The keyword/value pairs given to `PQconnectdbParams`, in order. libpq processes them in
     /// order and a later keyword overrides what the expanded `dbname` set.
     var connectionKeywords: [(String, String)] {
-        var pairs: [(String, String)] = [("dbname", url)]
+        // TCP keepalives and a user timeout first, so that the URL may set its own: a server
+        // that vanished (a failover leaving a half-open socket) fails the connection within
+        // about a minute instead of holding a statement, and the registry's reload, for good.
+        // (Unix sockets ignore them.)
+        var pairs: [(String, String)] = [
+            ("keepalives", "1"), ("keepalives_idle", "30"), ("keepalives_interval", "10"), ("keepalives_count", "3"),
+            ("tcp_user_timeout", "60000"),
+        ]
+        pairs.append(("dbname", url))
         pairs.append(("application_name", applicationName))
         pairs.append(("connect_timeout", String(connectTimeoutSeconds)))
         pairs.append(("client_encoding", "UTF8"))

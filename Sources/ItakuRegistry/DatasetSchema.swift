@@ -31,13 +31,6 @@ public struct DatasetSchema: Sendable, Codable, Equatable {
 
     public var fields: [Field]
 
-    /// The field that is the schema's only lookup field of `kind`, if there is exactly one.
-    /// Lookup keys written before keys named their field are matched for this field alone.
-    public func soleLookupField(of kind: LookupKind) -> String? {
-        let named = fields.filter { $0.lookup == kind }
-        return named.count == 1 ? named[0].name : nil
-    }
-
     /// The field holding the client's own record key (e.g. `customer_no`); unique per dataset.
     public var keyField: String
     /// Records expire this many days after import (retention); nil keeps them until deleted.

@@ -165,7 +165,7 @@ public enum RegistryStore {
         try await setTenant(tenantID, on: connection)
         let json = String(decoding: try JSONEncoder().encode(schema), as: UTF8.self)
         let existing = try await connection.query(
-            "SELECT version, dataset_id, schema FROM itaku.datasets WHERE tenant_id = \(tenantID) AND name = \(name) FOR UPDATE"
+            "SELECT version FROM itaku.datasets WHERE tenant_id = \(tenantID) AND name = \(name) FOR UPDATE"
         )
         if let row = existing.first {
             let before = try row.decode(0, as: Int.self)
@@ -176,8 +176,6 @@ public enum RegistryStore {
                 WHERE tenant_id = \(tenantID) AND name = \(name)
                 """
             )
-            let old = try? JSONDecoder().decode(DatasetSchema.self, from: Data(try row.decode(2, as: PostgresJSON.self).text.utf8))
-            try await nameUnnamedLookupKeys(of: try row.decode(1, as: UUID.self), tenantID: tenantID, from: old, to: schema, on: connection)
             return (before, before + 1)
         }
         try await connection.query(
@@ -187,34 +185,6 @@ public enum RegistryStore {
             """
         )
         return (nil, 1)
-    }
-
-    /// Lookup keys written before keys named their field (field '') are the keys of their kind's
-    /// one lookup field. When a schema change leaves that field no longer its kind's only one,
-    /// they are named after it first, so that they keep answering for that field and never for
-    /// the other (migration 0017).
-    static func nameUnnamedLookupKeys(
-        of datasetID: UUID, tenantID: UUID, from old: DatasetSchema?, to new: DatasetSchema, on connection: PostgresConnection
-    ) async throws {
-        for kind in DatasetSchema.LookupKind.allCases {
-            guard let sole = old?.soleLookupField(of: kind), new.soleLookupField(of: kind) != sole else { continue }
-            try await connection.query(
-                """
-                DELETE FROM itaku.lookup_keys u
-                WHERE u.tenant_id = \(tenantID) AND u.dataset_id = \(datasetID) AND u.kind = \(kind.rawValue) AND u.field = ''
-                  AND EXISTS (
-                    SELECT 1 FROM itaku.lookup_keys n
-                    WHERE n.digest = u.digest AND n.kind = u.kind AND n.dataset_id = u.dataset_id AND n.tenant_id = u.tenant_id
-                      AND n.field = \(sole) AND n.record_id = u.record_id)
-                """
-            )
-            try await connection.query(
-                """
-                UPDATE itaku.lookup_keys SET field = \(sole)
-                WHERE tenant_id = \(tenantID) AND dataset_id = \(datasetID) AND kind = \(kind.rawValue) AND field = ''
-                """
-            )
-        }
     }
 
     // MARK: Purposes

@@ -116,7 +116,7 @@ struct CaseBindingTests {
             var kind: String
             var digest: [UInt8]
             var records: Set<UUID>
-            var lookupKey: LookupKey { LookupKey(field: field, kind: kind, digest: digest, sole: false) }
+            var lookupKey: LookupKey { LookupKey(field: field, kind: kind, digest: digest) }
         }
         // One phone shared by two records (a household), so that a limit shows.
         try await owner.query(
@@ -150,7 +150,7 @@ struct CaseBindingTests {
             group.addTask {
                 (-1, try await store.lookup(
                     tenant: some.tenant, dataset: some.dataset,
-                    key: LookupKey(field: some.field, kind: some.kind, digest: [UInt8](repeating: 7, count: 32), sole: true), limit: 10
+                    key: LookupKey(field: some.field, kind: some.kind, digest: [UInt8](repeating: 7, count: 32)), limit: 10
                 ))
             }
             return try await group.reduce(into: [Int: [StoredRecord]]()) { $0[$1.0] = $1.1 }
