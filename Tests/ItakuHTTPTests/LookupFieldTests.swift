@@ -87,4 +87,46 @@ struct LookupFieldTests {
         #expect(try keys.map { try $0.decode(0, as: String.self) } == ["customer_no", "emergency_phone", "member_id", "phone"])
         await owner.shutdown()
     }
+
+    @Test("migration 0017 names the keys written before keys named their field after their kind's one lookup field, and leaves a kind with two fields unnamed")
+    func migrationNamesEarlierKeys() async throws {
+        let (database, _, _, _) = try await seededDemo(customers: 10, policyholders: 2)
+        let owner = database.makeClient(role: .owner)
+        // The keys as the previous release left them, in a dataset that also has a second
+        // phone field.
+        try await owner.query("UPDATE itaku.lookup_keys SET field = ''")
+        try await owner.query(
+            """
+            UPDATE itaku.datasets SET schema = jsonb_set(schema, '{fields}', (schema->'fields') || '[{"name": "emergency_phone", "type": "phone", "category": "contact", "lookup": "phone"}]'::jsonb)
+            WHERE name = 'customers' AND tenant_id = (SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail')
+            """
+        )
+        // The migration's naming, as written in it.
+        let migration = try String(
+            contentsOfFile: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("Sources/ItakuSchema/Migrations/0017_lookup_keys_name_their_field.sql").path,
+            encoding: .utf8
+        )
+        let start = try #require(migration.range(of: "ALTER TABLE itaku.lookup_keys NO FORCE ROW LEVEL SECURITY;"))
+        let end = try #require(migration.range(of: "ALTER TABLE itaku.datasets FORCE ROW LEVEL SECURITY;"))
+        try await owner.withTransaction { connection in
+            try await connection.executeScript(String(migration[start.lowerBound..<end.upperBound]))
+        }
+        let named = try await owner.query(
+            """
+            SELECT t.code, k.kind, k.field, count(*) FROM itaku.lookup_keys k JOIN itaku.tenants t USING (tenant_id)
+            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            """
+        )
+        let rows = try named.map { "\(try $0.decode(0, as: String.self)) \(try $0.decode(1, as: String.self)) \(try $0.decode(2, as: String.self))" }
+        // acme-retail: phone has two fields now (unnamed); e-mail and the customer number one each.
+        #expect(rows.contains("acme-retail phone "), "\(rows)")
+        #expect(rows.contains("acme-retail email email") && rows.contains("acme-retail exact customer_no"), "\(rows)")
+        #expect(!rows.contains { $0.hasPrefix("kobe-insurance") && $0.hasSuffix(" ") }, "\(rows)")
+        #expect(try await owner.query("SELECT relforcerowsecurity FROM pg_class WHERE relname IN ('lookup_keys', 'datasets')").allSatisfy {
+            try $0.decode(0, as: Bool.self)
+        })
+        await owner.shutdown()
+    }
 }
+

@@ -19,6 +19,10 @@
 
 ALTER TABLE itaku.lookup_keys ADD COLUMN field text NOT NULL DEFAULT '';
 
+-- Every tenant's keys and datasets: row-level security is forced on both, on their owner too,
+-- for the length of this transaction's statement lifted (the tables stay locked meanwhile).
+ALTER TABLE itaku.lookup_keys NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE itaku.datasets NO FORCE ROW LEVEL SECURITY;
 UPDATE itaku.lookup_keys k SET field = sole.field
 FROM (
     SELECT d.tenant_id, d.dataset_id, f->>'lookup' AS kind, min(f->>'name') AS field
@@ -28,6 +32,8 @@ FROM (
     HAVING count(*) = 1
 ) sole
 WHERE k.tenant_id = sole.tenant_id AND k.dataset_id = sole.dataset_id AND k.kind = sole.kind;
+ALTER TABLE itaku.lookup_keys FORCE ROW LEVEL SECURITY;
+ALTER TABLE itaku.datasets FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE itaku.lookup_keys DROP CONSTRAINT lookup_keys_pkey;
 ALTER TABLE itaku.lookup_keys ADD PRIMARY KEY (digest, kind, dataset_id, tenant_id, field, record_id);
