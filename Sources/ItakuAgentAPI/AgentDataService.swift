@@ -175,8 +175,8 @@ public struct AgentDataService: Sendable {
             // reached decides volume_exceeded through the enforcer itself.
             let limits = snapshot.purposes[tenantID]?[purpose]?.definition.limits
             let asserted = snapshot.integrations[call.access.integrationID]?.trustMode == .asserted
-            // Records are reserved as many as the answer may carry; what it does not carry is
-            // given back after it (answer(...)).
+            // Records are reserved as many as the answer may carry, at most what the hour has
+            // left; what the answer does not carry is given back after it (answer(...)).
             let wanted = call.access.operation == .lookup ? decision.maxResults : 1
             let perMinute = call.access.operation == .lookup ? limits?.lookupsPerMinute : nil
             let perHour = limits?.recordsPerHour
@@ -189,10 +189,14 @@ public struct AgentDataService: Sendable {
                 ))
                 // The counts say "limit reached" exactly when the reservation was refused.
                 if let perMinute, !granted.lookup { call.access.lookupsLastMinute = perMinute }
-                if let perHour {
-                    if granted.records { call.reservedRecords = wanted } else { call.access.recordsLastHour = perHour }
+                if let perHour, granted.lookup, granted.integration {
+                    if granted.records > 0 { call.reservedRecords = granted.records } else { call.access.recordsLastHour = perHour }
                 }
                 decision = ScopeEnforcer.decide(call.access, snapshot: snapshot, now: now)
+                // A lookup returns at most what the hour has left of records_per_hour.
+                if perHour != nil, decision.isAllowed, call.access.operation == .lookup, call.reservedRecords > 0 {
+                    decision.maxResults = min(decision.maxResults, call.reservedRecords)
+                }
                 if !granted.integration && decision.isAllowed {
                     decision = ScopeEnforcer.volumeExceeded(decision, now: now, snapshot: snapshot)
                 }

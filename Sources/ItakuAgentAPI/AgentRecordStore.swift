@@ -39,7 +39,9 @@ public struct UsageReservation: Sendable {
 public struct UsageGranted: Sendable {
     public var lookup: Bool
     public var integration: Bool
-    public var records: Bool
+    /// Records granted of those asked for: what the hour has left of `records_per_hour`, at
+    /// most the number asked (0 when the lookup or the integration was refused first).
+    public var records: Int
 }
 
 /// Writes a locked record's new fields inside the update's transaction (PostgreSQL's store

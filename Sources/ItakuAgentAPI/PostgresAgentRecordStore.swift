@@ -43,13 +43,13 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         let tool = r.integration.map { "integration:" + $0.lowercasedString }
         let rows = try await database.query(.prepared(
             """
-            SELECT * FROM itaku.reserve_usage(\(r.tenant), \(r.purpose), \("agent:" + r.agent), \(r.lookupsPerMinute)::bigint, \(tool),
+            SELECT * FROM itaku.reserve_usage_up_to(\(r.tenant), \(r.purpose), \("agent:" + r.agent), \(r.lookupsPerMinute)::bigint, \(tool),
                 \(r.integrationLookupsPerMinute)::bigint, \(r.recordsPerHour)::bigint, \(Int32(clamping: r.records)))
             """
         ))
         return UsageGranted(
             lookup: try rows[0].decode(0, as: Bool.self), integration: try rows[0].decode(1, as: Bool.self),
-            records: try rows[0].decode(2, as: Bool.self)
+            records: Int(try rows[0].decode(2, as: Int32.self))
         )
     }
 

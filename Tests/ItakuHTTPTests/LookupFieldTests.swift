@@ -128,5 +128,42 @@ struct LookupFieldTests {
         })
         await owner.shutdown()
     }
+
+    @Test("records_per_hour is a limit: a lookup returns at most what the hour has left, the hour's first one too, then volume_exceeded")
+    func recordsPerHourIsALimit() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 10, policyholders: 2)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"]), integration = credentials["ITAKU_INTEGRATION_KEY"]
+        let token = try #require(credentials["ITAKU_AGENT_TOKEN"])
+        try await app.test(.live) { client in
+            // Order support: at most 3 records a lookup, 2 records an hour.
+            let current = try await client.call(.get, Self.base + "/purposes/order-support", key: admin)
+            var definition = try #require(current["definition"] as? [String: Any])
+            var limits = definition["limits"] as? [String: Any] ?? [:]
+            limits["records_per_hour"] = 2
+            definition["limits"] = limits
+            var datasets = try #require(definition["datasets"] as? [String: Any])
+            var customers = try #require(datasets["customers"] as? [String: Any])
+            customers["max_results"] = 3
+            datasets["customers"] = customers
+            definition["datasets"] = datasets
+            let etag = try #require(current.headers[.eTag])
+            let changed = try await client.call(.put, Self.base + "/purposes/order-support", key: admin, json: definition, headers: [.ifMatch: etag])
+            #expect(changed.status == .ok, "\(changed.text)")
+            // Three customers of one household phone.
+            let csv = "customer_no,name,phone\nC-HOME-1,Home One,03-5555-0199\nC-HOME-2,Home Two,03-5555-0199\nC-HOME-3,Home Three,03-5555-0199\n"
+            #expect(try await client.call(.post, Self.base + "/datasets/customers/imports", key: admin, text: csv).status == .created)
+
+            let first = try await client.call(
+                .post, Self.lookup, key: integration, json: ["by": "phone", "value": "03-5555-0199"], headers: HardeningTests.agent(token, case: "CALL-3001")
+            )
+            #expect(first.status == .ok, "\(first.text)")
+            #expect((first["records"] as? [[String: Any]])?.count == 2, "\(first.text)")
+            let second = try await client.call(
+                .post, Self.lookup, key: integration, json: ["by": "phone", "value": "03-5555-0199"], headers: HardeningTests.agent(token, case: "CALL-3002")
+            )
+            #expect(second.status == .tooManyRequests && second.code == "volume_exceeded", "\(second.text)")
+        }
+    }
 }
 
