@@ -151,19 +151,8 @@ struct AdminTests {
             let start = "customer_no,name\nC1,顧客 1\nC2,顧客 2\n"
             let head = "POST /v1/tenants/acme-retail/datasets/customers/imports HTTP/1.1\r\nHost: localhost\r\n"
                 + "Authorization: Bearer \(admin)\r\nContent-Type: text/csv\r\nContent-Length: 100000\r\n\r\n" + start
-            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #expect(socket >= 0)
+            let socket = try Self.rawConnection(port: port, sending: head)
             defer { close(socket) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            #expect(connected == 0)
-            let bytes = Array(head.utf8)
-            #expect(send(socket, bytes, bytes.count, 0) == bytes.count)
             // The server closes the idle connection (recv sees the end) within a few seconds.
             var timeout = timeval(tv_sec: 10, tv_usec: 0)
             setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -194,19 +183,37 @@ struct AdminTests {
             #expect(records == 0)
             // The gateway goes on serving imports (on a new connection: the test client's own
             // went idle meanwhile and was closed too).
-            let again = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let again = try Self.rawConnection(
+                port: port, sending: head.replacingOccurrences(of: "Content-Length: 100000", with: "Content-Length: \(start.utf8.count)")
+            )
             defer { close(again) }
-            let reconnected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(again, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            #expect(reconnected == 0)
             setsockopt(again, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            let whole = Array(head.replacingOccurrences(of: "Content-Length: 100000", with: "Content-Length: \(start.utf8.count)").utf8)
-            #expect(send(again, whole, whole.count, 0) == whole.count)
             let read = recv(again, &buffer, buffer.count, 0)
             #expect(read > 0 && String(decoding: buffer.prefix(max(0, read)), as: UTF8.self).hasPrefix("HTTP/1.1 201"))
         }
     }
+
+    /// A plain TCP connection to the test server on `port` that has sent `text`: for requests
+    /// whose body the test client would send whole.
+    static func rawConnection(port: Int, sending text: String) throws -> Int32 {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(socket >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        let bytes = Array(text.utf8)
+        guard connected == 0, send(socket, bytes, bytes.count, 0) == bytes.count else {
+            close(socket)
+            throw RawConnectionError()
+        }
+        return socket
+    }
+
+    struct RawConnectionError: Error {}
 
     /// A body that keeps trickling in never goes idle: the import's own deadline ends it, and
     /// only so many imports hold pooled connections at once.
@@ -220,19 +227,8 @@ struct AdminTests {
             let port = try #require(client.port)
             let head = "POST /v1/tenants/acme-retail/datasets/customers/imports HTTP/1.1\r\nHost: localhost\r\n"
                 + "Authorization: Bearer \(admin)\r\nContent-Type: text/csv\r\nContent-Length: 100000\r\n\r\ncustomer_no,name\nC1,x\n"
-            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #expect(socket >= 0)
+            let socket = try Self.rawConnection(port: port, sending: head)
             defer { close(socket) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            #expect(connected == 0)
-            let bytes = Array(head.utf8)
-            #expect(send(socket, bytes, bytes.count, 0) == bytes.count)
             try await Task.sleep(for: .milliseconds(300))
             let second = try await client.call(.post, "/v1/tenants/acme-retail/datasets/customers/imports", key: admin, text: "customer_no,name\nC9,y\n")
             #expect(second.status == .serviceUnavailable && second.code == "imports_busy", "\(second.text)")

@@ -5,7 +5,9 @@
 -- subject request) now matches only keys of the field it names.
 --
 -- Keys written before this migration are named here after their kind's one lookup field in the
--- dataset's schema as it stands now. Where the schema has two or more lookup fields of one kind,
+-- dataset's schema as it stands now. (A record not written since its dataset's lookup fields
+-- changed may still hold a key of a field that is gone; it takes the present field's name. Import
+-- such a dataset again to rebuild its keys.) Where the schema has two or more lookup fields of one kind,
 -- nothing tells which field a key came from: those keys stay unnamed (field '') and no lookup
 -- matches them, until the record is updated or the dataset imported again, which writes its
 -- keys named. Instances of the previous release write unnamed keys too (the column's default)
@@ -14,8 +16,9 @@
 -- The previous release's itaku.agent_find and itaku.agent_find_batch stay for instances that
 -- still run it while an upgrade rolls; a later migration drops them.
 --
--- Naming the keys rewrites the lookup index, and rebuilding its primary key reads it whole: on
--- a large one, migrate in a quiet hour.
+-- Naming the keys rewrites the lookup index, and rebuilding its primary key reads it whole, while
+-- itaku.datasets stays locked (registry reads and imports wait): on a large index, migrate in a
+-- quiet hour.
 
 ALTER TABLE itaku.lookup_keys ADD COLUMN field text NOT NULL DEFAULT '';
 

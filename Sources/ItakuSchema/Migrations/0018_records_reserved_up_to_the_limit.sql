@@ -50,7 +50,8 @@ BEGIN
         SELECT used INTO v_used FROM itaku.usage_counters
         WHERE tenant_id = p_tenant AND purpose_key = p_purpose AND who = p_who || '/records' AND window_start = v_hour
         FOR UPDATE;
-        v_granted := greatest(0, least(p_records::bigint, p_per_hour - v_used))::integer;
+        -- (No row would grant nothing: least() passes over a NULL.)
+        v_granted := greatest(0, least(p_records::bigint, p_per_hour - coalesce(v_used, p_per_hour)))::integer;
         IF v_granted > 0 THEN
             UPDATE itaku.usage_counters SET used = used + v_granted
             WHERE tenant_id = p_tenant AND purpose_key = p_purpose AND who = p_who || '/records' AND window_start = v_hour;
