@@ -174,7 +174,7 @@ struct AdminTests {
             let owner = fixture.database.makeClient(role: .owner)
             let open = try await timeUntil(limit: .seconds(5)) {
                 try await owner.query(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'itaku_runtime' AND state LIKE 'idle in transaction%'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'itaku_runtime' AND datname = current_database() AND state LIKE 'idle in transaction%'"
                 )[0].decode(0, as: Int.self) == 0
             }
             #expect(open != nil, "a transaction of the stalled import stayed open")
@@ -250,7 +250,7 @@ struct AdminTests {
             let owner = fixture.database.makeClient(role: .owner)
             let open = try await timeUntil(limit: .seconds(5)) {
                 try await owner.query(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'itaku_runtime' AND state LIKE 'idle in transaction%'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'itaku_runtime' AND datname = current_database() AND state LIKE 'idle in transaction%'"
                 )[0].decode(0, as: Int.self) == 0
             }
             #expect(open != nil, "a transaction of the trickling import stayed open")
