@@ -31,7 +31,7 @@ struct AgentsController: Sendable {
             let employeeID = body.employee_id ?? "", name = body.name ?? "", site = body.site ?? ""
             var issues: [Problem.Issue] = []
             if !Self.isEmployeeID(employeeID) { issues.append(.init(code: "invalid_employee_id", pointer: "employee_id")) }
-            if name.isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
+            issues += [Problem.Issue.name(name, pointer: "name"), Problem.Issue.name(site, pointer: "site", required: nil)].compactMap { $0 }
             guard issues.isEmpty else { throw Problem.invalid(issues) }
             let id: UUID
             do {
@@ -49,7 +49,8 @@ struct AgentsController: Sendable {
                 throw Problem.notFound
             }
             let body = try await admin.decode(AgentBody.self, from: request, context: context)
-            if let name = body.name, name.isEmpty { throw Problem.invalid([.init(code: "name_required", pointer: "name")]) }
+            let issues = [Problem.Issue.name(body.name, pointer: "name"), Problem.Issue.name(body.site, pointer: "site", required: nil)].compactMap { $0 }
+            guard issues.isEmpty else { throw Problem.invalid(issues) }
             if let id = body.employee_id, id != agent.employeeID {
                 throw Problem.invalid([.init(code: "employee_id_immutable", pointer: "employee_id")])
             }

@@ -88,6 +88,7 @@ struct IntegrationsController: Sendable {
         guard let role = body.role.flatMap(Role.init(rawValue:)) else {
             throw Problem.invalid([.init(code: "invalid_role", pointer: "role")])
         }
+        if let issue = Problem.Issue.name(body.label, pointer: "label", required: nil) { throw Problem.invalid([issue]) }
         var tenant: Tenant?
         var integrationID: UUID?
         if (role != .clientAdmin && body.tenant != nil) || (role != .integration && body.integration != nil) {

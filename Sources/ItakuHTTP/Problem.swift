@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ItakuCore
 import NIOCore
 
 /// An RFC 9457 `application/problem+json` error with Itaku's stable `code`.
@@ -30,6 +31,17 @@ public struct Problem: Error, HTTPResponseError, Sendable, Equatable {
             self.code = code
             self.pointer = pointer
             self.line = line
+        }
+
+        /// The issue with a name or label people read (`PrintableText.nameProblem`), if any.
+        /// `required` is the code for empty text; nil when empty text is allowed.
+        public static func name(_ text: String?, pointer: String, required: String? = "name_required") -> Issue? {
+            guard let text else { return nil }
+            switch PrintableText.nameProblem(text) {
+            case nil: return nil
+            case .empty: return required.map { Issue(code: $0, pointer: pointer) }
+            case let problem?: return Issue(code: problem.rawValue, pointer: pointer)
+            }
         }
     }
 

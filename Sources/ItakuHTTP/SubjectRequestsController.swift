@@ -340,7 +340,7 @@ struct SubjectRequestsController: Sendable {
         let pending = try await find(tenant, context)
         let body = try await admin.decode(RejectBody.self, from: request, context: context)
         let reason = body.reason ?? ""
-        guard (1...500).contains(reason.utf8.count), !reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+        guard PrintableText.isValid(reason, maxBytes: 500) else {
             throw Problem.invalid([.init(code: "invalid_reason", pointer: "reason")])
         }
         guard let requestID = UUID(uuidString: pending.id), let kind = Kind(rawValue: pending.kind),

@@ -47,7 +47,7 @@ struct TenantsController: Sendable {
         var issues: [Problem.Issue] = []
         let code = body.code ?? ""
         if !Self.isCode(code) { issues.append(.init(code: "invalid_tenant_code", pointer: "code")) }
-        if (body.name ?? "").isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
+        if let issue = Problem.Issue.name(body.name ?? "", pointer: "name") { issues.append(issue) }
         issues += Self.validate(timeZone: body.time_zone, start: body.contract_start, end: body.contract_end, status: nil)
         if let pattern = body.case_pattern, !CaseReference.isValidPattern(pattern) {
             issues.append(.init(code: "invalid_case_pattern", pointer: "case_pattern"))
@@ -84,7 +84,7 @@ struct TenantsController: Sendable {
             end: body.contract_end ?? tenant.contractEnd, status: body.status
         )
         if body.code != nil && body.code != tenant.code { issues.append(.init(code: "code_immutable", pointer: "code")) }
-        if let name = body.name, name.isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
+        if let issue = Problem.Issue.name(body.name, pointer: "name") { issues.append(issue) }
         if let pattern = body.case_pattern, !CaseReference.isValidPattern(pattern) {
             issues.append(.init(code: "invalid_case_pattern", pointer: "case_pattern"))
         }

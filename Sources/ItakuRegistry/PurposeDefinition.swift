@@ -1,3 +1,4 @@
+import ItakuCore
 import ItakuPostgres
 
 /// What a client allows under one purpose of use (DESIGN.md §2). Every change is a new version.
@@ -132,7 +133,11 @@ public struct PurposeDefinition: Sendable, Codable, Equatable {
     /// Every reason the definition cannot be accepted, each with its own code and path.
     public func validate(against schemas: [String: DatasetSchema]) -> [ValidationIssue] {
         var issues: [ValidationIssue] = []
-        if name.isEmpty { issues.append(.init(code: "name_required", pointer: "name")) }
+        switch PrintableText.nameProblem(name) {
+        case nil: break
+        case .empty: issues.append(.init(code: "name_required", pointer: "name"))
+        case let problem?: issues.append(.init(code: problem.rawValue, pointer: "name"))
+        }
         if datasets.isEmpty { issues.append(.init(code: "datasets_required", pointer: "datasets")) }
         for date in [("valid_from", validFrom), ("valid_until", validUntil)] {
             if let value = date.1, !Self.isDate(value) { issues.append(.init(code: "invalid_date", pointer: date.0)) }

@@ -109,6 +109,7 @@ struct AdminTests {
         (jsonText(["name": "x", "legal_basis": "contract", "datasets": ["claims": ["operations": ["read"], "fields": ["name": "plain"]]]]), "unknown_dataset", "datasets.claims"),
         (jsonText(purpose().merging(["valid_from": "2026-12-31", "valid_until": "2026-01-01"]) { $1 }), "invalid_validity", "valid_until"),
         (jsonText(purpose().merging(["valid_from": "2026-02-30"]) { $1 }), "invalid_date", "valid_from"),
+        (jsonText(purpose().merging(["name": "Order \u{202E}troppus"]) { $1 }), "invalid_characters", "name"),
         (jsonText(["name": "x", "legal_basis": "contract", "datasets": ["customers": ["operations": ["read", "read"], "fields": ["name": "plain"]]]]),
          "duplicate_value", "datasets.customers.operations"),
         (jsonText(["name": "x", "legal_basis": "contract", "datasets": ["customers": [
@@ -391,6 +392,44 @@ struct AdminTests {
         defer { Task { await owner.shutdown() } }
         let targets = try await owner.query("SELECT target FROM itaku.access_log ORDER BY occurred_at").map { try $0.decode(0, as: String.self) }
         #expect(targets == ["tenant:acme-retail"])
+        #expect(try await owner.query("SELECT count(*) FROM itaku.api_keys")[0].decode(0, as: Int.self) == 1)
+    }
+
+    @Test("names and labels people read are refused when they hide or break text or run long; what was stored stays as it was")
+    func namesPeopleRead() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        let op = fixture.operatorKey
+        try await app.test(.live) { client in
+            // Right-to-left override: "Acme \u{202E}sgnidloh" reads as "Acme holdings" reversed.
+            let cases: [(String, [String: String], String, String)] = [
+                ("/v1/tenants", ["code": "acme-retail", "name": "Acme \u{202E}sgnidloh"], "invalid_characters", "name"),
+                ("/v1/tenants", ["code": "acme-retail", "name": "Acme\nRetail"], "invalid_characters", "name"),
+                ("/v1/tenants", ["code": "acme-retail", "name": String(repeating: "名", count: 201)], "too_long", "name"),
+                ("/v1/agents", ["employee_id": "A0001", "name": "田中 一郎", "site": "Osaka\u{7}"], "invalid_characters", "site"),
+                ("/v1/agents", ["employee_id": "A0001", "name": "田中\u{2066}一郎"], "invalid_characters", "name"),
+                ("/v1/keys", ["role": "reviewer", "label": String(repeating: "x", count: 201)], "too_long", "label"),
+            ]
+            for (path, body, code, pointer) in cases {
+                let refused = try await client.call(.post, path, key: op, json: body)
+                #expect(refused.status == .unprocessableContent, "\(path) \(body)")
+                #expect(refused.code == code, "\(path) \(body)")
+                #expect(refused.pointer == pointer, "\(path) \(body)")
+            }
+            // Exactly 200 characters (600 bytes of UTF-8) is a name.
+            let long = String(repeating: "名", count: 200)
+            #expect(try await client.call(.post, "/v1/tenants", key: op, json: ["code": "acme-retail", "name": long]).status == .created)
+            let renamed = try await client.call(.patch, "/v1/tenants/acme-retail", key: op, json: ["name": "Acme\u{2028}Retail"])
+            #expect(renamed.code == "invalid_characters")
+            #expect(try await client.call(.post, "/v1/agents", key: op, json: ["employee_id": "A0001", "name": "田中 一郎"]).status == .created)
+            let resited = try await client.call(.patch, "/v1/agents/A0001", key: op, json: ["site": "Osaka\u{85}"])
+            #expect(resited.code == "invalid_characters")
+            #expect(resited.pointer == "site")
+        }
+        let owner = fixture.database.makeClient(role: .owner)
+        defer { Task { await owner.shutdown() } }
+        #expect(try await owner.query("SELECT name FROM itaku.tenants").map { try $0.decode(0, as: String.self) } == [String(repeating: "名", count: 200)])
+        #expect(try await owner.query("SELECT site FROM itaku.agents").map { try $0.decode(0, as: String.self) } == [""])
         #expect(try await owner.query("SELECT count(*) FROM itaku.api_keys")[0].decode(0, as: Int.self) == 1)
     }
 }
