@@ -14,6 +14,8 @@ import ItakuRegistry
 struct AccessLogController: Sendable {
     let admin: Admin
     let keyring: Keyring
+    /// The verification running now, if any (`POST /v1/access-log/verify`).
+    let verifying = Gate(limit: 1)
 
     struct CheckpointBody: Encodable {
         var stream: String
@@ -76,6 +78,10 @@ struct AccessLogController: Sendable {
     /// Verifies every chain and checkpoint for a reviewer, and records that it did.
     func verify(_ context: RoleContext<Reviewers>) async throws -> AccessLogVerifier.Report {
         let principal = context.principal
+        // One walk of the whole log at a time: each holds a reader connection for up to
+        // `verifyTimeLimit`, and a second started now would answer the same.
+        guard verifying.enter() else { throw Self.verifyBusy }
+        defer { verifying.leave() }
         // Bounded in time: a log too long to walk now answers with what was checked
         // (`complete: false`); `itaku verify-log` has no bound.
         let verifier = AccessLogVerifier(publicKey: keyring.checkpointSigningKey.publicKey, timeLimit: Self.verifyTimeLimit)
@@ -117,6 +123,11 @@ struct AccessLogController: Sendable {
 
     static let maxPageSize = 1000
     static let verifyTimeLimit: Duration = .seconds(60)
+
+    static let verifyBusy = Problem(
+        .serviceUnavailable, code: "verify_busy", title: "Verification in progress",
+        detail: "This instance is verifying the access log now; ask again when it has answered.", headers: [.retryAfter: "10"]
+    )
 
     /// A page's `limit` (1 to 1,000, default 100) and `cursor` (one this API handed out).
     static func page(_ parameters: [String: String]) throws -> (limit: Int, cursor: AccessLogQuery.Cursor?) {

@@ -83,7 +83,7 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
     IntegrationsController(admin: admin).addRoutes(to: &routes)
     ImportsController(
         admin: admin, keyring: keyring, maxImportBytes: configuration.maxImportBytes,
-        timeout: .seconds(Int64(configuration.importTimeoutSeconds)), running: ImportGate(limit: max(1, configuration.poolMaximum / 4))
+        timeout: .seconds(Int64(configuration.importTimeoutSeconds)), running: Gate(limit: max(1, configuration.poolMaximum / 4))
     ).addRoutes(to: &routes)
     let accessLogController = AccessLogController(admin: admin, keyring: keyring)
     accessLogController.addRoutes(to: &routes)

@@ -21,7 +21,7 @@ struct ImportsController: Sendable {
     var timeout: Duration = .seconds(1800)
     /// Imports that may run at once on this instance: each holds a pooled connection while its
     /// body streams in, so that the rest of the pool stays for agents whatever uploads do.
-    var running = ImportGate(limit: 4)
+    var running = Gate(limit: 4)
 
     static let maxJSONBytes = 64 << 20
     /// A JSON import's records at most: the parser holds every value of the body at once, at
@@ -246,23 +246,4 @@ extension ImportsController.ImportRejected {
         problem.detail = "Nothing was imported; fix the lines listed in errors and send the file again."
         return problem
     }
-}
-
-/// A count of the imports running, up to a limit: an import that finds it reached is refused at
-/// once (503 `imports_busy`), never queued behind uploads that may take their time.
-final class ImportGate: Sendable {
-    let limit: Int
-    private let count = Mutex(0)
-
-    init(limit: Int) { self.limit = max(1, limit) }
-
-    func enter() -> Bool {
-        count.withLock { count in
-            guard count < limit else { return false }
-            count += 1
-            return true
-        }
-    }
-
-    func leave() { count.withLock { $0 -= 1 } }
 }

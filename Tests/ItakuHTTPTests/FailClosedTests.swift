@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import ItakuPostgres
+import NIOCore
 import ItakuTestSupport
 import Synchronization
 import Testing
@@ -63,6 +64,47 @@ struct FailClosedTests {
         await owner.shutdown()
         // Every answer that carried data has its committed entry, and no entry lacks its answer.
         #expect(served == committed)
+    }
+
+    @Test("one verification of the log at a time: another asked meanwhile answers 503 verify_busy at once, and the first still answers")
+    func oneVerificationAtATime() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        let owner = fixture.database.makeClient(role: .owner)
+        defer { Task { await owner.shutdown() } }
+        try await app.test(.live) { client in
+            let reviewer = try #require(try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "reviewer"])["key"] as? String)
+            let first = try await owner.withTransaction { connection in
+                // The log locked: the first verification waits for it, holding its turn.
+                try await connection.query("LOCK TABLE itaku.access_log IN ACCESS EXCLUSIVE MODE")
+                // On a connection of its own: the test's client sends one request at a time.
+                let own = TestClient(host: "localhost", port: try #require(client.port), configuration: .init(timeout: .seconds(60)))
+                own.connect()
+                let first = Task {
+                    defer { Task { try? await own.shutdown() } }
+                    let report = try await own.post("/v1/access-log/verify", headers: [.authorization: "Bearer \(reviewer)"], body: ByteBuffer())
+                    let text = report.body.map { String(buffer: $0) } ?? ""
+                    let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+                    return (status: report.head.status, clean: object?["clean"] as? Bool, text: text)
+                }
+                let waiting = try await timeUntil(limit: .seconds(10)) {
+                    try await owner.query(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )[0].decode(0, as: Int.self) > 0
+                }
+                #expect(waiting != nil)
+                let second = try await client.call(.post, "/v1/access-log/verify", key: reviewer)
+                #expect(second.status == .serviceUnavailable)
+                #expect(second.code == "verify_busy")
+                #expect(second.headers[.retryAfter] == "10")
+                return first
+            }
+            let report = try await first.value
+            #expect(report.status == .ok)
+            #expect(report.clean == true, "\(report.text)")
+            // Its turn given back, the next verification runs.
+            #expect(try await client.call(.post, "/v1/access-log/verify", key: reviewer).status == .ok)
+        }
     }
 }
 
