@@ -21,20 +21,32 @@ struct PurposesController: Sendable {
         routes.on("/v1/tenants/:tenant/purposes", method: .get, context: RoleContext<ClientAdmins>.self) { _, context in
             let tenant = try admin.tenant(context)
             let versions = try await admin.database.withTransaction { connection in
-                try await RegistryStore.purposeVersions(tenantID: tenant.id, on: connection)
+                try await RegistryStore.purposeVersions(tenantID: tenant.id, latest: Self.listedVersions, on: connection)
             }
             struct Listing: Encodable {
                 var key: String
                 var current_version: Int
+                var version_count: Int
                 var versions: [PurposeBody]
             }
-            let listing = Dictionary(grouping: versions, by: \.key).sorted { $0.key < $1.key }.map { key, versions in
+            let listing = Dictionary(grouping: versions, by: \.purpose.key).sorted { $0.key < $1.key }.map { key, versions in
                 Listing(
-                    key: key, current_version: versions.map(\.version).max() ?? 0,
-                    versions: versions.map { PurposeBody(key: $0.key, version: $0.version, created_at: $0.createdAt, definition: $0.definition) }
+                    key: key, current_version: versions.map(\.purpose.version).max() ?? 0, version_count: versions.first?.versions ?? 0,
+                    versions: versions.map { Self.body($0.purpose) }
                 )
             }
             return try admin.json(["purposes": listing])
+        }
+        routes.on("/v1/tenants/:tenant/purposes/:purpose/versions/:version", method: .get, context: RoleContext<ClientAdmins>.self) { _, context in
+            let tenant = try admin.tenant(context)
+            guard let key = context.parameters.get("purpose"), let text = context.parameters.get("version"),
+                let version = Int(text), (1...Int(Int32.max)).contains(version)
+            else { throw Problem.notFound }
+            let found = try await admin.database.withTransaction { connection in
+                try await RegistryStore.purposeVersion(tenantID: tenant.id, key: key, version: version, on: connection)
+            }
+            guard let found else { throw Problem.notFound }
+            return try admin.json(Self.body(found))
         }
         routes.on("/v1/tenants/:tenant/purposes/:purpose", method: .get, context: RoleContext<ClientAdmins>.self) { _, context in
             let tenant = try admin.tenant(context)
@@ -95,6 +107,10 @@ struct PurposesController: Sendable {
                                detail: "The purpose changed since the ETag you sent; read it again.")
 
     static func etag(_ version: Int) -> String { "\"v\(version)\"" }
+
+    /// A purpose's versions that the listing shows: the newest (every version stays readable
+    /// on its own).
+    static let listedVersions = 20
 
     static func body(_ purpose: Purpose) -> PurposeBody {
         PurposeBody(key: purpose.key, version: purpose.version, created_at: purpose.createdAt, definition: purpose.definition)

@@ -213,18 +213,43 @@ public enum RegistryStore {
     }
 
     /// Every version of every purpose of a tenant, oldest first.
-    public static func purposeVersions(tenantID: UUID, on connection: PostgresConnection) async throws -> [Purpose] {
+    /// The newest `latest` versions of each of the tenant's purposes (of `key` alone, if given),
+    /// by key and then version, each with how many versions its purpose has in all.
+    public static func purposeVersions(
+        tenantID: UUID, key: String? = nil, latest: Int, on connection: PostgresConnection
+    ) async throws -> [(purpose: Purpose, versions: Int)] {
         try await setTenant(tenantID, on: connection)
         let decoder = JSONDecoder()
         return try await connection.query(
-            "SELECT key, version, definition, created_at FROM itaku.purposes WHERE tenant_id = \(tenantID) ORDER BY key, version"
+            """
+            SELECT key, version, definition, created_at, versions FROM (
+                SELECT key, version, definition, created_at, count(*) OVER (PARTITION BY key) AS versions,
+                       row_number() OVER (PARTITION BY key ORDER BY version DESC) AS newest
+                FROM itaku.purposes WHERE tenant_id = \(tenantID) AND (\(key)::text IS NULL OR key = \(key)::text)
+            ) v WHERE newest <= \(Int32(clamping: latest)) ORDER BY key, version
+            """
         ).map { row in
-            Purpose(
-                tenantID: tenantID, key: try row.decode(0), version: try row.decode(1),
-                definition: try decoder.decode(PurposeDefinition.self, from: Data(try row.decode(2, as: PostgresJSON.self).text.utf8)),
-                createdAt: try row.decode(3)
-            )
+            (try purpose(row, tenantID: tenantID, decoder: decoder), try row.decode(4, as: Int.self))
         }
+    }
+
+    /// One version of a purpose, or nil.
+    public static func purposeVersion(tenantID: UUID, key: String, version: Int, on connection: PostgresConnection) async throws -> Purpose? {
+        try await setTenant(tenantID, on: connection)
+        return try await connection.query(
+            """
+            SELECT key, version, definition, created_at FROM itaku.purposes
+            WHERE tenant_id = \(tenantID) AND key = \(key) AND version = \(Int32(clamping: version))
+            """
+        ).first.map { try purpose($0, tenantID: tenantID, decoder: JSONDecoder()) }
+    }
+
+    private static func purpose(_ row: PostgresRow, tenantID: UUID, decoder: JSONDecoder) throws -> Purpose {
+        Purpose(
+            tenantID: tenantID, key: try row.decode(0), version: try row.decode(1),
+            definition: try decoder.decode(PurposeDefinition.self, from: Data(try row.decode(2, as: PostgresJSON.self).text.utf8)),
+            createdAt: try row.decode(3)
+        )
     }
 
     // MARK: Agents, integrations, keys

@@ -432,4 +432,35 @@ struct AdminTests {
         #expect(try await owner.query("SELECT site FROM itaku.agents").map { try $0.decode(0, as: String.self) } == [""])
         #expect(try await owner.query("SELECT count(*) FROM itaku.api_keys")[0].decode(0, as: Int.self) == 1)
     }
+
+    @Test("the purpose listing carries each purpose's 20 newest versions and their count; any version reads on its own")
+    func purposeVersionsAreBounded() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            let admin = try await client.setUpTenant("acme-retail", operatorKey: fixture.operatorKey)
+            let path = "/v1/tenants/acme-retail/purposes/order-support"
+            for version in 1...22 {
+                var definition = purpose()
+                definition["name"] = "Order support \(version)"
+                let saved = try await client.call(.put, path, key: admin, json: definition, headers: version == 1 ? [:] : [.ifMatch: "\"v\(version - 1)\""])
+                #expect(saved.status == (version == 1 ? .created : .ok))
+            }
+            let listing = try await client.call(.get, "/v1/tenants/acme-retail/purposes", key: admin)
+            let purposes = try #require(listing["purposes"] as? [[String: Any]])
+            #expect(purposes.count == 1)
+            #expect(purposes.first?["current_version"] as? Int == 22)
+            #expect(purposes.first?["version_count"] as? Int == 22)
+            let listed = (purposes.first?["versions"] as? [[String: Any]] ?? []).compactMap { $0["version"] as? Int }
+            #expect(listed == Array(3...22))
+            let first = try await client.call(.get, path + "/versions/1", key: admin)
+            #expect(first.status == .ok)
+            #expect((first["definition"] as? [String: Any])?["name"] as? String == "Order support 1")
+            for missing in ["23", "0", "-1", "abc", "99999999999999999999", "2147483648"] {
+                let refused = try await client.call(.get, path + "/versions/" + missing, key: admin)
+                #expect(refused.status == .notFound, "\(missing): \(refused.text)")
+            }
+            #expect(try await client.call(.get, "/v1/tenants/acme-retail/purposes/billing/versions/1", key: admin).status == .notFound)
+        }
+    }
 }

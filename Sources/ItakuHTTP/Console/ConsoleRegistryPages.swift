@@ -10,6 +10,9 @@ import NIOCore
 /// a side-by-side diff and the edit form; and the roster of agents assigned to the tenant
 /// (取扱者リスト), which operators see too. Each checks the same roles as its API endpoint.
 struct ConsoleRegistryPages: Sendable {
+    /// A purpose's versions its page lists: the newest (the comparison takes any version).
+    static let listedVersions = 50
+
     let admin: Admin
     let purposes: PurposesController
 
@@ -89,9 +92,18 @@ struct ConsoleRegistryPages: Sendable {
         guard let key = context.parameters.get("purpose"), let current = view.snapshot.purposes[tenant.id]?[key] else {
             throw Problem.notFound
         }
-        let versions = try await admin.database.withTransaction { connection in
-            try await RegistryStore.purposeVersions(tenantID: tenant.id, on: connection)
-        }.filter { $0.key == key }.sorted { $0.version > $1.version }
+        let parameters = request.uri.queryParameters
+        let a = parameters.get("a").flatMap { Int($0) } ?? max(1, current.version - 1)
+        let b = parameters.get("b").flatMap { Int($0) } ?? current.version
+        // The newest versions, and the two compared (which may be older).
+        let (versions, left, right) = try await admin.database.withTransaction { connection in
+            (
+                try await RegistryStore.purposeVersions(tenantID: tenant.id, key: key, latest: Self.listedVersions, on: connection)
+                    .map(\.purpose).sorted { $0.version > $1.version },
+                try await RegistryStore.purposeVersion(tenantID: tenant.id, key: key, version: a, on: connection),
+                try await RegistryStore.purposeVersion(tenantID: tenant.id, key: key, version: b, on: connection)
+            )
+        }
         let link = "\(Self.base(tenant))/purposes/\(HTML.escape(ConsoleView.percentEncoded(key)))"
         var main = "<p>\(view.t(.currentVersion)): <strong id=\"current-version\">\(current.version)</strong> · "
         main += "<a id=\"edit-purpose\" href=\"\(link)/edit\">\(view.t(.edit))</a></p>"
@@ -99,16 +111,14 @@ struct ConsoleRegistryPages: Sendable {
             ("", ["<td class=\"num\">\($0.version)</td>", ConsoleView.cell(ConsoleView.time($0.createdAt)), ConsoleView.cell($0.definition.name)])
         })
         // The diff: two versions side by side, the newest against the one before by default.
-        let parameters = request.uri.queryParameters
-        let a = parameters.get("a").flatMap { Int($0) } ?? max(1, current.version - 1)
-        let b = parameters.get("b").flatMap { Int($0) } ?? current.version
         func options(_ selected: Int) -> String {
-            versions.map { "<option value=\"\($0.version)\"\($0.version == selected ? " selected" : "")>v\($0.version)</option>" }.joined()
+            let shown = versions.map(\.version) + ([selected].filter { selected in (1...current.version).contains(selected) && !versions.contains { $0.version == selected } })
+            return shown.map { "<option value=\"\($0)\"\($0 == selected ? " selected" : "")>v\($0)</option>" }.joined()
         }
         main += "<h2>\(view.t(.diff))</h2><form id=\"diff-form\" class=\"toolbar\" method=\"get\" action=\"\(link)\">"
         main += "<select name=\"a\">\(options(a))</select> → <select name=\"b\">\(options(b))</select>"
         main += "<button id=\"diff-button\" type=\"submit\">\(view.t(.compare))</button></form>"
-        if let left = versions.first(where: { $0.version == a }), let right = versions.first(where: { $0.version == b }) {
+        if let left, let right {
             let lines = LineDiff.sideBySide(Self.pretty(left.definition), Self.pretty(right.definition))
             if !lines.contains(where: \.changed) { main += "<p>\(view.t(.noChanges))</p>" }
             main += ConsoleView.table(id: "diff", ["v\(a) (\(view.t(.before)))", "v\(b) (\(view.t(.after)))"], lines.map {
