@@ -191,6 +191,14 @@ struct SubjectRequestsController: Sendable {
                 throw Problem(.unprocessableContent, code: "subject_too_broad", title: "Subject too broad",
                               detail: "The subject matches more than \(Self.maxRecords) records; name them by record id.")
             }
+            // A phone number or an e-mail address may be shared (a household, a company desk):
+            // a value that finds more than one record does not say whose they are, and acting
+            // on all of them would disclose, correct or delete other people's records.
+            guard lookup == nil || found.count == 1 else {
+                throw Problem(.unprocessableContent, code: "subject_ambiguous", title: "Subject ambiguous",
+                              detail: "The value matches \(found.count) records, which may be different people's; name the subject by the dataset's key field (\(dataset.schema.keyField)) or by record ids.",
+                              pointer: "subject")
+            }
             let recordIDs = found.map(\.0), digests = found.map { digester.subjectDigest(externalID: $0.1) }
             try await connection.query(
                 """
@@ -412,13 +420,16 @@ struct SubjectRequestsController: Sendable {
                 )
             }
             // The agents' accesses to the subject, oldest first (the column list is program text).
+            // Of this dataset only: a subject digest is of the record's key, and another dataset
+            // may use the same key for someone else (ticket 1001 is not customer 1001).
             var binds = PostgresBindings()
             binds.append(tenant.id)
             binds.append(pending.subject_digests)
+            binds.append(dataset.name)
             let history = try await connection.query(PostgresQuery(
                 unsafeSQL: """
                     SELECT \(AccessLogStore.columns) FROM itaku.access_log
-                    WHERE tenant_id = $1 AND subject_digests && $2::text[] AND operation IN ('lookup', 'read', 'update')
+                    WHERE tenant_id = $1 AND subject_digests && $2::text[] AND dataset = $3 AND operation IN ('lookup', 'read', 'update')
                     ORDER BY occurred_at, entry_id LIMIT 100000
                     """,
                 binds: binds
@@ -525,7 +536,10 @@ struct SubjectRequestsController: Sendable {
             // The tenant's row, exclusively: imports and dataset changes in flight finish first,
             // later ones see the tenant ended. The datasets are then those the database has,
             // not those this instance's registry knew of.
-            _ = try await RegistryStore.lockTenant(tenant.id, exclusive: true, on: connection)
+            // Once is the contract's end: again would sign new certificates for nothing.
+            guard try await RegistryStore.lockTenant(tenant.id, exclusive: true, on: connection) != "ended" else {
+                throw Problem.conflict(code: "tenant_ended", "The tenant's contract has already ended; its disposal records are at /v1/tenants/\(tenant.code)/disposals.")
+            }
             let datasets = try await RegistryStore.datasets(tenantID: tenant.id, on: connection)
             // One instruction, one transaction; a disposal record per 5,000 records, so no
             // signed document grows without bound (each dataset gets one, even when empty).
@@ -551,6 +565,15 @@ struct SubjectRequestsController: Sendable {
             // The tenant is ended: agents are refused (purpose_inactive) and imports too, so no
             // new key and no new records appear after the instruction.
             try await connection.query("UPDATE itaku.tenants SET status = 'ended', updated_at = now() WHERE tenant_id = \(tenant.id)")
+            // The end itself is an entry too (a tenant without datasets has no disposal entry).
+            var ended = AccessEntry(
+                tenantID: tenant.id, actorRole: principal.role.rawValue, actorKeyID: principal.keyID, operation: .configure,
+                decision: .allow, reason: "allowed"
+            )
+            ended.target = "tenant:\(tenant.code):ended"
+            ended.requestID = requestID
+            ended.clientAddress = clientAddress
+            entries.append(ended)
             try await RegistryStore.announceChange("tenant:\(tenant.code):ended", on: connection)
             return (disposals, entries)
         }

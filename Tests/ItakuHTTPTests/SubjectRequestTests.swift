@@ -324,6 +324,11 @@ struct SubjectRequestTests {
             )
             #expect(late.status == .conflict)
             #expect(late.code == "tenant_ended")
+            // A contract ends once: asked again, nothing is disposed of or signed anew.
+            let again = try await client.call(.post, "/v1/tenants/kobe-insurance/contract-end", key: kobeAdmin, json: ["confirm": "kobe-insurance"])
+            #expect(again.status == .conflict && again.code == "tenant_ended", "\(again.text)")
+            let listed = try await client.call(.get, "/v1/tenants/kobe-insurance/disposals", key: kobeAdmin)
+            #expect((listed["disposals"] as? [Any])?.count == 3, "\(listed.text)")
             #expect(try await client.call(.post, "/v1/access-log/verify", key: reviewer)["clean"] as? Bool == true)
         }
         // The backup of kobe's records no longer opens; acme's still does.
@@ -335,11 +340,61 @@ struct SubjectRequestTests {
         #expect(!FileManager.default.fileExists(atPath: state + "/data-keys/\(kobe.uuidString.lowercased()).key"))
         let acmeRow = try #require(backup.first { $0.0 == acme })
         #expect(try afterwards.open(acmeRow.2, tenant: acme, record: acmeRow.1.uuidString)["name"] != nil)
+        // The end itself is an entry, once.
+        let ends = try await owner.query(
+            "SELECT count(*) FROM itaku.access_log WHERE tenant_id = \(kobe) AND operation = 'configure' AND target = 'tenant:kobe-insurance:ended'"
+        )
+        #expect(try ends[0].decode(0, as: Int.self) == 1)
         let counts = try await owner.query("SELECT t.code, count(r.record_id) FROM itaku.tenants t LEFT JOIN itaku.records r USING (tenant_id) GROUP BY t.code ORDER BY t.code")
             .map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int.self)) }
         #expect(counts.map(\.0) == ["acme-retail", "kobe-insurance"])
         #expect(counts.map(\.1) == [20, 0])
         await owner.shutdown()
+    }
+
+    @Test("a subject named by a value that several records share is refused as ambiguous; a disclosure's history holds its own dataset's accesses only")
+    func subjectsAreOnePerson() async throws {
+        let (database, state, keyring, credentials) = try await seededDemo(customers: 20, policyholders: 2)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"])
+        let tenant = try await tenantID(database, "acme-retail")
+        let owner = database.makeClient(role: .owner)
+        defer { Task { await owner.shutdown() } }
+        try await app.test(.live) { client in
+            let path = Self.base + "/subject-requests"
+            let csv = "customer_no,name,phone\nC-HOME-1,Home One,03-5555-0177\nC-HOME-2,Home Two,03-5555-0177\n"
+            #expect(try await client.call(.post, Self.base + "/datasets/customers/imports", key: admin, text: csv).status == .created)
+            for kind in ["disclosure", "correction", "deletion"] {
+                let shared = try await client.call(
+                    .post, path, key: admin, json: ["kind": kind, "dataset": "customers", "subject": ["by": "phone", "value": "03-5555-0177"]]
+                )
+                #expect(shared.status == .unprocessableContent && shared.code == "subject_ambiguous", "\(shared.text)")
+                #expect(shared.pointer == "subject")
+            }
+            // By the dataset's key: one person.
+            let one = try await client.call(
+                .post, path, key: admin, json: ["kind": "disclosure", "dataset": "customers", "subject": ["by": "customer_no", "value": "C-HOME-1"]]
+            )
+            #expect(one.status == .created, "\(one.text)")
+            #expect((one["record_ids"] as? [String])?.count == 1)
+            let id = try #require(one["id"] as? String)
+
+            // Another dataset's access to the same key (ticket C-HOME-1 is somebody else's).
+            let digest = LookupDigester(key: keyring.digestKey(tenant: tenant.uuidString)).subjectDigest(externalID: "C-HOME-1")
+            try await owner.query(
+                """
+                INSERT INTO itaku.access_log (entry_id, occurred_at, tenant_id, actor_role, operation, dataset, subject_digests,
+                                              decision, reason, agent, stream, seq, prev_hash, hash)
+                VALUES (gen_random_uuid(), now(), \(tenant), 'integration', 'read', 'tickets', ARRAY[\(digest)]::text[],
+                        'allow', 'allowed', 'A0001', 'test/another-dataset', 1, '\\x00', '\\x00')
+                """
+            )
+            #expect(try await client.call(.post, path + "/\(id)/execute", key: admin)["state"] as? String == "executed")
+            let package = try await client.call(.get, path + "/\(id)/package", key: admin)
+            #expect(package.status == .ok, "\(package.text)")
+            #expect((package["access_history"] as? [Any])?.isEmpty == true, "\(package.text)")
+        }
+        #expect(try await owner.query("SELECT count(*) FROM itaku.subject_requests")[0].decode(0, as: Int.self) == 1)
     }
 }
 
