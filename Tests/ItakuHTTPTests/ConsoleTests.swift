@@ -107,6 +107,15 @@ struct ConsoleTests {
             #expect(try await get(client, "/console/tenants/acme/", cookie: cookie).status == .ok)
             #expect(try await post(client, "/console/sign-out", cookie: cookie, form: [("csrf", csrf)]).location == "/console/sign-in")
             #expect(try await get(client, "/console/tenants/acme/", cookie: cookie).location == "/console/sign-in")
+
+            // Signing in anew in a browser that has a session ends that session.
+            let first = try #require(try await signIn(client, key: adminKey).cookie("itaku_session"))
+            let form = try await get(client, "/console/sign-in", cookie: nil)
+            let both = [form.cookie("itaku_sign_in"), first].compactMap { $0 }.joined(separator: "; ")
+            let second = try await post(client, "/console/sign-in", cookie: both, form: [("csrf", try #require(form.csrf)), ("key", adminKey)])
+            #expect(second.status == .seeOther)
+            #expect(try await get(client, "/console/tenants/acme/", cookie: first).location == "/console/sign-in")
+            #expect(try await get(client, "/console/tenants/acme/", cookie: try #require(second.cookie("itaku_session"))).status == .ok)
         }
     }
 
@@ -236,6 +245,13 @@ struct ConsoleTests {
             let typed = try await get(client, "/console/tenants/acme/access-log?lookup_kind=phone&lookup_value=%2B81+90+1234+5678", cookie: cookie)
             #expect(typed.status == .ok)
             #expect(typed.html.contains("name=\"lookup_value\" type=\"text\" value=\"+81 90 1234 5678\""))
+            // An export carries the console's headers: not kept in a shared workstation's cache.
+            let export = try await get(client, "/console/tenants/acme/access-log/export?format=csv", cookie: cookie)
+            #expect(export.status == .ok)
+            #expect(export.headers[.cacheControl] == "no-store")
+            #expect(export.headers[HTTPField.Name("X-Content-Type-Options")!] == "nosniff")
+            #expect(export.headers[.contentType]?.hasPrefix("text/csv") == true)
+            #expect(export.headers[.contentDisposition]?.contains("attachment") == true)
             let reviews = try await client.call(.get, "/v1/tenants/acme/access-log?operation=review&limit=100", key: adminKey)
             let targets = Set(((reviews["entries"] as? [[String: Any]]) ?? []).compactMap { $0["target"] as? String })
             for target in ["access-log:search", "access-log:charts", "access-log:report", "access-log:report:csv"] {

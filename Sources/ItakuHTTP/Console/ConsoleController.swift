@@ -113,6 +113,8 @@ struct ConsoleController: Sendable {
                 context.logger.notice("console sign-in refused")
                 return signInPage(view, token: ConsoleSessions.randomToken(), status: .unauthorized, failed: true)
             }
+            // A browser signing in anew leaves no session behind it (another key's, say).
+            if let old = request.cookies[Self.sessionCookie]?.value { try await sessions.end(token: old) }
             let (token, _) = try await sessions.start(keyID: key.id)
             context.logger.info("console sign-in", metadata: ["itaku.key": .string(key.id.lowercasedString), "itaku.role": .string(key.role.rawValue)])
             return ConsoleView.redirect("/console/", cookies: [

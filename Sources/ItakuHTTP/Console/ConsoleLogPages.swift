@@ -31,16 +31,25 @@ struct ConsoleLogPages: Sendable {
             try await entry(context, view, scoped: true)
         }
         console.page(&routes, "/console/access-log/export", .get) { request, context, _ in
-            try await accessLog.export(Self.parameters(request, scoped: false), RoleContext<Reviewers>(context: context), scoped: false)
+            Self.secured(try await accessLog.export(Self.parameters(request, scoped: false), RoleContext<Reviewers>(context: context), scoped: false))
         }
         console.page(&routes, "/console/tenants/:tenant/access-log/export", .get) { request, context, _ in
-            try await accessLog.export(
+            Self.secured(try await accessLog.export(
                 Self.parameters(request, scoped: true), RoleContext<ClientAdminsAndReviewers>(context: context), scoped: true
-            )
+            ))
         }
         console.page(&routes, "/console/access-log/verify", .post) { _, context, view in
             try await verify(context, view)
         }
+    }
+
+    /// An export as the console sends it: with every page's headers (no caching on a shared
+    /// workstation, no sniffing, no framing), its type and file name kept.
+    static func secured(_ response: Response) -> Response {
+        var response = response
+        let type = response.headers[.contentType] ?? "application/octet-stream"
+        for field in ConsoleView.securityHeaders(type) { response.headers[field.name] = field.value }
+        return response
     }
 
     /// The form's filters as the API takes them: empty fields left out, and a time without a
