@@ -1,4 +1,5 @@
 import CLibPQ
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -116,6 +117,13 @@ final class ConnectionHandle: @unchecked Sendable {
         return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE
     }
 
+    /// Whether the open transaction was aborted by an earlier error: a COMMIT now would roll
+    /// it back (and say so only in its command tag).
+    var isTransactionAborted: Bool {
+        guard let conn else { return false }
+        return PQtransactionStatus(conn) == PQTRANS_INERROR
+    }
+
     /// `isReusable` as it stood when the last operation ended, taken on the pool thread
     /// (`settle()`), so that returning the connection to the pool needs no hop to read it. The
     /// operation's result reaches the releasing task after this is written.
@@ -170,9 +178,17 @@ final class ConnectionHandle: @unchecked Sendable {
         do {
             return try consume(result)
         } catch let error as PostgresError where name != nil && error.sqlState == PostgresError.SQLState.invalidStatementName {
-            // Dropped under us (DEALLOCATE, DISCARD ALL): forget them and run this one unnamed.
+            // Dropped under us (DEALLOCATE, DISCARD ALL): forget them and run this one unnamed,
+            // unless the failure aborted a transaction (then the retry could only fail).
             preparedStatements.removeAll()
+            guard PQtransactionStatus(conn) == PQTRANS_IDLE else { throw error }
             return try execute(sql, binds, prepared: false, cancellation: nil)
+        } catch let error as PostgresError where name != nil && error.sqlState == PostgresError.SQLState.featureNotSupported {
+            // "cached plan must not change result type": a migration changed what the prepared
+            // statement returns, and the server refuses it for good on this session. The
+            // connection is not lent again; the next one prepares the statement anew.
+            broken = true
+            throw error
         }
     }
 
@@ -297,9 +313,15 @@ final class ConnectionHandle: @unchecked Sendable {
             return String(cString: value)
         }
         let sqlState = field("C")
-        if sqlState == nil, let conn, PQstatus(conn) != CONNECTION_OK {
-            return PostgresError(.connectionClosed, detail: errorMessage)
+        // A fatal error (the session timed out, the database was dropped, the server shuts
+        // down) closes the connection whatever its SQLSTATE: the statement's outcome is the
+        // session's, and the connection is gone.
+        if let conn, PQstatus(conn) != CONNECTION_OK {
+            return PostgresError(.connectionClosed, sqlState: sqlState, detail: field("M") ?? errorMessage)
         }
+        // A read-only session (the host is a standby now, after a failover): no write will
+        // succeed on it, so it is not lent again.
+        if sqlState == PostgresError.SQLState.readOnlyTransaction { broken = true }
         var detail = field("M") ?? errorMessage
         if let extra = field("D") { detail += " (\(extra))" }
         return PostgresError(.server, sqlState: sqlState, detail: detail)
@@ -452,14 +474,26 @@ final class OperationCancellation: Sendable {
         }
     }
 
-    /// Called from the cancellation handler, on any thread.
+    /// Called from the cancellation handler, on any thread. `PQcancel` opens a connection to
+    /// the server and waits for its answer (libpq ignores `connect_timeout` for it), so it is
+    /// sent from a thread of its own, never from the Swift concurrency thread that cancels: a
+    /// server that stopped answering would hold that thread, and with it every request. The
+    /// token stays valid while it is sent (`end()` takes the same lock to free it).
     func cancel() {
-        state.withLock { state in
+        let running = state.withLock { state in
             state.cancelled = true
-            guard let token = Self.pointer(state.token) else { return }
-            var buffer = [CChar](repeating: 0, count: 256)
-            _ = PQcancel(token, &buffer, Int32(buffer.count))
+            return state.token != 0
         }
+        guard running else { return }
+        let thread = Thread { [self] in
+            state.withLock { state in
+                guard let token = Self.pointer(state.token) else { return }
+                var buffer = [CChar](repeating: 0, count: 256)
+                _ = PQcancel(token, &buffer, Int32(buffer.count))
+            }
+        }
+        thread.name = "itaku-pq-cancel"
+        thread.start()
     }
 
     private static func pointer(_ address: UInt) -> OpaquePointer? {

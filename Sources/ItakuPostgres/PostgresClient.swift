@@ -113,7 +113,7 @@ public final class PostgresClient: Service, Sendable {
             try await connection.begin()
             do {
                 let result = try await body(connection)
-                try await connection.query("COMMIT")
+                try await connection.commit()
                 return result
             } catch {
                 _ = try? await connection.query("ROLLBACK")

@@ -15,6 +15,18 @@ public struct PostgresConnection: Sendable {
         try await begin(then: [])
     }
 
+    /// Commits the open transaction. One that an earlier statement aborted is not committed
+    /// (PostgreSQL answers that COMMIT with ROLLBACK, and success would be reported for work
+    /// undone): it throws 25P02 instead, and the caller rolls back.
+    public func commit() async throws {
+        try await onPool { handle in
+            guard !handle.isTransactionAborted else {
+                throw PostgresError(.server, sqlState: "25P02", detail: "the transaction was aborted by an earlier statement; nothing was committed")
+            }
+            _ = try handle.execute("COMMIT", PostgresBindings())
+        }
+    }
+
     /// Runs one statement and returns its rows. Cancelling the task cancels the statement on the
     /// server (`PQcancel`); it then fails with SQLSTATE 57014 and the connection stays usable.
     @discardableResult

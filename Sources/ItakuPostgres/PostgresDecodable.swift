@@ -128,8 +128,11 @@ extension Date: PostgresDecodable {
         case .timestamptz, .timestamp:
             self = PostgresEpoch.date(fromMicroseconds: try cell.readInteger(Int64.self))
         case .date:
+            // ±infinity and dates past year 294,276 do not fit in microseconds: refused, not trapped.
             let days = try cell.readInteger(Int32.self)
-            self = PostgresEpoch.date(fromMicroseconds: Int64(days) * 86_400_000_000)
+            let (microseconds, overflow) = Int64(days).multipliedReportingOverflow(by: 86_400_000_000)
+            guard !overflow else { throw cell.mismatch(Date.self) }
+            self = PostgresEpoch.date(fromMicroseconds: microseconds)
         default:
             throw cell.mismatch(Date.self)
         }

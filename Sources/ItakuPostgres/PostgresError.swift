@@ -47,9 +47,11 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         switch kind {
         case .connectionFailed, .connectionClosed, .poolClosed: return true
         case .server:
-            // Class 08 is connection exception; 57P01-57P03 are admin/crash shutdown and cannot-connect-now.
+            // Class 08 is connection exception; 57P01-57P05 are shutdowns, cannot-connect-now, a
+            // dropped database and an idle session's timeout; 25006 is a read-only session (a
+            // standby, after a failover): each means this database is not there to write to now.
             guard let sqlState else { return false }
-            return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
+            return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P") || sqlState == SQLState.readOnlyTransaction
         default: return false
         }
     }
@@ -64,6 +66,8 @@ extension PostgresError {
     /// SQLSTATE values Itaku reacts to.
     public enum SQLState {
         public static let queryCanceled = "57014"
+        public static let readOnlyTransaction = "25006"
+        public static let featureNotSupported = "0A000"
         public static let uniqueViolation = "23505"
         public static let insufficientPrivilege = "42501"
         public static let serializationFailure = "40001"

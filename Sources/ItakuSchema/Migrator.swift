@@ -127,7 +127,7 @@ public struct Migrator: Sendable {
                     VALUES (\(migration.version), \(migration.name), \(migration.checksum))
                     """
                 )
-                try await connection.query("COMMIT")
+                try await connection.commit()
             } catch {
                 _ = try? await connection.query("ROLLBACK")
                 throw error
