@@ -41,7 +41,10 @@ struct RegistryFreshnessTests {
                 served = try await client.call(.get, "/v1/tenants", key: fixture.operatorKey).status == .ok
             }
             #expect(served)
-            #expect(try await client.call(.get, "/readyz", key: nil).status == .ok)
+            // Ready again (a registry only 2 s old at most may lapse between reads on a loaded
+            // machine: asked until it answers, within 10 s).
+            let ready = try await timeUntil(limit: .seconds(10)) { try await client.call(.get, "/readyz", key: nil).status == .ok }
+            #expect(ready != nil)
         }
         await owner.shutdown()
     }
