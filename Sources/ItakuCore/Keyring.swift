@@ -49,6 +49,13 @@ public struct Keyring: Sendable, CustomStringConvertible {
         return key
     }
 
+    /// The console's key for sealing search filters that name a person into its links.
+    public var consoleFilterKey: SymmetricKey {
+        HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: hmacMaster, salt: Data("itaku.console.filters.v1".utf8), info: Data(), outputByteCount: 32
+        )
+    }
+
     public var description: String {
         "Keyring(checkpoint key \(checkpointKeyID), agent token key \(agentTokenKeyID))"
     }

@@ -236,7 +236,7 @@ struct ConsoleTests {
         let app = try await makeApplication(database: fixture.database)
         try await app.test(.live) { client in
             let adminKey = try await client.setUpTenant("acme", operatorKey: fixture.operatorKey)
-            let (cookie, _) = try await session(client, key: adminKey)
+            let (cookie, csrf) = try await session(client, key: adminKey)
             for page in ["access-log", "charts", "report", "report.csv"] {
                 #expect(try await get(client, "/console/tenants/acme/\(page)", cookie: cookie).status == .ok, "\(page)")
             }
@@ -245,6 +245,26 @@ struct ConsoleTests {
             let typed = try await get(client, "/console/tenants/acme/access-log?lookup_kind=phone&lookup_value=%2B81+90+1234+5678", cookie: cookie)
             #expect(typed.status == .ok)
             #expect(typed.html.contains("name=\"lookup_value\" type=\"text\" value=\"+81 90 1234 5678\""))
+            // No link of the page carries the number, not even the language switch's way back.
+            let hrefs = typed.html.components(separatedBy: "href=\"").dropFirst().map { $0.prefix { $0 != "\"" } }
+            #expect(!hrefs.isEmpty && hrefs.allSatisfy { !$0.contains("1234") && !$0.contains("lookup_value") }, "\(hrefs)")
+            #expect(hrefs.contains { $0.contains("sealed=") })
+            // The form posts; the page it leads to has the number sealed in its address.
+            let posted = try await post(
+                client, "/console/tenants/acme/access-log", cookie: cookie,
+                form: [("csrf", csrf), ("lookup_kind", "phone"), ("lookup_value", "+81 90 1234 5678"), ("operation", "lookup")]
+            )
+            #expect(posted.status == .seeOther)
+            let location = try #require(posted.location)
+            #expect(location.hasPrefix("/console/tenants/acme/access-log?") && location.contains("sealed=") && location.contains("operation=lookup"))
+            #expect(!location.contains("1234") && !location.contains("lookup_value"), "\(location)")
+            let sealed = try await get(client, location, cookie: cookie)
+            #expect(sealed.status == .ok)
+            #expect(sealed.html.contains("name=\"lookup_value\" type=\"text\" value=\"+81 90 1234 5678\""))
+            // Without this form token the post is refused; in another session the address opens nothing.
+            #expect(try await post(client, "/console/tenants/acme/access-log", cookie: cookie, form: [("lookup_value", "x")]).status == .forbidden)
+            let (otherCookie, _) = try await session(client, key: adminKey)
+            #expect(try await get(client, location, cookie: otherCookie).status == .badRequest)
             // An export carries the console's headers: not kept in a shared workstation's cache.
             let export = try await get(client, "/console/tenants/acme/access-log/export?format=csv", cookie: cookie)
             #expect(export.status == .ok)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import ItakuAccessLog
@@ -17,6 +18,10 @@ struct ConsoleLogPages: Sendable {
         "case", "subject",
     ]
 
+    /// Filters that name a person: a lookup value (a phone number, an e-mail address) and a
+    /// record's key. They never appear in a URL the console makes (see `sealed`).
+    static let personal = ["lookup_value", "subject"]
+
     func addRoutes(to routes: inout RouteTable, console: ConsoleController) {
         console.page(&routes, "/console/access-log", .get) { request, context, view in
             try await search(request, context, view, scoped: false)
@@ -24,18 +29,27 @@ struct ConsoleLogPages: Sendable {
         console.page(&routes, "/console/tenants/:tenant/access-log", .get) { request, context, view in
             try await search(request, context, view, scoped: true)
         }
+        // The search form posts its filters, and is sent on to the page's address, where the
+        // filters that name a person are sealed: typed into the form, a phone number reaches
+        // no address bar, history or proxy log.
+        console.page(&routes, "/console/access-log", .post) { _, context, view in
+            ConsoleView.redirect(try base(context, view, scoped: false) + query(Self.filters(view.form, scoped: false), view: view))
+        }
+        console.page(&routes, "/console/tenants/:tenant/access-log", .post) { _, context, view in
+            ConsoleView.redirect(try base(context, view, scoped: true) + query(Self.filters(view.form, scoped: true), view: view))
+        }
         console.page(&routes, "/console/access-log/entries/:entry", .get) { _, context, view in
             try await entry(context, view, scoped: false)
         }
         console.page(&routes, "/console/tenants/:tenant/access-log/entries/:entry", .get) { _, context, view in
             try await entry(context, view, scoped: true)
         }
-        console.page(&routes, "/console/access-log/export", .get) { request, context, _ in
-            Self.secured(try await accessLog.export(Self.parameters(request, scoped: false), RoleContext<Reviewers>(context: context), scoped: false))
+        console.page(&routes, "/console/access-log/export", .get) { request, context, view in
+            Self.secured(try await accessLog.export(try parameters(request, scoped: false, view: view), RoleContext<Reviewers>(context: context), scoped: false))
         }
-        console.page(&routes, "/console/tenants/:tenant/access-log/export", .get) { request, context, _ in
+        console.page(&routes, "/console/tenants/:tenant/access-log/export", .get) { request, context, view in
             Self.secured(try await accessLog.export(
-                Self.parameters(request, scoped: true), RoleContext<ClientAdminsAndReviewers>(context: context), scoped: true
+                try parameters(request, scoped: true, view: view), RoleContext<ClientAdminsAndReviewers>(context: context), scoped: true
             ))
         }
         console.page(&routes, "/console/access-log/verify", .post) { _, context, view in
@@ -52,11 +66,50 @@ struct ConsoleLogPages: Sendable {
         return response
     }
 
-    /// The form's filters as the API takes them: empty fields left out, and a time without a
-    /// zone (what a browser's date-time field sends) read as UTC.
-    static func parameters(_ request: Request, scoped: Bool) -> [String: String] {
+    /// The page's filters as the API takes them: those of its query, with the sealed ones
+    /// opened (`sealed`).
+    func parameters(_ request: Request, scoped: Bool, view: ConsoleView) throws -> [String: String] {
         // The raw query, decoded as a form: a browser's GET form sends a space as `+`.
-        var parameters = ConsoleForm.parse(request.uri.query ?? "").filter { !$0.value.isEmpty }
+        var parameters = Self.filters(ConsoleForm.parse(request.uri.query ?? ""), scoped: scoped)
+        if let token = parameters.removeValue(forKey: "sealed") {
+            for (name, value) in try unseal(token, view: view) { parameters[name] = value }
+        }
+        return parameters
+    }
+
+    /// A query string of `parameters` for the console's own links, the filters that name a
+    /// person sealed into one `sealed` value.
+    func query(_ parameters: [String: String], view: ConsoleView) -> String {
+        var plain = parameters.filter { !Self.personal.contains($0.key) }
+        let personal = parameters.filter { Self.personal.contains($0.key) }
+        if !personal.isEmpty { plain["sealed"] = seal(personal, view: view) }
+        return ConsoleView.query(plain.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+    }
+
+    /// Filters that name a person, encrypted (AES-GCM, a key derived from the keyring, so every
+    /// instance opens them) and bound to this session (its form token is the associated data):
+    /// a link copied out of the console opens nothing in another session, nor after sign-out.
+    func seal(_ filters: [String: String], view: ConsoleView) -> String {
+        let plain = (try? JSONEncoder().encode(filters)) ?? Data()
+        let box = try? AES.GCM.seal(plain, using: accessLog.keyring.consoleFilterKey, authenticating: Data((view.csrf ?? "").utf8))
+        return (box?.combined ?? Data()).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    func unseal(_ token: String, view: ConsoleView) throws -> [String: String] {
+        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard token.utf8.count <= 4096, let data = Data(base64Encoded: base64), let box = try? AES.GCM.SealedBox(combined: data),
+            let plain = try? AES.GCM.open(box, using: accessLog.keyring.consoleFilterKey, authenticating: Data((view.csrf ?? "").utf8)),
+            let filters = try? JSONDecoder().decode([String: String].self, from: plain)
+        else { throw AccessLogController.badParameter("sealed") }
+        return filters.filter { Self.personal.contains($0.key) }
+    }
+
+    /// The form's filters as the API takes them: empty fields left out (and the form token),
+    /// and a time without a zone (what a browser's date-time field sends) read as UTC.
+    static func filters(_ form: [String: String], scoped: Bool) -> [String: String] {
+        var parameters = form.filter { !$0.value.isEmpty && $0.key != "csrf" }
         if scoped { parameters["tenant"] = nil }
         for name in ["from", "to"] {
             guard let value = parameters[name] else { continue }
@@ -86,16 +139,20 @@ struct ConsoleLogPages: Sendable {
 
     private func search(_ request: Request, _ context: ItakuRequestContext, _ view: ConsoleView, scoped: Bool) async throws -> Response {
         let base = try base(context, view, scoped: scoped)
-        var parameters = Self.parameters(request, scoped: scoped)
+        var parameters = try parameters(request, scoped: scoped, view: view)
         if parameters["limit"] == nil { parameters["limit"] = "50" }
         let (entries, next) = try await search(parameters, context, scoped: scoped)
         let codes = view.snapshot.tenants.mapValues(\.code)
+        // Every link of the page (the language switch's way back too) carries the filters that
+        // name a person sealed, also when they came in the address as typed.
+        var view = view
+        view.path = base + query(parameters, view: view)
 
         var main = searchForm(view, base: base, parameters: parameters, scoped: scoped)
         let filterPairs = (Self.filters + (scoped ? [] : ["tenant"])).compactMap { name in parameters[name].map { (name, $0) } }
         main += "<p class=\"toolbar\"><span id=\"result-count\">\(entries.count)</span> \(view.t(.entries)) (\(view.t(.newestFirst)))"
         for format in ["jsonl", "csv", "ocsf"] {
-            let href = base + "/export" + ConsoleView.query(filterPairs + [("format", format)])
+            let href = base + "/export" + query(Dictionary(filterPairs + [("format", format)], uniquingKeysWith: { first, _ in first }), view: view)
             main += " <a id=\"export-\(format)\" href=\"\(HTML.escape(href))\">\(view.t(.export)) \(format.uppercased())</a>"
         }
         main += "</p>"
@@ -118,7 +175,7 @@ struct ConsoleLogPages: Sendable {
         if let next {
             var nextParameters = parameters
             nextParameters["cursor"] = next.token
-            let href = base + ConsoleView.query(nextParameters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+            let href = base + query(nextParameters, view: view)
             main += "<p><a id=\"next-page\" href=\"\(HTML.escape(href))\">\(view.t(.nextPage)) →</a></p>"
         }
         if !scoped {
@@ -144,7 +201,7 @@ struct ConsoleLogPages: Sendable {
             let value = (parameters[name] ?? "").prefix(16)
             return "<label>\(view.t(label)) (UTC)<input name=\"\(name)\" type=\"datetime-local\" value=\"\(HTML.escape(String(value)))\"></label>"
         }
-        var html = "<form id=\"search\" class=\"filters\" method=\"get\" action=\"\(base)\">"
+        var html = "<form id=\"search\" class=\"filters\" method=\"post\" action=\"\(base)\">\(view.csrfField)"
         if !scoped { html += select("tenant", .tenant, view.snapshot.tenants.values.map(\.code).sorted()) }
         html += input("agent", .agent) + input("integration", .integration) + input("purpose", .purpose)
         html += select("operation", .operation, AccessEntry.Operation.allCases.map(\.rawValue))
