@@ -51,7 +51,7 @@ final class AgentTokens: Sendable {
     static func demo(keyring: Keyring, jwksFile: String?, pemFile: String? = nil) async throws -> JWTKeyCollection {
         let keys = JWTKeyCollection()
         if let jwksFile {
-            try await keys.add(jwksJSON: String(contentsOfFile: jwksFile, encoding: .utf8))
+            try await keys.add(jwksJSON: try pinned(jwks: String(contentsOfFile: jwksFile, encoding: .utf8)))
         } else if let pemFile {
             let pem = try String(contentsOfFile: pemFile, encoding: .utf8)
             if let key = try? EdDSA.PublicKey(pem: pem) {
@@ -65,6 +65,39 @@ final class AgentTokens: Sendable {
             await keys.add(eddsa: EdDSA.PublicKey(backing: keyring.agentTokenKey.publicKey), kid: JWKIdentifier(string: keyring.agentTokenKeyID))
         }
         return keys
+    }
+
+    /// The JWKS with each key's algorithm fixed from its own type (`EdDSA` for Ed25519, `ES256`
+    /// for P-256, `RS256` for RSA). A key without `alg` would otherwise take the algorithm of the
+    /// first token that names it, before any signature is checked: one forged header (`PS512`)
+    /// would then fail every real token until a restart. A key whose `alg` is not its type's, or
+    /// of a type Itaku does not take, is refused at start.
+    static func pinned(jwks text: String) throws -> String {
+        guard var object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            let keys = object["keys"] as? [[String: Any]]
+        else { throw AgentKeyError(index: nil) }
+        object["keys"] = try keys.enumerated().map { index, key in
+            var key = key
+            let algorithm: String? = switch (key["kty"] as? String, key["crv"] as? String) {
+            case ("OKP", "Ed25519"): "EdDSA"
+            case ("EC", "P-256"): "ES256"
+            case ("RSA", _): "RS256"
+            default: nil
+            }
+            guard let algorithm, (key["alg"] as? String ?? algorithm) == algorithm else { throw AgentKeyError(index: index) }
+            key["alg"] = algorithm
+            return key
+        }
+        return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+    }
+
+    /// A JWKS file Itaku cannot take: not a key set, or a key of another algorithm.
+    struct AgentKeyError: Error, CustomStringConvertible {
+        var index: Int?
+        var description: String {
+            guard let index else { return "agents.jwksFile is not a JSON Web Key Set" }
+            return "agents.jwksFile: key \(index) is not an Ed25519 (EdDSA), P-256 (ES256) or RSA (RS256) signing key"
+        }
     }
 
     /// The employee id the token vouches for, or nil when it does not verify. A token that

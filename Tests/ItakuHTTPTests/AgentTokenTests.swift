@@ -94,4 +94,50 @@ struct AgentTokenTests {
             #expect(answers == ["ok", "agent_unverified"])
         }
     }
+
+    /// A token with `alg` and `kid` as given, its signature garbage: what anyone holding an
+    /// integration key can send.
+    static func forgedHeader(alg: String, kid: String) throws -> String {
+        let header = try JSONSerialization.data(withJSONObject: ["alg": alg, "kid": kid, "typ": "JWT"], options: .sortedKeys)
+        let claims = try JSONSerialization.data(withJSONObject: ["sub": "A0001"], options: .sortedKeys)
+        return base64URL(header) + "." + base64URL(claims) + "." + base64URL(Data(repeating: 7, count: 64))
+    }
+
+    @Test("a JWKS key without alg keeps its own algorithm: a token naming another first does not lock out real tokens; a key of another algorithm is refused at start")
+    func jwksAlgorithmsArePinned() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 20, policyholders: 2)
+        let key = P256.Signing.PrivateKey()
+        let raw = key.publicKey.x963Representation
+        let point: [String: Any] = ["kty": "EC", "crv": "P-256", "use": "sig", "kid": "idp-2027", "x": Self.base64URL(raw[1..<33]), "y": Self.base64URL(raw[33..<65])]
+        let jwksFile = state + "/jwks.json"
+        try JSONSerialization.data(withJSONObject: ["keys": [point]]).write(to: URL(fileURLWithPath: jwksFile))
+        let issuer = "https://idp.contact-center.example"
+        let settings: [AbsoluteConfigKey: ConfigValue] = [
+            "state.directory": .init(.string(state), isSecret: false),
+            "agents.jwksFile": .init(.string(jwksFile), isSecret: false),
+            "agents.tokenIssuer": .init(.string(issuer), isSecret: false),
+        ]
+        let app = try await makeApplication(database: database, settings: settings)
+        let customer = try #require(Array(DemoCustomers(count: 1)).first)
+        let body = jsonText(["by": "customer_no", "value": customer["customer_no"] ?? ""])
+        try await app.test(.live) { client in
+            func lookup(_ token: String) async throws -> JSONResponse {
+                try await client.call(
+                    .post, "/v1/tenants/acme-retail/datasets/customers/lookup", key: credentials["ITAKU_INTEGRATION_KEY"], json: jsonObject(body),
+                    headers: [.init("Itaku-Agent")!: token, .init("Itaku-Purpose")!: "order-support", .init("Itaku-Case")!: "CALL-9"]
+                )
+            }
+            for alg in ["PS512", "ES384", "HS256"] {
+                #expect(try await lookup(try Self.forgedHeader(alg: alg, kid: "idp-2027")).code == "agent_unverified")
+            }
+            let good = try Self.es256(subject: "A0001", issuer: issuer, audience: "itaku", kid: "idp-2027", key: key)
+            let answer = try await lookup(good)
+            #expect(answer.status == .ok, "\(answer.text)")
+        }
+        // A key that names an algorithm other than its own type's is refused at start.
+        var mislabelled = point
+        mislabelled["alg"] = "PS256"
+        try JSONSerialization.data(withJSONObject: ["keys": [mislabelled]]).write(to: URL(fileURLWithPath: jwksFile))
+        await #expect(throws: (any Error).self) { _ = try await makeApplication(database: database, settings: settings) }
+    }
 }
