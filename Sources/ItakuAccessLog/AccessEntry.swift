@@ -272,6 +272,16 @@ public enum AccessLogStore {
         return Dictionary(try rows.map(checkpoint).map { ($0.stream, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
+    /// A stream's newest checkpoint below `seq`.
+    public static func checkpoint(stream: String, below seq: Int64, on connection: PostgresConnection) async throws -> Checkpoint? {
+        try await connection.query(
+            """
+            SELECT checkpoint_id, created_at, stream, tenant_id, seq, hash, key_id, signature FROM itaku.access_log_checkpoints
+            WHERE stream = \(stream) AND seq < \(seq) ORDER BY seq DESC, created_at DESC LIMIT 1
+            """
+        ).first.map(checkpoint)
+    }
+
     /// One page of checkpoints, newest first, after `cursor` (created_at, id), under the
     /// connection's row-level security; and the cursor of the next page when there may be one.
     public static func checkpoints(

@@ -59,6 +59,10 @@ public struct AccessLogVerifier: Sendable {
         public var streams: [StreamReport]
         /// Entries that belong to no chain (only tampering creates these).
         public var unchained: [Finding]
+        /// The log's own safeguards found weakened in the schema (a chain column that may be
+        /// NULL, the sequence check not validated, a trigger not `ENABLE ALWAYS`): only the
+        /// owner can do that, and entries written meanwhile may be outside every chain.
+        public var schema: [String]
     }
 
     public static let maxProblems = 100
@@ -81,17 +85,39 @@ public struct AccessLogVerifier: Sendable {
         // Each stream's newest checkpoint: it covers every entry up to it (a recomputed chain
         // no longer ends in its hash; a cut below it leaves it naming entries that are gone).
         // Seals cover the rest. One row per stream, so memory does not grow with the log's age.
-        var latest = try await database.withTransaction { try await AccessLogStore.latestCheckpoints(on: $0) }
+        // Only a checkpoint the key signed counts: anyone who can write the table can add one
+        // with any sequence number, which would otherwise stand in for the real newest one.
+        var latest: [String: Checkpoint] = [:]
+        var forged: [String: [Finding]] = [:]
+        for (stream, newest) in try await database.withTransaction({ try await AccessLogStore.latestCheckpoints(on: $0) }) {
+            var candidate: Checkpoint? = newest
+            while let checkpoint = candidate, !checkpoint.isValid(publicKey: publicKey) {
+                forged[stream, default: []].append(Finding(problem: "checkpoint_signature_invalid", seq: checkpoint.seq, entryID: nil))
+                guard forged[stream, default: []].count < Self.maxProblems else { candidate = nil; break }
+                candidate = try await database.withTransaction { connection in
+                    try await AccessLogStore.checkpoint(stream: stream, below: checkpoint.seq, on: connection)
+                }
+            }
+            latest[stream] = candidate
+        }
         // An anchor newer than the database's newest checkpoint takes its place: the database
         // may have lost the checkpoints after it (and the entries they named).
         for anchor in anchors where anchor.isValid(publicKey: publicKey) && anchor.seq > latest[anchor.stream]?.seq ?? 0 {
             latest[anchor.stream] = anchor
         }
-        // Every entry has a stream (the column is NOT NULL): one without was written around
-        // the constraint.
+        // Every entry has a stream, a sequence number from 1 and both hashes (the columns are
+        // NOT NULL, the number checked): one without was written around the constraints, and
+        // the walk below, in (stream, seq) order, would never reach it.
         let unchained = try await database.withTransaction { connection in
-            try await connection.query("SELECT entry_id FROM itaku.access_log WHERE stream IS NULL ORDER BY entry_id LIMIT \(Self.maxProblems)")
+            try await connection.query(
+                """
+                SELECT entry_id FROM itaku.access_log
+                WHERE stream IS NULL OR seq IS NULL OR seq < 1 OR prev_hash IS NULL OR hash IS NULL
+                ORDER BY entry_id LIMIT \(Self.maxProblems)
+                """
+            )
         }.map { Finding(problem: "unchained_entry", seq: nil, entryID: try $0.decode(0, as: UUID.self)) }
+        let schema = try await database.withTransaction { try await Self.weakenedSafeguards(on: $0) }
         var streams: [String: StreamState] = [:]
         var total = 0
         var complete = true
@@ -117,10 +143,14 @@ public struct AccessLogVerifier: Sendable {
                 )
             }
             for row in rows {
-                // The position first: the walk moves past every row it read, whatever the rest holds.
-                let position = (stream: try row.decode(26, as: String.self), seq: try row.decode(27, as: Int64.self), id: try row.decode(0, as: UUID.self))
+                // The position first: the walk moves past every row it read, whatever the rest
+                // holds. A row without a sequence number (reported as unchained) sorts after its
+                // stream's numbered rows: the walk goes on past the whole stream.
+                let seq = try row.decode(27, as: Int64?.self)
+                let position = (stream: try row.decode(26, as: String.self), seq: seq ?? Int64.max, id: try row.decode(0, as: UUID.self))
                 after = position
                 total += 1
+                guard seq != nil else { continue }
                 var state = streams[position.stream] ?? StreamState(latest: latest[position.stream])
                 if let entry = try? AccessLogStore.entry(row, strict: true), let link = entry.chain {
                     state.check(entry, link, publicKey: publicKey)
@@ -133,8 +163,9 @@ public struct AccessLogVerifier: Sendable {
         }
 
         var reports: [StreamReport] = []
-        for name in Set(streams.keys).union(latest.keys).sorted() {
+        for name in Set(streams.keys).union(latest.keys).union(forged.keys).sorted() {
             var state = streams[name] ?? StreamState(latest: latest[name])
+            for finding in forged[name] ?? [] { state.report(finding.problem, seq: finding.seq, entryID: nil, always: true) }
             if let checkpoint = latest[name] { state.check(checkpoint, publicKey: publicKey, complete: complete) }
             if complete { state.finish() }
             reports.append(StreamReport(
@@ -143,9 +174,48 @@ public struct AccessLogVerifier: Sendable {
             ))
         }
         return Report(
-            clean: complete && reports.allSatisfy { $0.problems.isEmpty } && unchained.isEmpty, complete: complete, entries: total,
-            checkpoints: latest.count, streams: reports, unchained: unchained
+            clean: complete && reports.allSatisfy { $0.problems.isEmpty } && unchained.isEmpty && schema.isEmpty, complete: complete,
+            entries: total, checkpoints: latest.count, streams: reports, unchained: unchained, schema: schema
         )
+    }
+
+    /// What the migrations made of the log's safeguards and is no longer so: the chain columns
+    /// NOT NULL, the sequence check validated, and the log's triggers `ENABLE ALWAYS` on the
+    /// table and (the row triggers) on each partition.
+    static func weakenedSafeguards(on connection: PostgresConnection) async throws -> [String] {
+        var found: [String] = []
+        for row in try await connection.query(
+            """
+            SELECT attname FROM pg_attribute
+            WHERE attrelid = 'itaku.access_log'::regclass AND attname IN ('stream', 'seq', 'prev_hash', 'hash') AND NOT attnotnull
+            ORDER BY attname
+            """
+        ) {
+            found.append("access_log.\(try row.decode(0, as: String.self)) may be NULL")
+        }
+        let check = try await connection.query(
+            "SELECT convalidated FROM pg_constraint WHERE conrelid = 'itaku.access_log'::regclass AND conname = 'access_log_seq_positive'"
+        )
+        if try check.first?.decode(0, as: Bool.self) != true { found.append("access_log_seq_positive is missing or not validated") }
+        for row in try await connection.query(
+            """
+            WITH tables AS (
+                SELECT 'itaku.access_log'::regclass AS oid, true AS parent
+                UNION ALL SELECT inhrelid::regclass, false FROM pg_inherits WHERE inhparent = 'itaku.access_log'::regclass
+            ), wanted AS (
+                SELECT t.oid, w.name FROM tables t
+                CROSS JOIN (VALUES ('access_log_append_only', false), ('access_log_positions', true), ('access_log_no_truncate', true)) AS w(name, parent_only)
+                WHERE t.parent OR NOT w.parent_only
+            )
+            SELECT w.oid::text || ': trigger ' || w.name || CASE WHEN tg.oid IS NULL THEN ' is missing' ELSE ' is not ENABLE ALWAYS' END
+            FROM wanted w LEFT JOIN pg_trigger tg ON tg.tgrelid = w.oid AND tg.tgname = w.name
+            WHERE tg.oid IS NULL OR tg.tgenabled <> 'A'
+            ORDER BY 1
+            """
+        ) {
+            found.append(try row.decode(0, as: String.self))
+        }
+        return found
     }
 
     static func binds(_ stream: String, _ seq: Int64, _ id: UUID) -> PostgresBindings {
@@ -181,8 +251,10 @@ public struct AccessLogVerifier: Sendable {
             report("entry_altered", seq: seq, entryID: entryID)
         }
 
-        mutating func report(_ problem: String, seq: Int64?, entryID: UUID?) {
-            guard problems.count < AccessLogVerifier.maxProblems else { return }
+        /// Records a finding, up to `maxProblems` a stream; `always`: past that too (a stream's
+        /// few end-of-walk findings, which many findings earlier in it must not push out).
+        mutating func report(_ problem: String, seq: Int64?, entryID: UUID?, always: Bool = false) {
+            guard always || problems.count < AccessLogVerifier.maxProblems else { return }
             problems.append(Finding(problem: problem, seq: seq, entryID: entryID))
         }
 
@@ -220,22 +292,22 @@ public struct AccessLogVerifier: Sendable {
 
         mutating func check(_ checkpoint: Checkpoint, publicKey: Curve25519.Signing.PublicKey, complete: Bool) {
             if !checkpoint.isValid(publicKey: publicKey) {
-                report("checkpoint_signature_invalid", seq: checkpoint.seq, entryID: nil)
+                report("checkpoint_signature_invalid", seq: checkpoint.seq, entryID: nil, always: true)
             } else if let hash {
                 if hash == checkpoint.hash {
                     covered = max(covered, checkpoint.seq)
                 } else {
-                    report("checkpoint_mismatch", seq: checkpoint.seq, entryID: nil)
+                    report("checkpoint_mismatch", seq: checkpoint.seq, entryID: nil, always: true)
                 }
             } else if complete {
-                report("truncated", seq: checkpoint.seq, entryID: nil)
+                report("truncated", seq: checkpoint.seq, entryID: nil, always: true)
             }
         }
 
         /// At the end of the stream: entries past the last seal or checkpoint are unverified.
         mutating func finish() {
             if let last, last.seq > covered {
-                report("unsealed_tail", seq: covered + 1, entryID: last.id)
+                report("unsealed_tail", seq: covered + 1, entryID: last.id, always: true)
             }
         }
     }

@@ -151,7 +151,8 @@ public struct AgentDataService: Sendable {
     private func isBound(_ recordID: UUID?, call: PendingCall) async throws -> Bool {
         guard let tenant = call.tenant, let recordID, let agent = call.access.agent, let caseRef = call.access.caseRef else { return false }
         return try await store.isBound(
-            tenant: tenant.id, agent: agent, caseRef: caseRef, record: recordID, minutes: Int(caseBinding.components.seconds / 60)
+            tenant: tenant.id, integration: call.access.integrationID, agent: agent, caseRef: caseRef, record: recordID,
+            minutes: Int(caseBinding.components.seconds / 60)
         )
     }
 
@@ -190,7 +191,12 @@ public struct AgentDataService: Sendable {
                 // The counts say "limit reached" exactly when the reservation was refused.
                 if let perMinute, !granted.lookup { call.access.lookupsLastMinute = perMinute }
                 if let perHour, granted.lookup, granted.integration {
-                    if granted.records > 0 { call.reservedRecords = granted.records } else { call.access.recordsLastHour = perHour }
+                    if granted.records > 0 {
+                        call.reservedRecords = granted.records
+                        call.reservedHour = granted.hour
+                    } else {
+                        call.access.recordsLastHour = perHour
+                    }
                 }
                 decision = ScopeEnforcer.decide(call.access, snapshot: snapshot, now: now)
                 // A lookup returns at most what the hour has left of records_per_hour.
@@ -262,16 +268,24 @@ public struct AgentDataService: Sendable {
         entry.fields = Dictionary(decision.fields.map { ($0.name, $0.transform.rawValue) }, uniquingKeysWith: { first, _ in first })
         entry.rowsReturned = records.count
         if !withheld.isEmpty { entry.target = "withheld:" + withheld.joined(separator: ",") }
+        // A read whose record is gone (disposed of since its case was bound) released nothing:
+        // its entry says so, as an update's does.
+        let gone = call.access.operation == .read && records.isEmpty && withheld.isEmpty
+        if gone {
+            entry.decision = .deny
+            entry.reason = ReasonCode.notFound.rawValue
+            entry.fields = nil
+        }
         // Invariant 1: the data leaves only after its entry is durably committed.
         let written = try await accessLog.append(entry)
         // Give back the records reserved but not carried. Bookkeeping only: the entry is
         // committed and the answer goes out even if this fails.
         if call.reservedRecords > records.count, let tenantID = decision.tenantID, let purpose = call.access.purposeKey,
-            let agent = call.access.agent
+            let agent = call.access.agent, let hour = call.reservedHour
         {
-            try? await store.count(records: records.count - call.reservedRecords, tenant: tenantID, purpose: purpose, agent: agent)
+            try? await store.count(records: records.count - call.reservedRecords, tenant: tenantID, purpose: purpose, agent: agent, hour: hour)
         }
-        if call.access.operation == .read && records.isEmpty && withheld.isEmpty {
+        if gone {
             throw AgentRefusal(status: 404, code: "not_found", title: "Not found", accessID: written.id)
         }
         return .records(accessID: written.id, records: records, withheld: withheld.count)

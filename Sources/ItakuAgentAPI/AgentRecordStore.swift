@@ -42,6 +42,8 @@ public struct UsageGranted: Sendable {
     /// Records granted of those asked for: what the hour has left of `records_per_hour`, at
     /// most the number asked (0 when the lookup or the integration was refused first).
     public var records: Int
+    /// The hour they were counted in: records not carried go back to it.
+    public var hour: Date?
 }
 
 /// Writes a locked record's new fields inside the update's transaction (PostgreSQL's store
@@ -73,12 +75,12 @@ public protocol AgentRecordStore: Sendable {
     /// entry, once committed, is what binds the records it released to the agent's case.
     func lookup(tenant: UUID, dataset: UUID, key: LookupKey, limit: Int) async throws -> [StoredRecord]
     func read(tenant: UUID, dataset: UUID, record: UUID) async throws -> StoredRecord?
-    /// Whether an allowed lookup by this agent under this case returned this record within
-    /// `minutes` (its committed access entry says so).
-    func isBound(tenant: UUID, agent: String, caseRef: String, record: UUID, minutes: Int) async throws -> Bool
+    /// Whether an allowed lookup by this agent, through this integration, under this case
+    /// returned this record within `minutes` (its committed access entry says so).
+    func isBound(tenant: UUID, integration: UUID, agent: String, caseRef: String, record: UUID, minutes: Int) async throws -> Bool
     func reserve(_ reservation: UsageReservation) async throws -> UsageGranted
-    /// Adds `records` (negative: gives back) to the agent's hour of `records_per_hour`.
-    func count(records: Int, tenant: UUID, purpose: String, agent: String) async throws
+    /// Adds `records` (negative: gives back) to the agent's `hour` of `records_per_hour`.
+    func count(records: Int, tenant: UUID, purpose: String, agent: String, hour: Date) async throws
     /// Locks the record, lets `body` decide on it (and write through the writer when it allows),
     /// and commits the change with the entry `body` returns, in one transaction (which may
     /// carry other updates too: `body` may run on another task, and more than once if that

@@ -20,6 +20,8 @@ struct PendingCall {
     var recordID: UUID?
     /// Records reserved for `records_per_hour`; what the answer does not carry is given back.
     var reservedRecords = 0
+    /// The hour they were counted in (records not carried go back to it).
+    var reservedHour: Date?
 
     init(_ call: AgentCall, snapshot: RegistrySnapshot) {
         access = AccessRequest(

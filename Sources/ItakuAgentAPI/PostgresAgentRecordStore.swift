@@ -35,27 +35,30 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         return try rows.first.map(Self.record)
     }
 
-    public func isBound(tenant: UUID, agent: String, caseRef: String, record: UUID, minutes: Int) async throws -> Bool {
-        try await bindings.submit(Binding(tenant: tenant, agent: agent, caseRef: caseRef, record: record, minutes: minutes))
+    public func isBound(tenant: UUID, integration: UUID, agent: String, caseRef: String, record: UUID, minutes: Int) async throws -> Bool {
+        try await bindings.submit(Binding(tenant: tenant, integration: integration, agent: agent, caseRef: caseRef, record: record, minutes: minutes))
     }
 
     public func reserve(_ r: UsageReservation) async throws -> UsageGranted {
         let tool = r.integration.map { "integration:" + $0.lowercasedString }
         let rows = try await database.query(.prepared(
             """
-            SELECT * FROM itaku.reserve_usage_up_to(\(r.tenant), \(r.purpose), \("agent:" + r.agent), \(r.lookupsPerMinute)::bigint, \(tool),
-                \(r.integrationLookupsPerMinute)::bigint, \(r.recordsPerHour)::bigint, \(Int32(clamping: r.records)))
+            SELECT *, date_trunc('hour', now()) FROM itaku.reserve_usage_up_to(\(r.tenant), \(r.purpose), \("agent:" + r.agent),
+                \(r.lookupsPerMinute)::bigint, \(tool), \(r.integrationLookupsPerMinute)::bigint, \(r.recordsPerHour)::bigint,
+                \(Int32(clamping: r.records)))
             """
         ))
         return UsageGranted(
             lookup: try rows[0].decode(0, as: Bool.self), integration: try rows[0].decode(1, as: Bool.self),
-            records: Int(try rows[0].decode(2, as: Int32.self))
+            records: Int(try rows[0].decode(2, as: Int32.self)),
+            // now() is the statement's transaction's: the hour the function counted in.
+            hour: try rows[0].decode(3, as: Date.self)
         )
     }
 
-    public func count(records: Int, tenant: UUID, purpose: String, agent: String) async throws {
+    public func count(records: Int, tenant: UUID, purpose: String, agent: String, hour: Date) async throws {
         try await database.query(.prepared(
-            "SELECT itaku.count_records(\(tenant), \(purpose), \("agent:" + agent), \(Int32(clamping: records)))"
+            "SELECT itaku.count_records_in(\(tenant), \(purpose), \("agent:" + agent), \(hour), \(Int32(clamping: records)))"
         ))
     }
 
@@ -117,6 +120,7 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
 
     struct Binding: Sendable {
         var tenant: UUID
+        var integration: UUID
         var agent: String
         var caseRef: String
         var record: UUID
@@ -171,14 +175,14 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
                 if batch.count == 1, let check = batch.first {
                     return .prepared(
                         """
-                        SELECT 1::integer WHERE itaku.case_bound(\(tenant), \(check.agent), \(check.caseRef), \(check.record),
-                            \(Int32(clamping: check.minutes)))
+                        SELECT 1::integer WHERE itaku.case_bound(\(tenant), \(check.integration), \(check.agent), \(check.caseRef),
+                            \(check.record), \(Int32(clamping: check.minutes)))
                         """
                     )
                 }
                 return .prepared(
                     """
-                    SELECT item FROM itaku.case_bound_batch(\(tenant), \(batch.map(\.agent)), \(batch.map(\.caseRef)),
+                    SELECT item FROM itaku.case_bound_batch(\(tenant), \(PostgresArray(batch.map(\.integration))), \(batch.map(\.agent)), \(batch.map(\.caseRef)),
                         \(PostgresArray(batch.map(\.record))), \(PostgresArray(batch.map { Int32(clamping: $0.minutes) })))
                     """
                 )

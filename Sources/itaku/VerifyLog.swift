@@ -53,6 +53,7 @@ struct VerifyLog: AsyncParsableCommand {
             }
         }
         for finding in report.unchained { print("entry \(finding.entryID?.lowercasedString ?? "?") belongs to no chain") }
+        for weakened in report.schema { print("schema: \(weakened)") }
         print(report.clean ? "clean: \(report.entries) entries, \(report.checkpoints) checkpoints" : "NOT CLEAN")
         if !report.clean { throw ExitCode(1) }
     }

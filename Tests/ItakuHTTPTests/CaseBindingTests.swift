@@ -11,8 +11,8 @@ import Testing
 @Suite("Case bindings read from the access log")
 struct CaseBindingTests {
     /// What the agent path's case check answers for entries written straight into the log: only
-    /// an allowed lookup by the same agent under the same case, naming the record, within the
-    /// minutes given, binds it. The checks run all at once, so most go to PostgreSQL in batches
+    /// an allowed lookup by the same agent through the same integration under the same case,
+    /// naming the record, within the minutes given, binds it. The checks run all at once, so most go to PostgreSQL in batches
     /// (`itaku.case_bound_batch`): each must get its own answer.
     @Test("only an allowed lookup of the same agent and case, naming the record, within the binding minutes, binds")
     func boundByTheLog() async throws {
@@ -25,15 +25,15 @@ struct CaseBindingTests {
         )
         let tenant = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
         let otherTenant = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code <> 'acme-retail' LIMIT 1")[0].decode(0, as: UUID.self)
-        let record = UUID(), other = UUID()
+        let record = UUID(), other = UUID(), desk = UUID()
         var seq: Int64 = 0
         func entry(agent: String, case reference: String, operation: String, decision: String, records: [UUID], minutesAgo: Int) async throws {
             seq += 1
             try await owner.query(
                 """
-                INSERT INTO itaku.access_log (entry_id, occurred_at, tenant_id, actor_role, agent, case_ref, operation, decision, reason,
-                    record_ids, stream, seq, prev_hash, hash)
-                VALUES (gen_random_uuid(), now() - make_interval(mins => \(Int32(minutesAgo))), \(tenant), 'integration', \(agent),
+                INSERT INTO itaku.access_log (entry_id, occurred_at, tenant_id, actor_role, integration_id, agent, case_ref, operation, decision,
+                    reason, record_ids, stream, seq, prev_hash, hash)
+                VALUES (gen_random_uuid(), now() - make_interval(mins => \(Int32(minutesAgo))), \(tenant), 'integration', \(desk), \(agent),
                     \(reference), \(operation), \(decision), 'allowed', \(records.map(\.lowercasedString))::uuid[], 'test/bindings', \(seq),
                     '\\x00'::bytea, '\\x00'::bytea)
                 """
@@ -52,6 +52,7 @@ struct CaseBindingTests {
             var caseRef: String
             var record: UUID
             var minutes = 30
+            var integration: UUID? = nil
         }
         let checks = [
             Check(expected: true, why: "the lookup's record", tenant: tenant, agent: "A0001", caseRef: "CALL-1", record: record),
@@ -65,6 +66,7 @@ struct CaseBindingTests {
             Check(expected: false, why: "a denied lookup", tenant: tenant, agent: "A0001", caseRef: "CALL-3", record: record),
             Check(expected: false, why: "a read, not a lookup", tenant: tenant, agent: "A0001", caseRef: "CALL-4", record: record),
             Check(expected: false, why: "another tenant's case", tenant: otherTenant, agent: "A0001", caseRef: "CALL-1", record: record),
+            Check(expected: false, why: "another integration naming the agent", tenant: tenant, agent: "A0001", caseRef: "CALL-1", record: record, integration: UUID()),
         ]
         // Several rounds of all checks at once: batches of every size and mix of tenants.
         let answers = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
@@ -72,7 +74,8 @@ struct CaseBindingTests {
                 for (index, check) in checks.enumerated() {
                     group.addTask {
                         let bound = try await store.isBound(
-                            tenant: check.tenant, agent: check.agent, caseRef: check.caseRef, record: check.record, minutes: check.minutes
+                            tenant: check.tenant, integration: check.integration ?? desk, agent: check.agent, caseRef: check.caseRef,
+                            record: check.record, minutes: check.minutes
                         )
                         return (round * checks.count + index, bound)
                     }
@@ -88,8 +91,9 @@ struct CaseBindingTests {
         // All in one batch (one statement per tenant in one round trip), and a check whose text
         // cannot be stored, which binds nothing and fails nobody else's.
         let direct = await PostgresAgentRecordStore.bound(
-            checks.map { .init(tenant: $0.tenant, agent: $0.agent, caseRef: $0.caseRef, record: $0.record, minutes: $0.minutes) }
-                + [.init(tenant: tenant, agent: "A0001\u{0}", caseRef: "CALL-1", record: record, minutes: 30)],
+            checks.map {
+                .init(tenant: $0.tenant, integration: $0.integration ?? desk, agent: $0.agent, caseRef: $0.caseRef, record: $0.record, minutes: $0.minutes)
+            } + [.init(tenant: tenant, integration: desk, agent: "A0001\u{0}", caseRef: "CALL-1", record: record, minutes: 30)],
             on: runtime
         )
         #expect(direct.map { try? $0.get() } == checks.map(\.expected) + [false])

@@ -446,4 +446,90 @@ struct HardeningTests {
     func defaultCasePattern(reference: String, accepted: Bool) {
         #expect(CaseReference.isAcceptable(reference, pattern: nil) == accepted)
     }
+
+    @Test("the owner's rows out of the walk's reach, a weakened schema and a forged checkpoint over a cut stream: each reported, never verified")
+    func ownerCannotHideFromTheWalk() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 50, policyholders: 5)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let integration = credentials["ITAKU_INTEGRATION_KEY"], reviewer = credentials["ITAKU_REVIEWER_KEY"]
+        let token = try #require(credentials["ITAKU_AGENT_TOKEN"]), phone = try #require(credentials["ITAKU_DEMO_PHONE"])
+        let owner = database.makeClient(role: .owner)
+        let runtime = database.makeClient(role: .runtime)
+        defer { Task { await owner.shutdown(); await runtime.shutdown() } }
+        try await app.test(.live) { client in
+            for n in 0..<3 {
+                let found = try await client.call(.post, Self.lookup, key: integration, json: ["by": "phone", "value": phone], headers: Self.agent(token, case: "CALL-\(n)"))
+                #expect(found.status == .ok)
+            }
+            // The writer checkpoints every stream's head every few seconds.
+            let checkpointed = try await timeUntil(limit: .seconds(15)) {
+                try await owner.query("SELECT count(*) FROM itaku.access_log_checkpoints WHERE stream LIKE '%/%'")[0].decode(0, as: Int.self) > 0
+            }
+            #expect(checkpointed != nil)
+            #expect(try await client.call(.post, "/v1/access-log/verify", key: reviewer)["clean"] as? Bool == true)
+
+            // A checkpoint with the highest number, signed by nobody (the runtime role may
+            // write checkpoints), then the stream cut below its real newest checkpoint.
+            let newest = try await owner.query(
+                "SELECT stream, seq, tenant_id FROM itaku.access_log_checkpoints WHERE stream LIKE '%/%' ORDER BY created_at DESC LIMIT 1"
+            )
+            let stream = try newest[0].decode(0, as: String.self), seq = try newest[0].decode(1, as: Int64.self)
+            let tenant = try newest[0].decode(2, as: UUID?.self)
+            try await runtime.withTransaction { connection in
+                try await connection.query("SELECT set_config('itaku.tenant_id', \(tenant?.uuidString ?? ""), true)")
+                try await connection.query(
+                    """
+                    INSERT INTO itaku.access_log_checkpoints (created_at, stream, tenant_id, seq, hash, key_id, signature)
+                    VALUES (now(), \(stream), \(tenant), 4611686018427387904, '\\x00', 'x', '\\x00')
+                    """
+                )
+            }
+            try await owner.query("ALTER TABLE itaku.access_log DISABLE TRIGGER access_log_append_only")
+            try await owner.query("DELETE FROM itaku.access_log WHERE stream = \(stream) AND seq >= \(seq)")
+            try await owner.query("ALTER TABLE itaku.access_log ENABLE ALWAYS TRIGGER access_log_append_only")
+            let cut = try await client.call(.post, "/v1/access-log/verify", key: reviewer)
+            #expect(cut["clean"] as? Bool == false)
+            let report = ((cut["streams"] as? [[String: Any]]) ?? []).first { $0["stream"] as? String == stream }
+            let problems = ((report?["problems"] as? [[String: Any]]) ?? []).compactMap { $0["problem"] as? String }
+            #expect(problems.contains("truncated") && problems.contains("checkpoint_signature_invalid"), "\(cut.text)")
+
+            // A row without a sequence number, in a stream that sorts first, written with the
+            // column's NOT NULL dropped and the positions trigger off: out of the walk's reach.
+            try await owner.query("ALTER TABLE itaku.access_log ALTER COLUMN seq DROP NOT NULL")
+            try await owner.query("ALTER TABLE itaku.access_log DISABLE TRIGGER access_log_positions")
+            let hidden = UUID()
+            try await owner.query(
+                """
+                INSERT INTO itaku.access_log (entry_id, occurred_at, tenant_id, actor_role, operation, decision, reason, stream, seq, prev_hash, hash)
+                VALUES (\(hidden), now(), \(tenant), 'integration', 'lookup', 'allow', 'allowed', '', NULL, '\\x00', '\\x00')
+                """
+            )
+            try await owner.query("ALTER TABLE itaku.access_log ENABLE ALWAYS TRIGGER access_log_positions")
+            let after = try await client.call(.post, "/v1/access-log/verify", key: reviewer)
+            #expect(after.status == .ok)
+            #expect(after["clean"] as? Bool == false)
+            let unchained = ((after["unchained"] as? [[String: Any]]) ?? []).compactMap { $0["entry_id"] as? String }
+            #expect(unchained.map { $0.lowercased() } == [hidden.lowercasedString], "\(after.text)")
+            #expect((after["schema"] as? [String]) == ["access_log.seq may be NULL"], "\(after.text)")
+        }
+    }
+
+    @Test("a case binding is its integration's own: an asserted integration naming the agent and the case cannot read what the agent's desktop looked up")
+    func bindingsAreTheIntegrations() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 50, policyholders: 5)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let integration = credentials["ITAKU_INTEGRATION_KEY"], asserted = credentials["ITAKU_ASSERTED_INTEGRATION_KEY"]
+        let token = try #require(credentials["ITAKU_AGENT_TOKEN"]), phone = try #require(credentials["ITAKU_DEMO_PHONE"])
+        try await app.test(.live) { client in
+            let found = try await client.call(.post, Self.lookup, key: integration, json: ["by": "phone", "value": phone], headers: Self.agent(token, case: "CALL-5001"))
+            let record = try #require((found["records"] as? [[String: Any]])?.first?["record_id"] as? String, "\(found.text)")
+            let path = "/v1/tenants/acme-retail/datasets/customers/records/\(record)"
+            let named: HTTPFields = [.init("Itaku-Agent-Id")!: "A0001", .init("Itaku-Purpose")!: "order-support", .init("Itaku-Case")!: "CALL-5001"]
+            let other = try await client.call(.get, path, key: asserted, headers: named)
+            #expect(other.status == .forbidden && other.code == "not_case_bound", "\(other.text)")
+            // The desktop that looked the record up reads it.
+            #expect(try await client.call(.get, path, key: integration, headers: Self.agent(token, case: "CALL-5001")).status == .ok)
+        }
+    }
 }
+

@@ -137,19 +137,7 @@ struct LookupFieldTests {
         let token = try #require(credentials["ITAKU_AGENT_TOKEN"])
         try await app.test(.live) { client in
             // Order support: at most 3 records a lookup, 2 records an hour.
-            let current = try await client.call(.get, Self.base + "/purposes/order-support", key: admin)
-            var definition = try #require(current["definition"] as? [String: Any])
-            var limits = definition["limits"] as? [String: Any] ?? [:]
-            limits["records_per_hour"] = 2
-            definition["limits"] = limits
-            var datasets = try #require(definition["datasets"] as? [String: Any])
-            var customers = try #require(datasets["customers"] as? [String: Any])
-            customers["max_results"] = 3
-            datasets["customers"] = customers
-            definition["datasets"] = datasets
-            let etag = try #require(current.headers[.eTag])
-            let changed = try await client.call(.put, Self.base + "/purposes/order-support", key: admin, json: definition, headers: [.ifMatch: etag])
-            #expect(changed.status == .ok, "\(changed.text)")
+            try await Self.limit(client, admin: admin, recordsPerHour: 2, maxResults: 3)
             // Three customers of one household phone.
             let csv = "customer_no,name,phone\nC-HOME-1,Home One,03-5555-0199\nC-HOME-2,Home Two,03-5555-0199\nC-HOME-3,Home Three,03-5555-0199\n"
             #expect(try await client.call(.post, Self.base + "/datasets/customers/imports", key: admin, text: csv).status == .created)
@@ -165,5 +153,43 @@ struct LookupFieldTests {
             #expect(second.status == .tooManyRequests && second.code == "volume_exceeded", "\(second.text)")
         }
     }
-}
 
+    /// Sets order support's `records_per_hour` and its customers' `max_results`.
+    static func limit(_ client: some TestClientProtocol, admin: String, recordsPerHour: Int, maxResults: Int) async throws {
+        let current = try await client.call(.get, base + "/purposes/order-support", key: admin)
+        var definition = try #require(current["definition"] as? [String: Any])
+        var limits = definition["limits"] as? [String: Any] ?? [:]
+        limits["records_per_hour"] = recordsPerHour
+        definition["limits"] = limits
+        var datasets = try #require(definition["datasets"] as? [String: Any])
+        var customers = try #require(datasets["customers"] as? [String: Any])
+        customers["max_results"] = maxResults
+        datasets["customers"] = customers
+        definition["datasets"] = datasets
+        let etag = try #require(current.headers[.eTag])
+        let changed = try await client.call(.put, base + "/purposes/order-support", key: admin, json: definition, headers: [.ifMatch: etag])
+        #expect(changed.status == .ok, "\(changed.text)")
+    }
+
+    @Test("records a lookup reserved but did not carry go back to the hour they were counted in")
+    func unusedRecordsGoBack() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 10, policyholders: 2)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"]), integration = credentials["ITAKU_INTEGRATION_KEY"]
+        let token = try #require(credentials["ITAKU_AGENT_TOKEN"]), phone = try #require(credentials["ITAKU_DEMO_PHONE"])
+        let owner = database.makeClient(role: .owner)
+        defer { Task { await owner.shutdown() } }
+        try await app.test(.live) { client in
+            try await Self.limit(client, admin: admin, recordsPerHour: 5, maxResults: 3)
+            // One record found of the three reserved: two go back.
+            let found = try await client.call(
+                .post, Self.lookup, key: integration, json: ["by": "phone", "value": phone], headers: HardeningTests.agent(token, case: "CALL-4001")
+            )
+            #expect((found["records"] as? [Any])?.count == 1, "\(found.text)")
+        }
+        let hours = try await owner.query(
+            "SELECT window_start = date_trunc('hour', now()), used FROM itaku.usage_counters WHERE who LIKE '%/records'"
+        ).map { (try $0.decode(0, as: Bool.self), try $0.decode(1, as: Int.self)) }
+        #expect(hours.count == 1 && hours.first?.0 == true && hours.first?.1 == 1, "\(hours)")
+    }
+}

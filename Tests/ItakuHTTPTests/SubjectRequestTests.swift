@@ -124,6 +124,14 @@ struct SubjectRequestTests {
             #expect((gone["withheld"] as? Int ?? 0) == 0)
             let byNumber = try await client.call(.post, Self.lookup, key: integration, json: ["by": "customer_no", "value": customerNo], headers: HardeningTests.agent(token, case: "CALL-8"))
             #expect((byNumber["records"] as? [Any])?.isEmpty ?? true)
+            // The record CALL-1 was bound to is gone: reading it releases nothing, and its entry
+            // is a denial (not an allowed read of nothing).
+            let reread = try await client.call(.get, Self.base + "/datasets/customers/records/\(recordID)", key: integration, headers: HardeningTests.agent(token, case: "CALL-1"))
+            #expect(reread.status == .notFound && reread.code == "not_found", "\(reread.text)")
+            let rereadID = try #require(reread["access_id"] as? String)
+            let rereadEntry = try await client.call(.get, "/v1/access-log?entry=\(rereadID)", key: reviewer)
+            let logged = (rereadEntry["entries"] as? [[String: Any]])?.first
+            #expect(logged?["decision"] as? String == "deny" && logged?["reason"] as? String == "not_found", "\(rereadEntry.text)")
             let record = try await client.call(.get, Self.base + "/disposals/\(disposalID)", key: admin)
             let signed = try JSONDecoder().decode(SignedDisposal.self, from: Data(record.text.utf8))
             let document = try signed.verify(with: keyring.checkpointSigningKey.publicKey)

@@ -263,6 +263,7 @@ struct ConsoleLogPages: Sendable {
                 ])
             }
         )
+        for weakened in report.schema { main += "<p class=\"deny\">\(HTML.escape(weakened))</p>" }
         if !report.unchained.isEmpty {
             main += "<p class=\"deny\">unchained_entry × \(report.unchained.count)</p>"
         }
