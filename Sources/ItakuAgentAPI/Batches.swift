@@ -1,10 +1,12 @@
 import Synchronization
 
-/// Requests sent to PostgreSQL together. A request that finds a lane free goes at once, alone;
-/// requests that arrive while every lane is busy wait, and the next lane to come free sends them
-/// all in one round trip (`send`). PostgreSQL's cost per statement (the round trip, the
+/// Requests sent to PostgreSQL together. A request that finds no batch out goes at once, alone;
+/// requests that arrive while one is out wait, and the lane sends them all in one round trip
+/// when it comes free (`send`). PostgreSQL's cost per statement (the round trip, the
 /// transaction, starting the plan) is then paid once per batch, not once per request; under
-/// light load nothing waits.
+/// light load nothing waits. A second lane opens only when the batch out is slow (out longer
+/// than `slowBatch`): then one slow statement does not hold every request up, while under a
+/// steady load one lane's batches stay large.
 ///
 /// There is no task of its own: the caller that takes a lane leads. It sends its own request with
 /// those waiting, answers them, and hands the lane to the first caller still waiting (or frees
@@ -27,18 +29,31 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
     private struct State {
         var waiting: [Waiting] = []
         var leading = 0
+        /// When each batch out was sent, by its lead's number.
+        var sent: [Int: ContinuousClock.Instant] = [:]
+        var nextLead = 0
+
+        /// Whether a new lead may take a lane now.
+        func mayLead(lanes: Int, slowBatch: Duration) -> Bool {
+            if leading == 0 { return true }
+            guard leading < lanes else { return false }
+            let now = ContinuousClock.now
+            return sent.values.contains { now - $0 > slowBatch }
+        }
     }
 
-    /// Batches in flight at once. Two measured best on the benchmark (two cores): one batch
-    /// fills while the other is out, and a slow batch does not hold every request up.
+    /// Batches in flight at once, at most: the second only while the first is slow.
     let lanes: Int
+    /// How long a batch may be out before a second lane opens beside it.
+    let slowBatch: Duration
     /// Items in one batch at most.
     let maxBatch: Int
     private let send: Send
     private let state = Mutex(State())
 
-    init(lanes: Int = 2, maxBatch: Int = 64, send: @escaping Send) {
+    init(lanes: Int = 2, maxBatch: Int = 64, slowBatch: Duration = .milliseconds(10), send: @escaping Send) {
         self.lanes = max(1, lanes)
+        self.slowBatch = slowBatch
         self.maxBatch = max(1, maxBatch)
         self.send = send
     }
@@ -47,15 +62,16 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
     var waiting: Int { state.withLock { $0.waiting.count } }
 
     func submit(_ item: Item) async throws -> Answer {
+        let (lanes, slowBatch) = (self.lanes, self.slowBatch)
         let leads = state.withLock { state in
-            guard state.leading < lanes else { return false }
+            guard state.mayLead(lanes: lanes, slowBatch: slowBatch) else { return false }
             state.leading += 1
             return true
         }
         if !leads {
             let turn = await withCheckedContinuation { continuation in
                 let leadsNow = state.withLock { state in
-                    if state.leading < lanes {
+                    if state.mayLead(lanes: lanes, slowBatch: slowBatch) {
                         state.leading += 1
                         return true
                     }
@@ -71,10 +87,12 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
 
     /// Sends `own` with the items waiting, answers them, and passes the lane on.
     private func lead(_ own: Item) async throws -> Answer {
-        let others = state.withLock { state in
+        let (others, lead) = state.withLock { state in
             let count = min(state.waiting.count, maxBatch - 1)
             defer { state.waiting.removeFirst(count) }
-            return Array(state.waiting.prefix(count))
+            state.nextLead += 1
+            state.sent[state.nextLead] = .now
+            return (Array(state.waiting.prefix(count)), state.nextLead)
         }
         let items = [own] + others.map(\.item)
         let send = self.send
@@ -86,6 +104,7 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
             other.continuation.resume(returning: .answered(answers[index + 1]))
         }
         let next = state.withLock { state -> Waiting? in
+            state.sent[lead] = nil
             guard !state.waiting.isEmpty else {
                 state.leading -= 1
                 return nil

@@ -23,7 +23,8 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         self.accessLog = accessLog
         self.lookups = Batches { await Self.find($0, on: database) }
         self.bindings = Batches { await Self.bound($0, on: database) }
-        self.updates = Batches { await Self.update($0, on: database, accessLog: accessLog) }
+        // Updates hold their records' locks while out: both lanes open at once, as measured best.
+        self.updates = Batches(slowBatch: .zero) { await Self.update($0, on: database, accessLog: accessLog) }
     }
 
     public func lookup(tenant: UUID, dataset: UUID, key: LookupKey, limit: Int) async throws -> [StoredRecord] {

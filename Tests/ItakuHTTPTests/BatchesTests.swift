@@ -66,6 +66,34 @@ struct BatchesTests {
         #expect(batches.waiting == 0)
     }
 
+    @Test("with two lanes, requests wait for the batch out while it is quick; once it is slow, a second batch goes out beside it")
+    func secondLaneOnlyForASlowBatch() async throws {
+        let gate = Gate()
+        let sent = Mutex<[[Int]]>([])
+        let batches = Batches<Int, Int>(lanes: 2, slowBatch: .milliseconds(300)) { items in
+            sent.withLock { $0.append(items) }
+            await gate.pass()
+            return items.map { .success($0 * 10) }
+        }
+        let first = Task { try await batches.submit(0) }
+        try await Self.until { gate.waiters == 1 }
+        // The batch out is quick so far: these wait for it rather than go alone.
+        let waiting = (1...3).map { item in Task { try await batches.submit(item) } }
+        try await Self.until { batches.waiting == 3 }
+        #expect(gate.waiters == 1)
+        // Slow now: the next request takes the second lane, with those waiting.
+        try await Task.sleep(for: .milliseconds(400))
+        let late = Task { try await batches.submit(4) }
+        try await Self.until { gate.waiters == 2 }
+        #expect(sent.withLock { $0.last.map(Set.init) } == Set(1...4))
+        gate.open()
+        gate.open()
+        #expect(try await first.value == 0)
+        for (index, task) in waiting.enumerated() { #expect(try await task.value == (index + 1) * 10) }
+        #expect(try await late.value == 40)
+        #expect(sent.withLock { $0.count } == 2)
+    }
+
     @Test("cancelling the request that leads a batch cancels nobody else's")
     func leaderCancellationSparesTheOthers() async throws {
         let gate = Gate()
