@@ -266,20 +266,24 @@ public enum AccessLogStore {
         let rows = try await connection.query(
             """
             SELECT DISTINCT ON (stream) checkpoint_id, created_at, stream, tenant_id, seq, hash, key_id, signature
-            FROM itaku.access_log_checkpoints ORDER BY stream, seq DESC, created_at DESC
+            FROM itaku.access_log_checkpoints ORDER BY stream, seq DESC, created_at DESC, checkpoint_id DESC
             """
         )
         return Dictionary(try rows.map(checkpoint).map { ($0.stream, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
-    /// A stream's newest checkpoint below `seq`.
-    public static func checkpoint(stream: String, below seq: Int64, on connection: PostgresConnection) async throws -> Checkpoint? {
+    /// The stream's checkpoint next below `checkpoint` in (seq, created_at, id) order, the order
+    /// `latestCheckpoints` picks in: one at the same number (a forgery beside the real one)
+    /// does not hide the other.
+    public static func checkpoint(before checkpoint: Checkpoint, on connection: PostgresConnection) async throws -> Checkpoint? {
         try await connection.query(
             """
             SELECT checkpoint_id, created_at, stream, tenant_id, seq, hash, key_id, signature FROM itaku.access_log_checkpoints
-            WHERE stream = \(stream) AND seq < \(seq) ORDER BY seq DESC, created_at DESC LIMIT 1
+            WHERE stream = \(checkpoint.stream) AND checkpoint_id <> \(checkpoint.id)
+              AND (seq, created_at, checkpoint_id) < (\(checkpoint.seq), \(checkpoint.createdAt), \(checkpoint.id))
+            ORDER BY seq DESC, created_at DESC, checkpoint_id DESC LIMIT 1
             """
-        ).first.map(checkpoint)
+        ).first.map(Self.checkpoint)
     }
 
     /// One page of checkpoints, newest first, after `cursor` (created_at, id), under the

@@ -95,7 +95,7 @@ public struct AccessLogVerifier: Sendable {
                 forged[stream, default: []].append(Finding(problem: "checkpoint_signature_invalid", seq: checkpoint.seq, entryID: nil))
                 guard forged[stream, default: []].count < Self.maxProblems else { candidate = nil; break }
                 candidate = try await database.withTransaction { connection in
-                    try await AccessLogStore.checkpoint(stream: stream, below: checkpoint.seq, on: connection)
+                    try await AccessLogStore.checkpoint(before: checkpoint, on: connection)
                 }
             }
             latest[stream] = candidate

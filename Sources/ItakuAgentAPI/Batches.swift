@@ -32,6 +32,8 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
         /// When each batch out was sent, by its lead's number.
         var sent: [Int: ContinuousClock.Instant] = [:]
         var nextLead = 0
+        /// Whether a check for a slow batch is due (`watch`): at most one at a time.
+        var watching = false
 
         /// Whether a new lead may take a lane now.
         func mayLead(lanes: Int, slowBatch: Duration) -> Bool {
@@ -70,19 +72,47 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
         }
         if !leads {
             let turn = await withCheckedContinuation { continuation in
-                let leadsNow = state.withLock { state in
+                let (leadsNow, watch) = state.withLock { state in
                     if state.mayLead(lanes: lanes, slowBatch: slowBatch) {
                         state.leading += 1
-                        return true
+                        return (true, false)
                     }
                     state.waiting.append(Waiting(item: item, continuation: continuation))
-                    return false
+                    // A lane is free but the batch out is quick so far: should it turn slow
+                    // before it answers, the waiting go out beside it then.
+                    let watch = state.leading < lanes && !state.watching
+                    if watch { state.watching = true }
+                    return (false, watch)
                 }
                 if leadsNow { continuation.resume(returning: .lead) }
+                if watch { self.watch() }
             }
             if case .answered(let answer) = turn { return try answer.get() }
         }
         return try await lead(item)
+    }
+
+    /// Once `slowBatch` has passed, sends the first waiting request to lead the free lane (with
+    /// those behind it) if a batch out has turned slow; looks again while requests still wait
+    /// and a lane is free.
+    private func watch() {
+        let (lanes, slowBatch) = (self.lanes, self.slowBatch)
+        Task {
+            try? await Task.sleep(for: slowBatch)
+            let (promoted, again) = state.withLock { state -> (Waiting?, Bool) in
+                state.watching = false
+                var promoted: Waiting?
+                if !state.waiting.isEmpty, state.mayLead(lanes: lanes, slowBatch: slowBatch) {
+                    state.leading += 1
+                    promoted = state.waiting.removeFirst()
+                }
+                let again = !state.waiting.isEmpty && state.leading < lanes
+                if again { state.watching = true }
+                return (promoted, again)
+            }
+            promoted?.continuation.resume(returning: .lead)
+            if again { watch() }
+        }
     }
 
     /// Sends `own` with the items waiting, answers them, and passes the lane on.

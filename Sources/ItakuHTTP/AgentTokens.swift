@@ -5,7 +5,7 @@ import ItakuRegistry
 import JWTKit
 import Synchronization
 
-/// Verifies agent tokens (`Itaku-Agent`): signature (EdDSA, ES256 or RS256, keys from a JWKS
+/// Verifies agent tokens (`Itaku-Agent`): signature (EdDSA, ECDSA or RSA, keys from a JWKS
 /// file, or the keyring's demo issuer key), issuer, audience, expiry and not-before with a small
 /// leeway. A verified token is remembered until it expires, so a busy agent does not pay a
 /// signature check per request.
@@ -67,36 +67,49 @@ final class AgentTokens: Sendable {
         return keys
     }
 
-    /// The JWKS with each key's algorithm fixed from its own type (`EdDSA` for Ed25519, `ES256`
-    /// for P-256, `RS256` for RSA). A key without `alg` would otherwise take the algorithm of the
-    /// first token that names it, before any signature is checked: one forged header (`PS512`)
-    /// would then fail every real token until a restart. A key whose `alg` is not its type's, or
-    /// of a type Itaku does not take, is refused at start.
+    /// The JWKS with each signing key's algorithm fixed. A key without `alg` would otherwise
+    /// take the algorithm of the first token that names it, before any signature is checked:
+    /// one forged header (`PS512`) would then fail every real token until a restart. A key
+    /// without `alg` gets its type's usual one (`EdDSA` for Ed25519, `ES256`/`ES384`/`ES512` for
+    /// P-256/P-384/P-521, `RS256` for RSA); a declared one is kept when it fits the key's type.
+    /// Keys for encryption (`use: enc`, or an `alg` that signs nothing) are left out, as jwt-kit
+    /// would not sign with them anyway; a signing key whose `alg` does not fit its type, or a
+    /// set without any signing key, is refused at start.
     static func pinned(jwks text: String) throws -> String {
         guard var object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
             let keys = object["keys"] as? [[String: Any]]
         else { throw AgentKeyError(index: nil) }
-        object["keys"] = try keys.enumerated().map { index, key in
-            var key = key
-            let algorithm: String? = switch (key["kty"] as? String, key["crv"] as? String) {
-            case ("OKP", "Ed25519"): "EdDSA"
-            case ("EC", "P-256"): "ES256"
-            case ("RSA", _): "RS256"
-            default: nil
+        var signing: [[String: Any]] = []
+        for (index, key) in keys.enumerated() {
+            let declared = key["alg"] as? String
+            if key["use"] as? String == "enc" { continue }
+            if let declared, !Self.signingAlgorithms.contains(declared) { continue }
+            let fitting: [String] = switch (key["kty"] as? String, key["crv"] as? String) {
+            case ("OKP", "Ed25519"): ["EdDSA"]
+            case ("EC", "P-256"): ["ES256"]
+            case ("EC", "P-384"): ["ES384"]
+            case ("EC", "P-521"): ["ES512"]
+            case ("RSA", _): ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+            default: []
             }
-            guard let algorithm, (key["alg"] as? String ?? algorithm) == algorithm else { throw AgentKeyError(index: index) }
-            key["alg"] = algorithm
-            return key
+            guard let algorithm = declared ?? fitting.first, fitting.contains(algorithm) else { throw AgentKeyError(index: index) }
+            var pinned = key
+            pinned["alg"] = algorithm
+            signing.append(pinned)
         }
+        guard !signing.isEmpty else { throw AgentKeyError(index: nil) }
+        object["keys"] = signing
         return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
     }
+
+    static let signingAlgorithms: Set<String> = ["EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
 
     /// A JWKS file Itaku cannot take: not a key set, or a key of another algorithm.
     struct AgentKeyError: Error, CustomStringConvertible {
         var index: Int?
         var description: String {
-            guard let index else { return "agents.jwksFile is not a JSON Web Key Set" }
-            return "agents.jwksFile: key \(index) is not an Ed25519 (EdDSA), P-256 (ES256) or RSA (RS256) signing key"
+            guard let index else { return "agents.jwksFile is not a JSON Web Key Set with a signing key" }
+            return "agents.jwksFile: key \(index) names a signing algorithm that does not fit its type"
         }
     }
 

@@ -195,8 +195,10 @@ struct SubjectRequestsController: Sendable {
             // a value that finds more than one record does not say whose they are, and acting
             // on all of them would disclose, correct or delete other people's records.
             guard lookup == nil || found.count == 1 else {
+                let key = dataset.schema.keyField
+                let by = dataset.schema.field(key)?.lookup == nil ? "by record ids" : "by the dataset's key field (\(key)) or by record ids"
                 throw Problem(.unprocessableContent, code: "subject_ambiguous", title: "Subject ambiguous",
-                              detail: "The value matches \(found.count) records, which may be different people's; name the subject by the dataset's key field (\(dataset.schema.keyField)) or by record ids.",
+                              detail: "The value matches \(found.count) records, which may be different people's; name the subject \(by).",
                               pointer: "subject")
             }
             let recordIDs = found.map(\.0), digests = found.map { digester.subjectDigest(externalID: $0.1) }

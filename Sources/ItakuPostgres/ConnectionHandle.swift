@@ -449,6 +449,9 @@ final class OperationCancellation: Sendable {
     private struct State {
         var token: UInt = 0
         var cancelled = false
+        /// The cancel thread holds the token while `PQcancel` runs (outside the lock): `end()`
+        /// then leaves freeing it to that thread instead of waiting for it.
+        var sending = false
     }
 
     private let state = Mutex(State())
@@ -469,7 +472,7 @@ final class OperationCancellation: Sendable {
 
     func end() {
         state.withLock { state in
-            if let token = Self.pointer(state.token) { PQfreeCancel(token) }
+            if !state.sending, let token = Self.pointer(state.token) { PQfreeCancel(token) }
             state.token = 0
         }
     }
@@ -478,7 +481,7 @@ final class OperationCancellation: Sendable {
     /// the server and waits for its answer (libpq ignores `connect_timeout` for it), so it is
     /// sent from a thread of its own, never from the Swift concurrency thread that cancels: a
     /// server that stopped answering would hold that thread, and with it every request. The
-    /// token stays valid while it is sent (`end()` takes the same lock to free it).
+    /// token stays valid while it is sent (`end()` then leaves freeing it to the sender).
     func cancel() {
         let running = state.withLock { state in
             state.cancelled = true
@@ -486,10 +489,20 @@ final class OperationCancellation: Sendable {
         }
         guard running else { return }
         let thread = Thread { [self] in
+            // The token is taken under the lock and sent outside it, so that a cancel that hangs
+            // (an unreachable host) never holds up the statement's end and its connection.
+            let address = state.withLock { state -> UInt in
+                guard state.token != 0, !state.sending else { return 0 }
+                state.sending = true
+                return state.token
+            }
+            guard let token = Self.pointer(address) else { return }
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(token, &buffer, Int32(buffer.count))
             state.withLock { state in
-                guard let token = Self.pointer(state.token) else { return }
-                var buffer = [CChar](repeating: 0, count: 256)
-                _ = PQcancel(token, &buffer, Int32(buffer.count))
+                state.sending = false
+                // Ended meanwhile: the token is this thread's to free.
+                if state.token != address { PQfreeCancel(token) }
             }
         }
         thread.name = "itaku-pq-cancel"

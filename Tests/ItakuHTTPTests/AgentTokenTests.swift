@@ -110,7 +110,9 @@ struct AgentTokenTests {
         let raw = key.publicKey.x963Representation
         let point: [String: Any] = ["kty": "EC", "crv": "P-256", "use": "sig", "kid": "idp-2027", "x": Self.base64URL(raw[1..<33]), "y": Self.base64URL(raw[33..<65])]
         let jwksFile = state + "/jwks.json"
-        try JSONSerialization.data(withJSONObject: ["keys": [point]]).write(to: URL(fileURLWithPath: jwksFile))
+        // An identity provider's set often holds an encryption key too: left out, not refused.
+        let encryption: [String: Any] = ["kty": "RSA", "use": "enc", "alg": "RSA-OAEP", "kid": "enc-1", "n": "AQAB", "e": "AQAB"]
+        try JSONSerialization.data(withJSONObject: ["keys": [point, encryption]]).write(to: URL(fileURLWithPath: jwksFile))
         let issuer = "https://idp.contact-center.example"
         let settings: [AbsoluteConfigKey: ConfigValue] = [
             "state.directory": .init(.string(state), isSecret: false),

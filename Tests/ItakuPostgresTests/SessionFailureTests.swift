@@ -1,5 +1,6 @@
 import Foundation
 import ItakuPostgres
+import Logging
 import ItakuTestSupport
 import Testing
 
@@ -11,7 +12,10 @@ struct SessionFailureTests {
     @Test("a session the server ends for idling is a connection error, and the next query gets a fresh one")
     func idleSessionTimeout() async throws {
         let database = try await TestCluster.shared().makeDatabase(migrated: false)
-        let client = database.makeClient(role: .owner, maximumConnections: 1)
+        // Never probed before it is lent: the dead session must reach the query itself.
+        var configuration = database.configuration(role: .owner, maximumConnections: 1)
+        configuration.probeIdleAfter = .seconds(3600)
+        let client = PostgresClient(configuration: configuration, logger: Logger(label: "itaku.test"))
         defer { Task { await client.shutdown() } }
         try await client.query("SET idle_session_timeout = '100ms'")
         try await Task.sleep(for: .milliseconds(400))
