@@ -86,16 +86,41 @@ public struct ItakuConfiguration: Sendable {
     public var transactionPooler: Bool
     public var listenURL: String?
 
+    /// Settings that are set but cannot be used (a value that is not a number or a boolean, a
+    /// name that is none of its choices, a number out of its range): `itaku check-config`
+    /// lists them and fails, and nothing starts with any, rather than run on a default the
+    /// operator did not choose.
+    public private(set) var problems: [String] = []
+
     public init(reader: ConfigReader, workingDirectory: String = FileManager.default.currentDirectoryPath) {
+        var problems: [String] = []
+        // A value that is present but does not convert is a problem, not the default.
+        func unusable(_ key: String, _ error: any Error, _ expected: String) {
+            if !"\(error)".hasPrefix("Missing required") { problems.append("\(key): not \(expected)") }
+        }
+        func int(_ key: String, _ value: Int) -> Int {
+            do { return try reader.requiredInt(forKey: ConfigKey(key)) } catch { unusable(key, error, "a whole number"); return value }
+        }
+        func bool(_ key: String, _ value: Bool) -> Bool {
+            do { return try reader.requiredBool(forKey: ConfigKey(key)) } catch { unusable(key, error, "true or false"); return value }
+        }
+        func choice(_ key: String, _ value: String, of choices: [String]) -> String {
+            let chosen = reader.string(forKey: ConfigKey(key), default: value)
+            if !choices.contains(chosen) { problems.append("\(key): one of \(choices.joined(separator: ", "))") }
+            return chosen
+        }
+        func atLeast(_ key: String, _ value: Int, _ least: Int) {
+            if value < least { problems.append("\(key): at least \(least)") }
+        }
         let state = Self.absolute(reader.string(forKey: "state.directory", default: ".itaku"), in: workingDirectory)
         stateDirectory = state
         httpHost = reader.string(forKey: "http.host", default: "127.0.0.1")
-        httpPort = reader.int(forKey: "http.port", default: 8080)
-        maxBodyBytes = reader.int(forKey: "http.maxBodyBytes", default: 1 << 20)
-        maxImportBytes = reader.int(forKey: "http.maxImportBytes", default: 1 << 30)
-        idleTimeoutSeconds = max(1, reader.int(forKey: "http.idleTimeoutSeconds", default: 60))
-        importTimeoutSeconds = min(max(1, reader.int(forKey: "http.importTimeoutSeconds", default: 1800)), 86_400)
-        registryMaxAgeSeconds = min(max(1, reader.int(forKey: "registry.maxAgeSeconds", default: 120)), 86_400)
+        httpPort = int("http.port", 8080)
+        maxBodyBytes = int("http.maxBodyBytes", 1 << 20)
+        maxImportBytes = int("http.maxImportBytes", 1 << 30)
+        idleTimeoutSeconds = max(1, int("http.idleTimeoutSeconds", 60))
+        importTimeoutSeconds = min(max(1, int("http.importTimeoutSeconds", 1800)), 86_400)
+        registryMaxAgeSeconds = min(max(1, int("registry.maxAgeSeconds", 120)), 86_400)
         // The embedded default: the cluster ./Deploy/run keeps under the state directory,
         // reached over its Unix socket only.
         let embedded = "postgresql:///itaku?host=\(state)/run"
@@ -105,33 +130,45 @@ public struct ItakuConfiguration: Sendable {
         // would fail, and serving as the owner is refused.
         migrationURL = reader.string(forKey: "db.migrationUrl", isSecret: true) ?? (isEmbeddedDatabase ? embedded + "&user=itaku_owner" : "")
         readerURL = reader.string(forKey: "db.readerUrl", isSecret: true) ?? (isEmbeddedDatabase ? embedded + "&user=itaku_reader" : nil)
-        transactionPooler = reader.string(forKey: "db.pooler", default: "none") == "transaction"
+        transactionPooler = choice("db.pooler", "none", of: ["none", "transaction"]) == "transaction"
         listenURL = reader.string(forKey: "db.listenUrl", isSecret: true)
-        poolMinimum = reader.int(forKey: "db.pool.minimum", default: 2)
-        poolMaximum = reader.int(forKey: "db.pool.maximum", default: 16)
-        connectTimeoutSeconds = reader.int(forKey: "db.connectTimeoutSeconds", default: 5)
-        migrateOnStart = reader.bool(forKey: "db.migrateOnStart", default: true)
-        statementTimeoutSeconds = min(max(0, reader.int(forKey: "db.statementTimeoutSeconds", default: 30)), 86_400)
+        poolMinimum = int("db.pool.minimum", 2)
+        poolMaximum = int("db.pool.maximum", 16)
+        connectTimeoutSeconds = int("db.connectTimeoutSeconds", 5)
+        migrateOnStart = bool("db.migrateOnStart", true)
+        statementTimeoutSeconds = min(max(0, int("db.statementTimeoutSeconds", 30)), 86_400)
         keyringFile = Self.absolute(reader.string(forKey: "keyring.file", default: state + "/keyring.json"), in: workingDirectory)
         keyringDirectory = reader.string(forKey: "keyring.directory").map { Self.absolute($0, in: workingDirectory) }
-        generateKeyring = reader.bool(forKey: "keyring.generate", default: true)
+        generateKeyring = bool("keyring.generate", true)
         dataKeysDirectory = Self.absolute(reader.string(forKey: "keyring.dataKeysDirectory", default: state + "/data-keys"), in: workingDirectory)
-        logLevel = reader.string(forKey: "log.level", default: "info")
-        logFormat = reader.string(forKey: "log.format", default: "json")
+        logLevel = choice("log.level", "info", of: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
+        logFormat = choice("log.format", "json", of: ["json", "text"])
         instanceID = reader.string(forKey: "instance.id", default: ProcessInfo.processInfo.hostName)
         agentTokenIssuer = reader.string(forKey: "agents.tokenIssuer", default: "itaku-demo")
         agentTokenAudience = reader.string(forKey: "agents.tokenAudience", default: "itaku")
         agentJWKSFile = reader.string(forKey: "agents.jwksFile").map { Self.absolute($0, in: workingDirectory) }
         agentPublicKeyFile = reader.string(forKey: "agents.publicKeyFile").map { Self.absolute($0, in: workingDirectory) }
-        caseBindingMinutes = max(1, reader.int(forKey: "cases.bindingMinutes", default: 30))
+        caseBindingMinutes = max(1, int("cases.bindingMinutes", 30))
         trustedProxies = reader.string(forKey: "http.trustedProxies", default: "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        maxTokenMinutes = min(max(1, reader.int(forKey: "agents.maxTokenMinutes", default: 1440)), 43_200)
-        requireAuthorizedParty = reader.bool(forKey: "agents.requireAuthorizedParty", default: false)
-        retentionIntervalSeconds = min(max(1, reader.int(forKey: "retention.intervalSeconds", default: 3600)), 604_800)
-        assertedLookupsPerMinute = min(max(1, reader.int(forKey: "agents.assertedLookupsPerMinute", default: 600)), 1_000_000)
-        consoleSessionMinutes = min(max(1, reader.int(forKey: "console.sessionMinutes", default: 480)), 1440)
-        consoleIdleMinutes = min(max(1, reader.int(forKey: "console.idleMinutes", default: 30)), consoleSessionMinutes)
+        maxTokenMinutes = min(max(1, int("agents.maxTokenMinutes", 1440)), 43_200)
+        requireAuthorizedParty = bool("agents.requireAuthorizedParty", false)
+        retentionIntervalSeconds = min(max(1, int("retention.intervalSeconds", 3600)), 604_800)
+        assertedLookupsPerMinute = min(max(1, int("agents.assertedLookupsPerMinute", 600)), 1_000_000)
+        consoleSessionMinutes = min(max(1, int("console.sessionMinutes", 480)), 1440)
+        consoleIdleMinutes = min(max(1, int("console.idleMinutes", 30)), consoleSessionMinutes)
+        if !(0...65_535).contains(httpPort) { problems.append("http.port: 0 to 65535") }
+        atLeast("http.maxBodyBytes", maxBodyBytes, 1024)
+        atLeast("http.maxImportBytes", maxImportBytes, 1024)
+        atLeast("db.pool.minimum", poolMinimum, 0)
+        atLeast("db.pool.maximum", poolMaximum, max(1, poolMinimum))
+        atLeast("db.connectTimeoutSeconds", connectTimeoutSeconds, 1)
+        self.problems = problems
+    }
+
+    /// Throws when any setting is unusable (`problems`).
+    public func check() throws {
+        guard problems.isEmpty else { throw UnusableSettings(problems: problems) }
     }
 
     /// The effective settings as `key = value` lines, with passwords in URLs redacted.
@@ -197,14 +234,41 @@ public struct ItakuConfiguration: Sendable {
                 result.replaceSubrange(result.index(after: colon)..<at, with: "REDACTED")
             }
         }
-        for marker in ["password=", "sslpassword="] {
-            var searchStart = result.startIndex
-            while let range = result.range(of: marker, range: searchStart..<result.endIndex) {
-                let end = result[range.upperBound...].firstIndex(where: { $0 == "&" || $0 == " " }) ?? result.endIndex
-                result.replaceSubrange(range.upperBound..<end, with: "REDACTED")
-                searchStart = result.index(range.upperBound, offsetBy: "REDACTED".count)
+        // keyword = value (libpq allows spaces around "="; a value may be quoted, with \' and \\).
+        var bytes = Array(result.utf8)
+        var index = 0
+        while index < bytes.count {
+            let atWordStart = index == 0 || [0x20, 0x09, 0x0A, 0x26, 0x3F].contains(bytes[index - 1])
+            guard atWordStart, let keyword = ["sslpassword", "password"].first(where: { bytes[index...].starts(with: $0.utf8) }) else {
+                index += 1
+                continue
             }
+            var cursor = index + keyword.utf8.count
+            while cursor < bytes.count, bytes[cursor] == 0x20 || bytes[cursor] == 0x09 { cursor += 1 }
+            guard cursor < bytes.count, bytes[cursor] == UInt8(ascii: "=") else {
+                index += 1
+                continue
+            }
+            cursor += 1
+            while cursor < bytes.count, bytes[cursor] == 0x20 || bytes[cursor] == 0x09 { cursor += 1 }
+            var end = cursor
+            if end < bytes.count, bytes[end] == UInt8(ascii: "'") {
+                end += 1
+                while end < bytes.count, bytes[end] != UInt8(ascii: "'") { end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1 }
+                end = min(end + 1, bytes.count)
+            } else {
+                while end < bytes.count, ![0x20, 0x09, 0x0A, 0x26].contains(bytes[end]) { end += 1 }
+            }
+            bytes.replaceSubrange(cursor..<end, with: Array("REDACTED".utf8))
+            index = cursor + "REDACTED".utf8.count
         }
+        result = String(decoding: bytes, as: UTF8.self)
         return result
     }
+}
+
+/// Settings that are set but cannot be used: nothing starts with them.
+public struct UnusableSettings: Error, CustomStringConvertible {
+    public var problems: [String]
+    public var description: String { "unusable settings: " + problems.joined(separator: "; ") }
 }

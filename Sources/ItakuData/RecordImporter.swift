@@ -35,6 +35,8 @@ public struct RecordImporter: Sendable {
         var recordIDs: [String] = []
         var externalIDs: [String] = []
         var documents: [String] = []
+        /// The pending batch's sealed documents' bytes.
+        var documentBytes = 0
         var lookupFields: [String] = []
         var lookupKinds: [String] = []
         var lookupDigests: [String] = []
@@ -67,7 +69,9 @@ public struct RecordImporter: Sendable {
             let recordID = UUID.timeOrdered().uuidString
             recordIDs.append(recordID)
             externalIDs.append(key)
-            documents.append(try importer.sealer.seal(RecordDocument.json(values, order: schema.fields), record: recordID))
+            let document = try importer.sealer.seal(RecordDocument.json(values, order: schema.fields), record: recordID)
+            documentBytes += document.utf8.count
+            documents.append(document)
             for key in importer.digester.lookupKeys(of: values, schema: schema) {
                 lookupFields.append(key.field)
                 lookupKinds.append(key.kind)
@@ -75,7 +79,8 @@ public struct RecordImporter: Sendable {
                 lookupRecords.append(recordID)
             }
             count += 1
-            if recordIDs.count >= importer.batchSize { try await flush() }
+            // By rows, and by bytes: a thousand rows of a megabyte each are one statement too many.
+            if recordIDs.count >= importer.batchSize || documentBytes >= importer.batchBytes { try await flush() }
         }
 
         /// The batch being inserted while the next one is read and checked. At most one, and it
@@ -92,6 +97,7 @@ public struct RecordImporter: Sendable {
             recordIDs.removeAll(keepingCapacity: true)
             externalIDs.removeAll(keepingCapacity: true)
             documents.removeAll(keepingCapacity: true)
+            documentBytes = 0
             lookupFields.removeAll(keepingCapacity: true)
             lookupKinds.removeAll(keepingCapacity: true)
             lookupDigests.removeAll(keepingCapacity: true)
@@ -154,6 +160,8 @@ public struct RecordImporter: Sendable {
     public let sealer: FieldSealer
     public var maxIssues = 1000
     public var batchSize = 2000
+    /// A batch's sealed documents at most (bytes; a batch holds at least one record).
+    public var batchBytes = 16 << 20
     public let validator: RecordValidator
 
     public init(tenantID: UUID, dataset: Dataset, digester: LookupDigester, sealer: FieldSealer) {

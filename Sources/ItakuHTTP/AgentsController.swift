@@ -54,13 +54,14 @@ struct AgentsController: Sendable {
             if let id = body.employee_id, id != agent.employeeID {
                 throw Problem.invalid([.init(code: "employee_id_immutable", pointer: "employee_id")])
             }
-            let name = body.name ?? agent.name, site = body.site ?? agent.site, active = body.active ?? agent.active
-            try await admin.change(context, tenantID: nil, target: "agent:\(agent.employeeID)") { connection in
-                try await RegistryStore.updateAgent(agent.id, name: name, site: site, active: active, on: connection)
-                return ((), nil, nil)
+            let updated = try await admin.change(context, tenantID: nil, target: "agent:\(agent.employeeID)") { connection in
+                guard let updated = try await RegistryStore.updateAgent(agent.id, name: body.name, site: body.site, active: body.active, on: connection) else {
+                    throw Problem.notFound
+                }
+                return (updated, nil, nil)
             }
             // The committed values (the registry may not have read them yet).
-            return try admin.json(AgentBody(Agent(id: agent.id, employeeID: agent.employeeID, name: name, site: site, active: active)))
+            return try admin.json(AgentBody(updated))
         }
     }
 

@@ -20,6 +20,7 @@ import ServiceLifecycle
 /// when `db.migrateOnStart` is set.
 public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async throws -> some ApplicationProtocol {
     let configuration = ItakuConfiguration(reader: reader)
+    try configuration.check()
     let logger: Logger = {
         var logger = logger ?? Logger(label: "itaku")
         logger.logLevel = Logger.Level(rawValue: configuration.logLevel) ?? .info

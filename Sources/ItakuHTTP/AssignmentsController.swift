@@ -60,8 +60,10 @@ struct AssignmentsController: Sendable {
             guard let agent = context.parameters.get("agent").flatMap({ context.snapshot?.agent(employeeID: $0) }),
                 context.snapshot?.assignments[tenant.id]?[agent.id] != nil
             else { throw Problem.notFound }
-            _ = try await admin.change(context, tenantID: tenant.id, target: "assignment:\(agent.employeeID)") { connection in
-                (try await RegistryStore.deleteAssignment(tenantID: tenant.id, agentID: agent.id, on: connection), nil, nil)
+            // One deleted meanwhile changes nothing: rolled back, no entry, 404.
+            try await admin.change(context, tenantID: tenant.id, target: "assignment:\(agent.employeeID)") { connection in
+                guard try await RegistryStore.deleteAssignment(tenantID: tenant.id, agentID: agent.id, on: connection) else { throw Problem.notFound }
+                return ((), nil, nil)
             }
             return Response(status: .noContent)
         }

@@ -70,6 +70,11 @@ struct ImportsController: Sendable {
         let outcome = try await admin.change(context, tenantID: tenant.id, target: "dataset:\(name):import") { connection in
             // Under the tenant's lock: an import and the contract's end never overlap.
             guard try await RegistryStore.lockTenant(tenant.id, exclusive: false, on: connection) != "ended" else { throw Self.ended }
+            // The records are checked and their lookup keys made under the schema this request
+            // read: if it changed since, nothing is imported (and none changes until the import ends).
+            guard try await RegistryStore.lockDataset(tenantID: tenant.id, datasetID: dataset.id, on: connection) == dataset.version else {
+                throw Self.datasetChanged
+            }
             let outcome = try await importer.run(on: connection) { sink in
                 if isCSV {
                     try await Self.feedCSV(
@@ -109,6 +114,10 @@ struct ImportsController: Sendable {
         code: "tenant_ended", "The tenant's contract ended and its data was disposed of; nothing can be imported."
     )
 
+    static let datasetChanged = Problem.conflict(
+        code: "dataset_changed", "The dataset's schema changed while this import was sent; nothing was imported. Send it again."
+    )
+
     struct ImportRejected: Error {
         var outcome: RecordImporter.Outcome
     }
@@ -133,7 +142,12 @@ struct ImportsController: Sendable {
             for row in rows {
                 guard let columns = header else {
                     let names = row.fields.map { $0.trimmingCharacters(in: .whitespaces) }
-                    for unknown in validator.unknownColumns(names) { sink.reject(line: row.line, field: unknown, code: "unknown_field") }
+                    // A column is named only if its name could be a field's: a file without its
+                    // header row has data there, and an answer never repeats data.
+                    let unknown = Set(validator.unknownColumns(names))
+                    for (index, name) in names.enumerated() where unknown.contains(name) {
+                        sink.reject(line: row.line, field: Self.shown(name) ?? "column \(index + 1)", code: "unknown_field")
+                    }
                     if Set(names).count != names.count { sink.reject(line: row.line, field: nil, code: "duplicate_column") }
                     header = names
                     continue
@@ -207,8 +221,16 @@ struct ImportsController: Sendable {
     /// memory, so `[[0,0,…]]` is refused as surely as `[0,0,…]`.
     static let maxJSONValues = 1_100_000
 
+    /// A name the client sent, as an answer may repeat it: only one that could be a field's
+    /// name (nil otherwise, for it could be data).
+    static func shown(_ name: String) -> String? {
+        DatasetSchema.isFieldName(name) ? name : nil
+    }
+
     static func feedJSON(_ data: Data, into sink: RecordImporter.Sink) async throws {
-        if let shape = shape(data), shape.records > maxJSONRecords || shape.values > maxJSONValues {
+        // Not an array: refused before parsing (the limits below count an array's values).
+        guard let shape = shape(data) else { throw Problem.badRequest(code: "invalid_json", "The body must be a JSON array of objects.") }
+        if shape.records > maxJSONRecords || shape.values > maxJSONValues {
             throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large",
                           detail: "A JSON import holds at most \(maxJSONRecords) records and \(maxJSONValues) values; send more as CSV.")
         }
@@ -227,11 +249,11 @@ struct ImportsController: Sendable {
                 case let string as String: values[key] = string
                 case let number as NSNumber: values[key] = number.stringValue
                 case is NSNull: continue
-                default: sink.reject(line: index + 1, field: key, code: "invalid_value")
+                default: sink.reject(line: index + 1, field: Self.shown(key), code: "invalid_value")
                 }
             }
             for unknown in sink.importer.validator.unknownColumns(Array(values.keys)).sorted() {
-                sink.reject(line: index + 1, field: unknown, code: "unknown_field")
+                sink.reject(line: index + 1, field: Self.shown(unknown), code: "unknown_field")
             }
             try await sink.add(line: index + 1, values: values)
         }

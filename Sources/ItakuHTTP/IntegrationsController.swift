@@ -45,10 +45,12 @@ struct IntegrationsController: Sendable {
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
                 context.snapshot?.keys.values.contains(where: { $0.id == id }) == true
             else { throw Problem.notFound }
-            let revoked = try await admin.change(context, tenantID: nil, target: "key:\(id.lowercasedString)") { connection in
-                (try await RegistryStore.revokeKey(id, on: connection), nil, nil)
+            // A key revoked meanwhile (by another request or instance) changes nothing: the
+            // transaction rolls back and no entry claims a revocation.
+            try await admin.change(context, tenantID: nil, target: "key:\(id.lowercasedString)") { connection in
+                guard try await RegistryStore.revokeKey(id, on: connection) else { throw Problem.notFound }
+                return ((), nil, nil)
             }
-            guard revoked else { throw Problem.notFound }
             return Response(status: .noContent)
         }
     }

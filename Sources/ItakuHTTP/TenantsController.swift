@@ -78,6 +78,7 @@ struct TenantsController: Sendable {
     private func update(_ request: Request, _ context: RoleContext<Operators>) async throws -> Response {
         let tenant = try admin.tenant(context)
         let body = try await admin.decode(TenantBody.self, from: request, context: context)
+        guard tenant.status != "ended" else { throw Self.ended }
         // The period is checked as it will be after the change, stored values included.
         var issues = Self.validate(
             timeZone: body.time_zone, start: body.contract_start ?? tenant.contractStart,
@@ -89,24 +90,20 @@ struct TenantsController: Sendable {
             issues.append(.init(code: "invalid_case_pattern", pointer: "case_pattern"))
         }
         guard issues.isEmpty else { throw Problem.invalid(issues) }
-        var updated = tenant
-        updated.name = body.name ?? tenant.name
-        updated.timeZone = body.time_zone ?? tenant.timeZone
-        updated.contractStart = body.contract_start ?? tenant.contractStart
-        updated.contractEnd = body.contract_end ?? tenant.contractEnd
-        updated.status = body.status ?? tenant.status
-        updated.casePattern = body.case_pattern ?? tenant.casePattern
-        let next = updated
-        try await admin.change(context, tenantID: tenant.id, target: "tenant:\(tenant.code)") { connection in
-            try await RegistryStore.updateTenant(
-                next.id, name: next.name, timeZone: next.timeZone, contractStart: next.contractStart,
-                contractEnd: next.contractEnd, status: next.status, casePattern: next.casePattern, on: connection
-            )
-            return ((), nil, nil)
+        // Only the values sent are written; an ended contract changes no more (it ended through
+        // contract-end, which disposed of its data).
+        let updated = try await admin.change(context, tenantID: tenant.id, target: "tenant:\(tenant.code)") { connection in
+            guard let updated = try await RegistryStore.updateTenant(
+                tenant.id, name: body.name, timeZone: body.time_zone, contractStart: body.contract_start,
+                contractEnd: body.contract_end, status: body.status, casePattern: body.case_pattern, on: connection
+            ) else { throw Self.ended }
+            return (updated, nil, nil)
         }
         // The committed values (the registry may not have read them yet).
-        return try admin.json(TenantBody(next))
+        return try admin.json(TenantBody(updated))
     }
+
+    static let ended = Problem.conflict(code: "tenant_ended", "The tenant's contract ended; its settings change no more.")
 
     static func isCode(_ code: String) -> Bool {
         (2...63).contains(code.utf8.count)
@@ -120,7 +117,8 @@ struct TenantsController: Sendable {
         if let start, !PurposeDefinition.isCalendarDate(start) { issues.append(.init(code: "invalid_date", pointer: "contract_start")) }
         if let end, !PurposeDefinition.isCalendarDate(end) { issues.append(.init(code: "invalid_date", pointer: "contract_end")) }
         if let start, let end, start > end { issues.append(.init(code: "invalid_contract_period", pointer: "contract_end")) }
-        if let status, !["active", "suspended", "ended"].contains(status) { issues.append(.init(code: "invalid_status", pointer: "status")) }
+        // A contract ends through contract-end only (which disposes of the tenant's data).
+        if let status, !["active", "suspended"].contains(status) { issues.append(.init(code: "invalid_status", pointer: "status")) }
         return issues
     }
 }

@@ -233,20 +233,38 @@ public struct PurposeDefinition: Sendable, Codable, Equatable {
 
     public static func isCalendarDate(_ text: String) -> Bool { isDate(text) }
 
+    /// `YYYY-MM-DD`, a real day after 1900: ASCII digits in their places, nothing else (no
+    /// sign, no spaces; "-2027-01-01" or "2026-+1-01" are not dates).
     static func isDate(_ text: String) -> Bool {
-        let parts = text.split(separator: "-")
-        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-            let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]), y > 1900
-        else { return false }
-        return PostgresDate(year: y, month: m, day: d) != nil
+        guard let digits = digits(of: text, length: 10, separatorsAt: [4, 7], separator: UInt8(ascii: "-")), digits.count == 3 else { return false }
+        let (y, m, d) = (digits[0], digits[1], digits[2])
+        return y > 1900 && PostgresDate(year: y, month: m, day: d) != nil
     }
 
-    /// Minutes since midnight of `HH:MM`.
+    /// Minutes since midnight of `HH:MM` (ASCII digits only).
     public static func minutes(_ text: String) -> Int? {
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, parts[0].count == 2, parts[1].count == 2, let h = Int(parts[0]), let m = Int(parts[1]),
-            (0...24).contains(h), (0...59).contains(m), h * 60 + m <= 24 * 60
-        else { return nil }
+        guard let digits = digits(of: text, length: 5, separatorsAt: [2], separator: UInt8(ascii: ":")), digits.count == 2 else { return nil }
+        let (h, m) = (digits[0], digits[1])
+        guard (0...24).contains(h), (0...59).contains(m), h * 60 + m <= 24 * 60 else { return nil }
         return h * 60 + m
+    }
+
+    /// The numbers between `separator`s standing exactly at `positions` (byte offsets) of a text
+    /// of `length` bytes, ASCII digits otherwise; nil for anything else.
+    private static func digits(of text: String, length: Int, separatorsAt positions: [Int], separator: UInt8) -> [Int]? {
+        let bytes = Array(text.utf8)
+        guard bytes.count == length else { return nil }
+        var numbers: [Int] = [], current = 0
+        for (offset, byte) in bytes.enumerated() {
+            if positions.contains(offset) {
+                guard byte == separator else { return nil }
+                numbers.append(current)
+                current = 0
+            } else {
+                guard byte >= 0x30 && byte <= 0x39 else { return nil }
+                current = current * 10 + Int(byte - 0x30)
+            }
+        }
+        return numbers + [current]
     }
 }

@@ -50,7 +50,12 @@ public final class Registry: Service, Sendable {
     public func reload() async throws {
         let ticket = tickets.add(1, ordering: .relaxed).newValue
         let started = ContinuousClock.now
-        let fresh = try await database.withTransaction { try await RegistryStore.loadSnapshot(on: $0) }
+        // One snapshot of the database for all its reads: a dataset and a purpose changed
+        // between two of them never meet in one registry.
+        let fresh = try await database.withTransaction { connection in
+            try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return try await RegistryStore.loadSnapshot(on: connection)
+        }
         current.withLock { current in
             guard ticket > current.ticket else { return }
             current = (ticket, fresh, started)

@@ -25,11 +25,7 @@ public enum RegistryStore {
         for row in try await connection.query(
             "SELECT tenant_id, code, name, time_zone, contract_start::text, contract_end::text, status, case_pattern FROM itaku.tenants"
         ) {
-            let tenant = Tenant(
-                id: try row.decode(0), code: try row.decode(1), name: try row.decode(2), timeZone: try row.decode(3),
-                contractStart: try row.decode(4), contractEnd: try row.decode(5), status: try row.decode(6),
-                casePattern: try row.decode(7)
-            )
+            let tenant = try tenant(row)
             snapshot.tenants[tenant.id] = tenant
             snapshot.tenantIDsByCode[tenant.code] = tenant.id
         }
@@ -66,6 +62,16 @@ public enum RegistryStore {
         }
         snapshot.loadedAt = Date()
         return snapshot
+    }
+
+    /// A tenant from the columns tenant_id, code, name, time_zone, contract_start::text,
+    /// contract_end::text, status, case_pattern.
+    private static func tenant(_ row: PostgresRow) throws -> Tenant {
+        Tenant(
+            id: try row.decode(0), code: try row.decode(1), name: try row.decode(2), timeZone: try row.decode(3),
+            contractStart: try row.decode(4), contractEnd: try row.decode(5), status: try row.decode(6),
+            casePattern: try row.decode(7)
+        )
     }
 
     /// A dataset from the columns tenant_id, dataset_id, name, version, schema.
@@ -130,17 +136,24 @@ public enum RegistryStore {
         return try rows[0].decode(0)
     }
 
+    /// Changes the values given (nil: as stored) of a tenant whose contract has not ended, and
+    /// returns the tenant as committed; nil if it has ended (or does not exist). Only what the
+    /// request changes is written, so two changes of different values never undo each other,
+    /// and nothing revives an ended tenant.
     public static func updateTenant(
-        _ id: UUID, name: String, timeZone: String, contractStart: String?, contractEnd: String?, status: String,
-        casePattern: String? = nil, on connection: PostgresConnection
-    ) async throws {
-        try await connection.query(
+        _ id: UUID, name: String?, timeZone: String?, contractStart: String?, contractEnd: String?, status: String?,
+        casePattern: String?, on connection: PostgresConnection
+    ) async throws -> Tenant? {
+        let rows = try await connection.query(
             """
-            UPDATE itaku.tenants SET name = \(name), time_zone = \(timeZone), contract_start = \(contractStart)::date,
-                contract_end = \(contractEnd)::date, status = \(status), case_pattern = \(casePattern), updated_at = now()
-            WHERE tenant_id = \(id)
+            UPDATE itaku.tenants SET name = coalesce(\(name), name), time_zone = coalesce(\(timeZone), time_zone),
+                contract_start = coalesce(\(contractStart)::date, contract_start), contract_end = coalesce(\(contractEnd)::date, contract_end),
+                status = coalesce(\(status), status), case_pattern = coalesce(\(casePattern), case_pattern), updated_at = now()
+            WHERE tenant_id = \(id) AND status <> 'ended'
+            RETURNING tenant_id, code, name, time_zone, contract_start::text, contract_end::text, status, case_pattern
             """
         )
+        return try rows.first.map(tenant)
     }
 
     /// Locks the tenant's row until the transaction ends and returns its status (nil: no such
@@ -159,6 +172,17 @@ public enum RegistryStore {
     // MARK: Datasets
 
     /// Creates or replaces the dataset's schema; returns (version before, version after).
+    /// Locks a dataset's row shared until the transaction ends and returns its schema's version
+    /// (nil: no such dataset). A schema change (`putDataset`, which locks it exclusively) then
+    /// waits for the transaction, and the transaction sees whether the schema it works under is
+    /// still the stored one.
+    public static func lockDataset(tenantID: UUID, datasetID: UUID, on connection: PostgresConnection) async throws -> Int? {
+        try await setTenant(tenantID, on: connection)
+        return try await connection.query(
+            "SELECT version FROM itaku.datasets WHERE tenant_id = \(tenantID) AND dataset_id = \(datasetID) FOR SHARE"
+        ).first?.decode(0, as: Int.self)
+    }
+
     public static func putDataset(
         tenantID: UUID, name: String, schema: DatasetSchema, on connection: PostgresConnection
     ) async throws -> (before: Int?, after: Int) {
@@ -260,10 +284,20 @@ public enum RegistryStore {
         )[0].decode(0)
     }
 
-    public static func updateAgent(_ id: UUID, name: String, site: String, active: Bool, on connection: PostgresConnection) async throws {
-        try await connection.query(
-            "UPDATE itaku.agents SET name = \(name), site = \(site), active = \(active), updated_at = now() WHERE agent_id = \(id)"
+    /// Changes the values given (nil: as stored) and returns the agent as committed (nil: no
+    /// such agent). Only what the request changes is written: a rename never reactivates an
+    /// agent deactivated meanwhile.
+    public static func updateAgent(_ id: UUID, name: String?, site: String?, active: Bool?, on connection: PostgresConnection) async throws -> Agent? {
+        let rows = try await connection.query(
+            """
+            UPDATE itaku.agents SET name = coalesce(\(name), name), site = coalesce(\(site), site), active = coalesce(\(active), active),
+                updated_at = now()
+            WHERE agent_id = \(id) RETURNING agent_id, employee_id, name, site, active
+            """
         )
+        return try rows.first.map { row in
+            Agent(id: try row.decode(0), employeeID: try row.decode(1), name: try row.decode(2), site: try row.decode(3), active: try row.decode(4))
+        }
     }
 
     public static func createIntegration(

@@ -16,6 +16,9 @@ struct CheckConfig: AsyncParsableCommand {
         for (key, value) in configuration.redactedDescription {
             print(key.padding(toLength: width, withPad: " ", startingAt: 0) + " = " + value)
         }
+        // Problems go to standard error, where a script that reads the settings above still shows them.
+        for problem in configuration.problems { FileHandle.standardError.write(Data("unusable setting: \(problem)\n".utf8)) }
+        guard configuration.problems.isEmpty else { throw ExitCode(1) }
         // The keyring is reported by key ids only; nothing secret is printed.
         let keyringSource = configuration.keyringDirectory ?? configuration.keyringFile
         if configuration.keyringDirectory == nil, !FileManager.default.fileExists(atPath: configuration.keyringFile) {
@@ -26,7 +29,7 @@ struct CheckConfig: AsyncParsableCommand {
             let keyring = try Keyring.load(file: configuration.keyringFile, directory: configuration.keyringDirectory, generate: false)
             print("keyring: \(keyringSource): checkpoint key \(keyring.checkpointKeyID), agent token key \(keyring.agentTokenKeyID)")
         } catch {
-            print("keyring: \(error)")
+            FileHandle.standardError.write(Data("keyring: \(error)\n".utf8))
             throw ExitCode(1)
         }
     }

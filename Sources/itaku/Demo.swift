@@ -22,7 +22,9 @@ struct Demo: AsyncParsableCommand {
                 database: database, keyring: keyring, dataKeys: DataKeys(configuration: configuration, keyring: keyring), logger: logger
             ).seed(url: url)
             let path = envFile ?? configuration.stateDirectory + "/demo.env"
-            guard FileManager.default.createFile(atPath: path, contents: Data(credentials.envFile.utf8), attributes: [.posixPermissions: 0o600]) else {
+            // Created with mode 0600 from its first byte (never readable by others, even briefly).
+            try? FileManager.default.removeItem(atPath: path)
+            guard case .created = try DurableFile.create(path, contents: Data(credentials.envFile.utf8)) else {
                 throw ValidationError("could not write \(path)")
             }
             print("demo credentials written to \(path)")

@@ -11,6 +11,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = ItakuConfiguration(reader: try await options.reader())
+        try configuration.check()
         let logger = options.bootstrapLogging(configuration)
         try await migrate(url: configuration.migrationURL, connectTimeout: configuration.connectTimeoutSeconds, logger: logger)
         print("migrations are up to date")

@@ -35,6 +35,7 @@ struct SettingsOptions: ParsableArguments {
     /// commands that work on the registry directly. The caller shuts the client down.
     func runtimeDatabase() async throws -> (ItakuConfiguration, Logger, PostgresClient) {
         let configuration = ItakuConfiguration(reader: try await reader())
+        try configuration.check()
         let logger = bootstrapLogging(configuration)
         var settings = PostgresConfiguration(url: configuration.databaseURL, minimumConnections: 0, maximumConnections: 2)
         settings.transactionPooler = configuration.transactionPooler
@@ -45,6 +46,7 @@ struct SettingsOptions: ParsableArguments {
     /// Like `runtimeDatabase`, for the cross-tenant reader role (`db.readerUrl`).
     func readerDatabase() async throws -> (ItakuConfiguration, Logger, PostgresClient) {
         let configuration = ItakuConfiguration(reader: try await reader())
+        try configuration.check()
         let logger = bootstrapLogging(configuration)
         let connection = configuration.readerConnection()
         var settings = PostgresConfiguration(

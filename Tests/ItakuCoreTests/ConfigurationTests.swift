@@ -28,11 +28,31 @@ struct ConfigurationTests {
         #expect(configuration.databaseURL == "postgresql:///itaku?host=\(directory)/.itaku/run&user=itaku_runtime")
     }
 
+    @Test("a setting that is set but unusable is a problem (nothing starts), never its default")
+    func unusableSettings() async throws {
+        let reader = try await ConfigReader.itaku(arguments: [], environment: [
+            "ITAKU_KEYRING_GENERATE": "off", "ITAKU_DB_POOLER": "Transaction", "ITAKU_HTTP_PORT": "80o8",
+            "ITAKU_HTTP_MAX_BODY_BYTES": "-1", "ITAKU_LOG_LEVEL": "verbose",
+        ], configFile: nil)
+        let configuration = ItakuConfiguration(reader: reader)
+        let keys = Set(configuration.problems.map { String($0.prefix { $0 != ":" }) })
+        #expect(keys == ["keyring.generate", "db.pooler", "http.port", "http.maxBodyBytes", "log.level"], "\(configuration.problems)")
+        #expect(throws: UnusableSettings.self) { try configuration.check() }
+
+        let good = ItakuConfiguration(reader: try await ConfigReader.itaku(arguments: [], environment: [
+            "ITAKU_KEYRING_GENERATE": "false", "ITAKU_DB_POOLER": "transaction", "ITAKU_HTTP_PORT": "8081",
+        ], configFile: nil))
+        #expect(good.problems.isEmpty, "\(good.problems)")
+        #expect(good.generateKeyring == false && good.transactionPooler && good.httpPort == 8081)
+    }
+
     @Test("check-config output redacts passwords in URLs", arguments: [
         ("postgresql://itaku:s3cret@db.example/itaku", "postgresql://itaku:REDACTED@db.example/itaku"),
         ("host=db password=s3cret dbname=itaku", "host=db password=REDACTED dbname=itaku"),
         ("postgresql://db/itaku?sslmode=verify-full&password=s3cret", "postgresql://db/itaku?sslmode=verify-full&password=REDACTED"),
         ("postgresql:///itaku?host=/run/pg", "postgresql:///itaku?host=/run/pg"),
+        ("host=db password = s3cret dbname=itaku", "host=db password = REDACTED dbname=itaku"),
+        ("password='a b\\' c' host=db sslpassword=x", "password=REDACTED host=db sslpassword=REDACTED"),
     ])
     func redaction(url: String, expected: String) {
         #expect(ItakuConfiguration.redactingPassword(url) == expected)
