@@ -53,11 +53,12 @@ public struct AgentDataService: Sendable {
         // "not yours" must answer exactly like "does not exist".
         let tenant = call.tenant
         let schema = tenant.flatMap { snapshot.datasets[$0.id]?[call.access.dataset] }?.schema
-        let kind = schema?.field(by)?.lookup
+        let field = schema?.field(by)
+        let kind = field?.lookup
         var digest: [UInt8]?
-        if let tenant, let kind {
+        if let tenant, let kind, let field {
             // The value is digested at once; only the digest is used and logged.
-            if let normalized = LookupDigester.normalize(value, as: kind) {
+            if let normalized = LookupDigester.normalize(value, for: field) {
                 digest = digester(tenant.id).digest(normalized: normalized, kind: kind)
                 call.entry.lookupKind = kind.rawValue
                 call.entry.lookupDigest = digest

@@ -56,6 +56,16 @@ public struct LookupDigester: Sendable {
         return outer.finalize()
     }
 
+    /// The normalised form of `value` for a lookup by `field`, or nil when it is not a valid
+    /// value (or `field` is no lookup field). An individual number is its twelve digits, however
+    /// it was written (`1234-5678-9012`, full-width, spaced): the validator accepts all of
+    /// these, so the key and the lookup must not depend on which.
+    public static func normalize(_ value: String, for field: DatasetSchema.Field) -> String? {
+        guard let kind = field.lookup else { return nil }
+        if kind == .exact, field.category == .individualNumber { return Normalization.individualNumberDigits(value) }
+        return normalize(value, as: kind)
+    }
+
     /// The normalised form of `value` for `kind`, or nil when it is not a valid value.
     public static func normalize(_ value: String, as kind: DatasetSchema.LookupKind) -> String? {
         switch kind {
@@ -75,7 +85,7 @@ public struct LookupDigester: Sendable {
         var keys: [(field: String, kind: String, digest: String)] = []
         var seen: Set<String> = []
         for field in schema.fields {
-            guard let kind = field.lookup, let value = values[field.name], let normalized = Self.normalize(value, as: kind) else { continue }
+            guard let kind = field.lookup, let value = values[field.name], let normalized = Self.normalize(value, for: field) else { continue }
             guard seen.insert(field.name).inserted else { continue }
             keys.append((field.name, kind.rawValue, Self.hex(digest(normalized: normalized, kind: kind))))
         }

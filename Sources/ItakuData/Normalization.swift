@@ -82,10 +82,16 @@ public enum Normalization {
 
     /// Whether `text` is a valid 12-digit individual number (マイナンバー) with its check digit.
     public static func isIndividualNumber(_ text: String) -> Bool {
+        individualNumberDigits(text) != nil
+    }
+
+    /// The twelve ASCII digits of a valid individual number written with or without hyphens and
+    /// spaces (full-width too); nil when `text` is not one.
+    public static func individualNumberDigits(_ text: String) -> String? {
         let digits = foldWidth(text).filter { $0 != "-" && $0 != " " }
-        guard digits.count == 12, digits.allSatisfy(\.isASCIIDigit) else { return false }
+        guard digits.count == 12, digits.allSatisfy(\.isASCIIDigit) else { return nil }
         let values = digits.compactMap(\.wholeNumberValue)
-        return individualNumberCheckDigit(Array(values.prefix(11))) == values[11]
+        return individualNumberCheckDigit(Array(values.prefix(11))) == values[11] ? String(digits) : nil
     }
 
     /// The check digit of the first 11 digits of an individual number (the government's formula).

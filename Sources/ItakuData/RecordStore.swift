@@ -104,4 +104,52 @@ public enum RecordStore {
         )
         return try rows.map { (try $0.decode(0), try $0.decode(1)) }
     }
+
+    /// Rebuilds `dataset`'s lookup index from its records, under `dataset.schema`: every key of
+    /// the dataset goes, and each record's keys under that schema are written. A schema whose
+    /// lookup fields changed (one added, renamed, or of another kind or category) needs it, as
+    /// do keys written by earlier releases. Runs in the caller's transaction, its tenant set;
+    /// the records are read in pages, shared-locked (an update in flight finishes first).
+    /// Returns how many records were read.
+    @discardableResult
+    public static func rebuildLookupKeys(
+        in dataset: Dataset, dataKeys: DataKeys, digester: LookupDigester, on connection: PostgresConnection
+    ) async throws -> Int {
+        let (tenant, id) = (dataset.tenantID, dataset.id)
+        try await connection.query("DELETE FROM itaku.lookup_keys WHERE tenant_id = \(tenant) AND dataset_id = \(id)")
+        var last = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        var count = 0
+        while true {
+            let rows = Array(try await connection.query(
+                """
+                SELECT record_id, fields FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(id) AND record_id > \(last)
+                ORDER BY record_id LIMIT 2000 FOR SHARE
+                """
+            ))
+            guard !rows.isEmpty else { return count }
+            var fields: [String] = [], kinds: [String] = [], digests: [String] = [], records: [String] = []
+            for row in rows {
+                let record: UUID = try row.decode(0)
+                let values = try dataKeys.open(try row.decode(1, as: PostgresJSON.self).text, tenant: tenant, record: record.uppercasedString)
+                for key in digester.lookupKeys(of: values, schema: dataset.schema) {
+                    fields.append(key.field)
+                    kinds.append(key.kind)
+                    digests.append(key.digest)
+                    records.append(record.lowercasedString)
+                }
+                last = record
+            }
+            if !fields.isEmpty {
+                try await connection.query(
+                    """
+                    INSERT INTO itaku.lookup_keys (tenant_id, dataset_id, field, kind, digest, record_id)
+                    SELECT \(tenant), \(id), f, k, decode(d, 'hex'), r::uuid
+                    FROM unnest(\(fields)::text[], \(kinds)::text[], \(digests)::text[], \(records)::text[]) AS t(f, k, d, r)
+                    ON CONFLICT DO NOTHING
+                    """
+                )
+            }
+            count += rows.count
+        }
+    }
 }

@@ -248,8 +248,12 @@ struct AccessLogController: Sendable {
                 let normalized = LookupDigester.normalize(value, as: kind)
             else { throw Self.badParameter("lookup_value") }
             let tenants = tenant.map { [$0] } ?? Array(snapshot.tenants.values)
-            query.lookupDigests = tenants.map {
-                LookupDigester(key: keyring.digestKey(tenant: $0.id.uuidString)).digest(normalized: normalized, kind: kind)
+            // An exact value that is an individual number was looked up by its digits alone
+            // (LookupDigester.normalize(_:for:)), or, before that, as written: both are searched.
+            let forms = Set([normalized] + (kind == .exact ? [Normalization.individualNumberDigits(value)].compactMap { $0 } : []))
+            query.lookupDigests = tenants.flatMap { tenant in
+                let digester = LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString))
+                return forms.map { digester.digest(normalized: $0, kind: kind) }
             }
         }
         if let subject = try text("subject") {

@@ -76,7 +76,7 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
         dataKeys: DataKeys(configuration: configuration, keyring: keyring)
     )
     TenantsController(admin: admin).addRoutes(to: &routes)
-    DatasetsController(admin: admin).addRoutes(to: &routes)
+    DatasetsController(admin: admin, keyring: keyring).addRoutes(to: &routes)
     let purposes = PurposesController(admin: admin)
     purposes.addRoutes(to: &routes)
     AgentsController(admin: admin).addRoutes(to: &routes)

@@ -1,11 +1,14 @@
 import Foundation
 import Hummingbird
+import ItakuCore
+import ItakuData
 import ItakuRegistry
 
 /// `/v1/tenants/{tenant}/datasets/{dataset}`: a client admin defines a dataset's schema and
 /// retention; every `PUT` makes a new version.
 struct DatasetsController: Sendable {
     let admin: Admin
+    let keyring: Keyring
 
     struct DatasetBody: Encodable {
         var name: String
@@ -49,7 +52,15 @@ struct DatasetsController: Sendable {
             guard try await RegistryStore.lockTenant(tenant.id, exclusive: false, on: connection) != "ended" else {
                 throw Problem.conflict(code: "tenant_ended", "The tenant's contract ended and its data was disposed of.")
             }
+            let previous = try await RegistryStore.lockedDataset(tenantID: tenant.id, name: name, on: connection)
             let (before, after) = try await RegistryStore.putDataset(tenantID: tenant.id, name: name, schema: schema, on: connection)
+            // Lookup fields changed: the records' keys follow, in this transaction, so that a
+            // lookup by a new field finds the records already there.
+            if let previous, previous.schema.lookupSignature != schema.lookupSignature {
+                let dataset = Dataset(id: previous.id, tenantID: tenant.id, name: name, version: after, schema: schema)
+                let digester = LookupDigester(key: keyring.digestKey(tenant: tenant.id.uuidString))
+                try await RecordStore.rebuildLookupKeys(in: dataset, dataKeys: admin.dataKeys, digester: digester, on: connection)
+            }
             return (after, before, after)
         }
         let dataset = admin.registry.snapshot.datasets[tenant.id]?[name].flatMap { $0.version >= version ? $0 : nil }

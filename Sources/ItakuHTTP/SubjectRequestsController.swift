@@ -152,8 +152,8 @@ struct SubjectRequestsController: Sendable {
         switch (body.subject?.by, body.subject?.value, body.subject?.record_ids) {
         case (let by?, let value?, nil):
             if let dataset {
-                if let kind = dataset.schema.field(by)?.lookup {
-                    if let normalized = LookupDigester.normalize(value, as: kind) {
+                if let field = dataset.schema.field(by), let kind = field.lookup {
+                    if let normalized = LookupDigester.normalize(value, for: field) {
                         lookup = (by, kind, digester.digest(normalized: normalized, kind: kind))
                     } else {
                         issues.append(.init(code: "invalid_lookup_value", pointer: "subject.value"))

@@ -88,6 +88,12 @@ public struct DatasetSchema: Sendable, Codable, Equatable {
     /// Fields a dataset may have (a CSV line holds at most 1,000 values).
     public static let maxFields = 500
 
+    /// What the lookup index is made of: each lookup field's name, kind and category. Keys
+    /// written under one signature do not serve another.
+    public var lookupSignature: [String] {
+        fields.compactMap { field in field.lookup.map { "\(field.name):\($0.rawValue):\(field.category.rawValue)" } }.sorted()
+    }
+
     public static func isFieldName(_ name: String) -> Bool {
         (1...63).contains(name.utf8.count)
             && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }

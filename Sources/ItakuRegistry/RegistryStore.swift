@@ -183,6 +183,16 @@ public enum RegistryStore {
         ).first?.decode(0, as: Int.self)
     }
 
+    /// A dataset's id and stored schema, its row locked for the transaction (nil: none of that
+    /// name).
+    public static func lockedDataset(tenantID: UUID, name: String, on connection: PostgresConnection) async throws -> (id: UUID, schema: DatasetSchema)? {
+        try await setTenant(tenantID, on: connection)
+        guard let row = try await connection.query(
+            "SELECT dataset_id, schema FROM itaku.datasets WHERE tenant_id = \(tenantID) AND name = \(name) FOR UPDATE"
+        ).first else { return nil }
+        return (try row.decode(0), try JSONDecoder().decode(DatasetSchema.self, from: Data(try row.decode(1, as: PostgresJSON.self).text.utf8)))
+    }
+
     public static func putDataset(
         tenantID: UUID, name: String, schema: DatasetSchema, on connection: PostgresConnection
     ) async throws -> (before: Int?, after: Int) {

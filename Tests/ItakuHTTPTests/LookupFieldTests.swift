@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ItakuData
 import ItakuDemo
 import ItakuPostgres
 import ItakuTestSupport
@@ -86,6 +87,54 @@ struct LookupFieldTests {
         )
         #expect(try keys.map { try $0.decode(0, as: String.self) } == ["customer_no", "emergency_phone", "member_id", "phone"])
         await owner.shutdown()
+    }
+
+    @Test("a schema that makes fields lookup fields indexes the records already there; an individual number is found however it was written")
+    func lookupFieldsAddedLater() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 10, policyholders: 2)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"])
+        let taro = Array(DemoCustomers(count: 4))[1]
+        // A valid individual number, and the same number as people write it.
+        let first11 = [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+        let number = first11.map(String.init).joined() + String(Normalization.individualNumberCheckDigit(first11))
+        let hyphenated = "\(number.prefix(4))-\(number.dropFirst(4).prefix(4))-\(number.suffix(4))"
+        let fullWidth = String(String.UnicodeScalarView(number.unicodeScalars.map { Unicode.Scalar($0.value + 0xFEE0)! }))
+        try await app.test(.live) { client in
+            func located(_ by: String, _ value: String) async throws -> JSONResponse {
+                try await client.call(
+                    .post, Self.base + "/subject-requests", key: admin,
+                    json: ["kind": "disclosure", "dataset": "customers", "subject": ["by": by, "value": value]]
+                )
+            }
+            #expect(try await located("name", taro["name"] ?? "").code == "invalid_lookup_key")
+            let imported = try await client.call(
+                .post, Self.base + "/datasets/customers/imports", key: admin,
+                text: "customer_no,name,phone,my_number\nC-MN-1,Mina Number,03-5555-0199,\(hyphenated)\n"
+            )
+            #expect(imported.status == .created, "\(imported.text)")
+
+            // The name and the individual number become lookup fields.
+            let dataset = try await client.call(.get, Self.base + "/datasets/customers", key: admin)
+            let fields = try #require(dataset["fields"] as? [[String: Any]]).map { field -> [String: Any] in
+                var field = field
+                if ["name", "my_number"].contains(field["name"] as? String) { field["lookup"] = "exact" }
+                return field
+            }
+            let changed = try await client.call(
+                .put, Self.base + "/datasets/customers", key: admin,
+                json: ["fields": fields, "key_field": dataset["key_field"] ?? "customer_no", "retention_days": dataset["retention_days"] ?? NSNull()]
+            )
+            #expect(changed.status == .ok, "\(changed.text)")
+
+            // Records imported before are found by the new lookup fields.
+            let byName = try await located("name", taro["name"] ?? "")
+            #expect((byName["record_ids"] as? [String])?.count == 1, "\(byName.text)")
+            for written in [number, hyphenated, fullWidth, "\(number.prefix(4)) \(number.dropFirst(4).prefix(4)) \(number.suffix(4))"] {
+                let found = try await located("my_number", written)
+                #expect((found["record_ids"] as? [String])?.count == 1, "\(written): \(found.text)")
+            }
+        }
     }
 
     @Test("migration 0017 names the keys written before keys named their field after their kind's one lookup field, and leaves a kind with two fields unnamed")
