@@ -45,8 +45,9 @@ public struct AccessLogQuery: Sendable {
             let base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
             guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else { return nil }
             let parts = text.split(separator: ":")
-            // A cursor names a time Itaku could have written: 1970 to 9999, to the microsecond.
-            guard parts.count == 2, let micros = Int64(parts[0]), (0...253_402_300_799_999_999).contains(micros),
+            // A cursor names a time Itaku could have written: 1970 to the last second of 9999 (its
+            // microseconds there would round past the year in a Double).
+            guard parts.count == 2, let micros = Int64(parts[0]), (0...253_402_300_799_000_000).contains(micros),
                 let id = UUID(uuidString: String(parts[1]))
             else { return nil }
             self.occurredAt = Date(timeIntervalSince1970: Double(micros) / 1_000_000)

@@ -9,10 +9,15 @@ public enum PrintableText {
     }
 
     /// Whether `scalar` may stand in such text. U+202A–U+202E and U+2066–U+2069 reorder how the
-    /// text around them reads: "‮gnp.exe" shows as "exe.png".
+    /// text around them reads: "‮gnp.exe" shows as "exe.png". Invisible ones are refused too, so
+    /// that two names that look the same are the same: the soft hyphen, the Arabic letter mark,
+    /// the Mongolian vowel separator, the zero-width space, the left-to-right and right-to-left
+    /// marks, the word joiner and invisible operators, the byte-order mark and the interlinear
+    /// annotation characters. (The zero-width joiner and non-joiner stay: scripts need them.)
     public static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {
         case 0..<0x20, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069: false
+        case 0xAD, 0x61C, 0x180E, 0x200B, 0x200E, 0x200F, 0x2060...0x2064, 0xFEFF, 0xFFF9...0xFFFB: false
         default: true
         }
     }

@@ -175,27 +175,36 @@ struct AccessLogController: Sendable {
         let codes = (context.snapshot ?? RegistrySnapshot()).tenants.mapValues(\.code)
         let contentType = format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson"
         let disposition = "attachment; filename=\"itaku-access-log.\(format == "csv" ? "csv" : "\(format).jsonl")\""
-        // Pages of 2,000 entries, each written as soon as it is read: constant memory for any size.
+        @Sendable func page(after cursor: AccessLogQuery.Cursor?) async throws -> ([AccessEntry], AccessLogQuery.Cursor?) {
+            try await database.withTransaction { connection in
+                try await Self.scope(connection, tenant: tenant)
+                return try await query.page(after: cursor, limit: 2000, on: connection)
+            }
+        }
+        @Sendable func text(_ entries: [AccessEntry]) -> String {
+            var text = ""
+            for entry in entries {
+                switch format {
+                case "csv": text += entry.csvLine
+                case "ocsf": text += entry.ocsf(tenantCode: entry.tenantID.flatMap { codes[$0] }) + "\n"
+                default: text += entry.jsonObject + "\n"
+                }
+            }
+            return text
+        }
+        // The first page is read before the answer starts: a database that fails or times out
+        // answers its 503, not a 200 with an empty body that looks like "nothing matched".
+        let first = try await page(after: nil)
+        // Then pages of 2,000 entries, each written as soon as it is read: constant memory for any size.
         return Response(status: .ok, headers: [.contentType: contentType, .contentDisposition: disposition], body: ResponseBody { writer in
+            var (entries, cursor) = first
             if format == "csv" { try await writer.write(ByteBuffer(string: AccessEntry.csvHeader)) }
-            var cursor: AccessLogQuery.Cursor?
-            repeat {
-                let after = cursor
-                let (entries, next) = try await database.withTransaction { connection in
-                    try await Self.scope(connection, tenant: tenant)
-                    return try await query.page(after: after, limit: 2000, on: connection)
-                }
-                var text = ""
-                for entry in entries {
-                    switch format {
-                    case "csv": text += entry.csvLine
-                    case "ocsf": text += entry.ocsf(tenantCode: entry.tenantID.flatMap { codes[$0] }) + "\n"
-                    default: text += entry.jsonObject + "\n"
-                    }
-                }
-                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
-                cursor = next
-            } while cursor != nil
+            while true {
+                let written = text(entries)
+                if !written.isEmpty { try await writer.write(ByteBuffer(string: written)) }
+                guard let after = cursor else { break }
+                (entries, cursor) = try await page(after: after)
+            }
             try await writer.finish(nil)
         })
     }

@@ -151,35 +151,45 @@ final class RetentionService: Service, Sendable {
         }
     }
 
-    /// One run for one tenant: plain records sealed, then every dataset's expired records
-    /// disposed of, batch by batch, until none is left. Returns the disposal records written.
+    /// One run for one tenant: every dataset's expired records disposed of, batch by batch,
+    /// until none is left, then plain records sealed. A dataset that fails (its disposal, or
+    /// the sealing) holds up no other, and sealing never holds up disposal; the first error is
+    /// thrown once every dataset had its turn. Returns the disposal records written.
     func run(tenant: Tenant, actor: Disposer.Actor, requestID: String? = nil, clientAddress: String? = nil) async throws -> [DisposalSummary] {
         var documents: [DisposalSummary] = []
+        var failure: (any Error)?
         // Every dataset: records that expired under a retention period since removed are
         // withheld from agents and must still go.
         let datasets = (registry.snapshot.datasets[tenant.id] ?? [:]).values.sorted { $0.name < $1.name }
-        if tenant.status != "ended" {
-            for dataset in datasets { try await sealPlainRecords(of: tenant, in: dataset) }
-        }
         for dataset in datasets {
-            while true {
-                let disposer = self.disposer
-                let batch: DisposalSummary? = try await recordedTransaction(
-                    database: database, accessLog: accessLog, tenant: tenant.id
-                ) { connection in
-                    // Nothing expired: nothing deleted, nothing to record.
-                    guard var disposed = try await disposer.dispose(
-                        .expired(limit: Self.batchSize), tenant: tenant, dataset: dataset, kind: .retention, by: actor, on: connection
-                    ) else { return (nil, []) }
-                    disposed.entry.requestID = requestID
-                    disposed.entry.clientAddress = clientAddress
-                    return (disposed.summary, [disposed.entry])
+            do {
+                while true {
+                    let disposer = self.disposer
+                    let batch: DisposalSummary? = try await recordedTransaction(
+                        database: database, accessLog: accessLog, tenant: tenant.id
+                    ) { connection in
+                        // Nothing expired: nothing deleted, nothing to record.
+                        guard var disposed = try await disposer.dispose(
+                            .expired(limit: Self.batchSize), tenant: tenant, dataset: dataset, kind: .retention, by: actor, on: connection
+                        ) else { return (nil, []) }
+                        disposed.entry.requestID = requestID
+                        disposed.entry.clientAddress = clientAddress
+                        return (disposed.summary, [disposed.entry])
+                    }
+                    guard let batch else { break }
+                    documents.append(batch)
+                    if batch.records < Self.batchSize { break }
                 }
-                guard let batch else { break }
-                documents.append(batch)
-                if batch.records < Self.batchSize { break }
+            } catch {
+                failure = failure ?? error
             }
         }
+        if tenant.status != "ended" {
+            for dataset in datasets {
+                do { try await sealPlainRecords(of: tenant, in: dataset) } catch { failure = failure ?? error }
+            }
+        }
+        if let failure { throw failure }
         return documents
     }
 

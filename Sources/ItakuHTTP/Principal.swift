@@ -19,7 +19,9 @@ struct AuthMiddleware: RouterMiddleware {
     let registry: Registry
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.uri.path.hasPrefix("/v1/") || request.uri.path == "/v1" else { return try await next(request, context) }
+        // By the path's first segment, as the router reads it (it skips empty segments: `//v1/…`
+        // is routed like `/v1/…` and so is authenticated like it).
+        guard request.uri.path.split(separator: "/").first == "v1" else { return try await next(request, context) }
         var context = context
         // Fail closed: a registry this instance could not read for too long may still hold keys
         // revoked, agents deactivated or assignments ended since.

@@ -13,6 +13,30 @@ import Testing
 
 @Suite("Access-log search and export")
 struct AccessLogSearchTests {
+    @Test("an export whose first page cannot be read answers an error, never a 200 that looks like an empty log; a path of empty segments is authenticated like its route")
+    func exportFailsBeforeItStarts() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        let op = fixture.operatorKey
+        try await app.test(.live) { client in
+            let reviewer = try #require(try await client.call(.post, "/v1/keys", key: op, json: ["role": "reviewer"])["key"] as? String)
+            #expect(try await client.call(.get, "/v1/access-log/export?format=jsonl", key: reviewer).status == .ok)
+            // The reader role loses the log (as a database whose statement fails would).
+            let owner = fixture.database.makeClient(role: .owner)
+            try await owner.query("REVOKE SELECT ON itaku.access_log FROM itaku_reader")
+            await owner.shutdown()
+            let failed = try await client.call(.get, "/v1/access-log/export?format=jsonl", key: reviewer)
+            #expect(failed.status != .ok, "\(failed.status) \(failed.text)")
+            #expect(failed.headers[.contentType] == "application/problem+json")
+
+            // "//v1/…" is routed as "/v1/…": without a key it is 401 like any /v1 path, route or not.
+            for path in ["//v1/tenants", "//v1/no-such-route"] {
+                let anonymous = try await client.call(.get, path, key: nil)
+                #expect(anonymous.status == .unauthorized, "\(path)")
+            }
+        }
+    }
+
     @Test("reviewers page through all tenants, client admins through their own; every read is itself logged")
     func searchAndExport() async throws {
         let fixture = try await AdminFixture.make()

@@ -414,6 +414,9 @@ struct AdminTests {
                 ("/v1/tenants", ["code": "acme-retail", "name": String(repeating: "名", count: 201)], "too_long", "name"),
                 ("/v1/agents", ["employee_id": "A0001", "name": "田中 一郎", "site": "Osaka\u{7}"], "invalid_characters", "site"),
                 ("/v1/agents", ["employee_id": "A0001", "name": "田中\u{2066}一郎"], "invalid_characters", "name"),
+                // Invisible: "acme\u{200B}retail" looks like "acmeretail".
+                ("/v1/tenants", ["code": "acme-retail", "name": "acme\u{200B}retail"], "invalid_characters", "name"),
+                ("/v1/agents", ["employee_id": "A0001", "name": "\u{FEFF}田中 一郎"], "invalid_characters", "name"),
                 ("/v1/keys", ["role": "reviewer", "label": String(repeating: "x", count: 201)], "too_long", "label"),
             ]
             for (path, body, code, pointer) in cases {
