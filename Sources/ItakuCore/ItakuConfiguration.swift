@@ -225,6 +225,53 @@ public struct ItakuConfiguration: Sendable {
         return (databaseURL, ["user": "itaku_reader"])
     }
 
+    /// The database URLs (by setting name) that reach a server over TCP without checking its
+    /// certificate: libpq's default `sslmode=prefer` encrypts if it can but believes any
+    /// server. `serve` logs each as critical and `check-config` warns; Unix sockets are local.
+    public var unverifiedDatabaseURLs: [String] {
+        let environment = ProcessInfo.processInfo.environment
+        var urls = [("db.url", databaseURL), ("db.migrationUrl", migrationURL)]
+        if let readerURL { urls.append(("db.readerUrl", readerURL)) }
+        if let listenURL { urls.append(("db.listenUrl", listenURL)) }
+        return urls.filter { !$0.1.isEmpty && Self.isUnverifiedTCP($0.1, environment: environment) }.map(\.0)
+    }
+
+    /// Whether a libpq URI or keyword/value string names a TCP host without `sslmode=verify-ca`
+    /// or `verify-full` (in it or in `PGSSLMODE`).
+    public static func isUnverifiedTCP(_ url: String, environment: [String: String] = [:]) -> Bool {
+        let isURI = url.hasPrefix("postgresql://") || url.hasPrefix("postgres://")
+        var parameters: [String: String] = [:]
+        var hosts: [String] = []
+        if isURI {
+            let rest = url[url.range(of: "://")!.upperBound...]
+            let authority = rest.prefix { $0 != "/" && $0 != "?" }
+            let hostList = authority.split(separator: "@", omittingEmptySubsequences: false).last ?? ""
+            for host in hostList.split(separator: ",") {
+                // host, host:port, [v6]:port
+                let name = host.hasPrefix("[") ? String(host.dropFirst().prefix { $0 != "]" }) : String(host.prefix { $0 != ":" })
+                hosts.append(name.removingPercentEncoding ?? name)
+            }
+            if let query = rest.firstIndex(of: "?") {
+                for pair in rest[rest.index(after: query)...].split(separator: "&") {
+                    let parts = pair.split(separator: "=", maxSplits: 1)
+                    if parts.count == 2 { parameters[String(parts[0])] = String(parts[1]).removingPercentEncoding ?? String(parts[1]) }
+                }
+            }
+        } else {
+            for pair in url.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                if parts.count == 2 { parameters[String(parts[0])] = String(parts[1]).trimmingCharacters(in: CharacterSet(charactersIn: "'")) }
+            }
+        }
+        if let sslmode = parameters["sslmode"] ?? environment["PGSSLMODE"], sslmode == "verify-full" || sslmode == "verify-ca" { return false }
+        if let host = parameters["host"] { hosts = host.split(separator: ",").map(String.init) }
+        if let address = parameters["hostaddr"] { hosts = address.split(separator: ",").map(String.init) }
+        hosts = hosts.filter { !$0.isEmpty }
+        if hosts.isEmpty, let host = environment["PGHOST"] { hosts = [host] }
+        // No host at all: libpq's default Unix socket.
+        return hosts.contains { !$0.hasPrefix("/") && !$0.hasPrefix("@") }
+    }
+
     /// Replaces the password of a `postgresql://user:password@…` URI and a `password=` keyword.
     public static func redactingPassword(_ url: String) -> String {
         var result = url

@@ -138,8 +138,16 @@ public struct DemoSeeder: Sendable {
             ("ITAKU_ASSERTED_INTEGRATION_KEY", .integration, nil, asserted.id),
         ]
         var values: [(String, String)] = [("ITAKU_URL", url)]
-        try await database.withTransaction { connection in
-            try await connection.query("UPDATE itaku.api_keys SET revoked_at = now() WHERE label LIKE 'demo:%' AND revoked_at IS NULL")
+        // Like every change of keys, a configure entry in the same transaction: the demo's keys
+        // replaced (only those it issued itself, by their labels).
+        let accessLog = AccessLogWriter(database: database, keyring: keyring, instanceID: "itaku-demo", logger: logger)
+        var entry = AccessEntry(tenantID: nil, actorRole: "cli", actorKeyID: nil, operation: .configure, decision: .allow, reason: "allowed")
+        entry.target = "demo:keys"
+        let replaced = entry
+        _ = try await accessLog.transaction(on: database) { connection in
+            try await connection.query(
+                "UPDATE itaku.api_keys SET revoked_at = now() WHERE label = ANY (\(wanted.map { "demo:" + $0.0 })::text[]) AND revoked_at IS NULL"
+            )
             for (name, role, tenant, integration) in wanted {
                 let key = APIKeys.generate()
                 _ = try await RegistryStore.createKey(
@@ -149,7 +157,9 @@ public struct DemoSeeder: Sendable {
                 values.append((name, key))
             }
             try await RegistryStore.announceChange("demo:keys", on: connection)
+            return ((), [replaced])
         }
+        await accessLog.checkpoint()
         values.append(("ITAKU_AGENT_TOKEN", try AgentToken.mint(employeeID: "A0001", keyring: keyring, lifetime: 12 * 3600)))
         var first = DemoCustomers(count: 1)
         let customer = first.next() ?? [:]

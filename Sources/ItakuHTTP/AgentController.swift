@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import ItakuAgentAPI
 import ItakuCore
 import ItakuRegistry
@@ -105,7 +106,9 @@ struct AgentController: Sendable {
             result = try await service.serve(call, snapshot: context.snapshot)
         } catch let refusal as AgentRefusal {
             throw Self.problem(refusal)
-        } catch is AgentServiceError {
+        } catch let error as AgentServiceError {
+            // A defect, never the client's doing: logged (it carries no value), answered as 500.
+            context.logger.error("agent request failed inside the service", metadata: ["itaku.error": "\(error)"])
             throw Problem.internalError
         }
         switch result {

@@ -43,6 +43,9 @@ public func buildApplication(reader: ConfigReader, logger: Logger? = nil) async 
         logger.critical("db.pooler is transaction but db.listenUrl is not set: the registry's LISTEN needs a direct connection")
         throw ConfigurationError.listenURLMissing
     }
+    for setting in configuration.unverifiedDatabaseURLs {
+        logger.critical("\(setting) reaches PostgreSQL over TCP without verifying its certificate: add sslmode=verify-full (and sslrootcert)")
+    }
     let database = PostgresClient(configuration: poolConfiguration, logger: logger)
     // Reading across tenants takes a role of its own (migration 0009): a small pool.
     let readerSettings = configuration.readerConnection()

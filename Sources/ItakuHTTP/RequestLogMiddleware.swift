@@ -102,15 +102,18 @@ struct RequestLogMiddleware: RouterMiddleware {
     /// Digits in a row that a kept request id may have: fewer than a postal code (7).
     static let maxDigitRun = 6
 
-    /// The most digits in a row, the separators `-`, `.` and `_` between them aside
-    /// (`090-1234-5678` is a run of 11).
+    /// The most digits in a row, the separators `-`, `.` and `_` between them aside, and a
+    /// single letter too (`090-1234-5678` and `090x1234x5678` are runs of 11); two letters or
+    /// more end a run.
     static func longestDigitRun(_ text: String) -> Int {
-        var longest = 0, run = 0
+        var longest = 0, run = 0, letters = 0
         for byte in text.utf8 {
             if byte >= 0x30 && byte <= 0x39 {
+                if letters >= 2 { run = 0 }
+                letters = 0
                 run += 1
             } else if byte != 0x2D && byte != 0x2E && byte != 0x5F {
-                run = 0
+                letters += 1
             }
             longest = max(longest, run)
         }

@@ -18,6 +18,9 @@ struct CheckConfig: AsyncParsableCommand {
         }
         // Problems go to standard error, where a script that reads the settings above still shows them.
         for problem in configuration.problems { FileHandle.standardError.write(Data("unusable setting: \(problem)\n".utf8)) }
+        for setting in configuration.unverifiedDatabaseURLs {
+            FileHandle.standardError.write(Data("warning: \(setting) reaches PostgreSQL over TCP without verifying its certificate (sslmode=verify-full)\n".utf8))
+        }
         guard configuration.problems.isEmpty else { throw ExitCode(1) }
         // The keyring is reported by key ids only; nothing secret is printed.
         let keyringSource = configuration.keyringDirectory ?? configuration.keyringFile

@@ -46,6 +46,22 @@ struct ConfigurationTests {
         #expect(good.generateKeyring == false && good.transactionPooler && good.httpPort == 8081)
     }
 
+    @Test("a database URL over TCP without sslmode=verify-full or verify-ca is flagged; a Unix socket or a verified one is not", arguments: [
+        ("postgresql://itaku_runtime:pw@db.example/itaku", true),
+        ("postgresql://itaku_runtime:pw@db.example/itaku?sslmode=require", true),
+        ("postgresql://itaku_runtime:pw@db.example:5432/itaku?sslmode=verify-full&sslrootcert=/etc/itaku/ca.pem", false),
+        ("postgresql://[2001:db8::1]:5432/itaku?sslmode=verify-ca", false),
+        ("postgresql:///itaku?host=/work/.itaku/run&user=itaku_runtime", false),
+        ("postgresql://%2Frun%2Fpostgresql/itaku", false),
+        ("host=db.example dbname=itaku sslmode=prefer", true),
+        ("host=/var/run/postgresql dbname=itaku", false),
+        ("dbname=itaku", false),
+        ("hostaddr=10.0.0.5 dbname=itaku sslmode=verify-full", false),
+    ])
+    func unverifiedTCP(url: String, flagged: Bool) {
+        #expect(ItakuConfiguration.isUnverifiedTCP(url) == flagged)
+    }
+
     @Test("check-config output redacts passwords in URLs", arguments: [
         ("postgresql://itaku:s3cret@db.example/itaku", "postgresql://itaku:REDACTED@db.example/itaku"),
         ("host=db password=s3cret dbname=itaku", "host=db password=REDACTED dbname=itaku"),

@@ -22,7 +22,7 @@ struct SkeletonTests {
             }
             // Free text, or a number that may be a caller's (a phone number, a postal code),
             // is never echoed nor logged: a generated id takes its place.
-            for malformed in ["090 1234 5678", "tel-09012345678", "090-1234-5678", "tel.090.1234.5678", "150-0001", "123456789012"] {
+            for malformed in ["090 1234 5678", "tel-09012345678", "090-1234-5678", "tel.090.1234.5678", "150-0001", "123456789012", "tel090x1234x5678"] {
                 try await client.execute(uri: "/livez", method: .get, headers: [.itakuRequestIDForTests: malformed]) { response in
                     let id = try #require(response.headers[.itakuRequestIDForTests])
                     #expect(id != malformed)
@@ -30,7 +30,7 @@ struct SkeletonTests {
                 }
             }
             // Ids that are an agent tool's own keep working: six digits in a row, and any UUID.
-            for kept in ["req-061734-ab", "call-1733.x_12", "1b9d6bcd-1234-4567-8901-123456789012"] {
+            for kept in ["req-061734-ab", "call-1733.x_12", "1b9d6bcd-1234-4567-8901-123456789012", "01ARZ3NDEKTSV4RRFFQ69G5FAV"] {
                 try await client.execute(uri: "/livez", method: .get, headers: [.itakuRequestIDForTests: kept]) { response in
                     #expect(response.headers[.itakuRequestIDForTests] == kept)
                 }
