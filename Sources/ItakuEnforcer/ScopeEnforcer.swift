@@ -92,16 +92,19 @@ public enum ScopeEnforcer {
 
         let local = LocalTime(now, timeZone: TimeZone(identifier: tenant.timeZone) ?? TimeZone(identifier: "Asia/Tokyo")!)
         let windows = [(definition.validFrom, definition.validUntil), (tenant.contractStart, tenant.contractEnd)]
+        // Dates are compared as ISO text; one that is not `YYYY-MM-DD` (stored past validation)
+        // closes the window rather than compare wrongly.
         let inWindow = windows.allSatisfy { from, until in
-            (from.map { local.date >= $0 } ?? true) && (until.map { local.date <= $0 } ?? true)
+            (from.map { PurposeDefinition.isCalendarDate($0) && local.date >= $0 } ?? true)
+                && (until.map { PurposeDefinition.isCalendarDate($0) && local.date <= $0 } ?? true)
         }
         guard inWindow, tenant.status == "active" else { return .deny(.purposeInactive, tenant: tenant.id, purpose: purpose) }
 
         if let hours = definition.businessHours {
-            let start = PurposeDefinition.minutes(hours.start) ?? 0, end = PurposeDefinition.minutes(hours.end) ?? 0
-            guard hours.days.contains(local.weekday), (start..<end).contains(local.minutes) else {
-                return .deny(.outsideHours, tenant: tenant.id, purpose: purpose)
-            }
+            // Hours that do not read, or end before they start, are no hours: outside them.
+            guard let start = PurposeDefinition.minutes(hours.start), let end = PurposeDefinition.minutes(hours.end),
+                hours.days.contains(local.weekday), local.minutes >= start, local.minutes < end
+            else { return .deny(.outsideHours, tenant: tenant.id, purpose: purpose) }
         }
         if definition.caseRequired && (request.caseRef ?? "").isEmpty {
             return .deny(.caseRequired, tenant: tenant.id, purpose: purpose)
@@ -116,7 +119,8 @@ public enum ScopeEnforcer {
             }
         }
         // Asking for a field outside the purpose denies the request; it is not silently dropped.
-        let asked = request.fields ?? rules.fields.keys.sorted()
+        // Unasked, the purpose's fields that the dataset still has.
+        let asked = request.fields ?? rules.fields.keys.filter { dataset.schema.field($0) != nil }.sorted()
         let refused = asked.filter { rules.fields[$0] == nil } + request.updating.filter { !rules.updatable.contains($0) }
         if !refused.isEmpty {
             var decision = Decision.deny(.fieldNotAllowed, tenant: tenant.id, purpose: purpose)
@@ -143,13 +147,21 @@ public enum ScopeEnforcer {
             }
             if let perHour = limits.recordsPerHour, request.recordsLastHour >= perHour {
                 var decision = Decision.deny(.volumeExceeded, tenant: tenant.id, purpose: purpose)
-                decision.retryAfter = 3600 - (local.minutes % 60) * 60 - local.second
+                // The counters' hours are UTC hours (a zone may be off by a half or a quarter).
+                decision.retryAfter = 3600 - Int(now.timeIntervalSince1970.rounded(.down)) % 3600
                 return decision
             }
         }
         return Decision(
             reason: .allowed, tenantID: tenant.id, purposeKey: key, purposeVersion: purpose.version,
-            fields: asked.compactMap { name in rules.fields[name].map { (name, $0) } },
+            // A transform that no longer suits its field (the dataset's type changed since the
+            // purpose was saved) shows nothing rather than a mask meant for another type.
+            fields: asked.compactMap { name in
+                rules.fields[name].map { transform in
+                    let fits = dataset.schema.field(name).map { PurposeDefinition.transform(transform, fits: $0.type) } ?? false
+                    return (name, fits ? transform : .redact)
+                }
+            },
             maxResults: rules.maxResults
         )
     }

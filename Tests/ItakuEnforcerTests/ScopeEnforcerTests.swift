@@ -144,6 +144,63 @@ struct ScopeEnforcerTests {
         #expect(ScopeEnforcer.decide(request, snapshot: snapshot, now: World.weekdayAfternoon).reason == .allowed)
     }
 
+    @Test("a registry changed under a purpose fails closed: hours that do not read or end before they start, a malformed date, a transform that no longer suits its field's type, a field the dataset lost")
+    func changedRegistryFailsClosed() throws {
+        var request = AccessRequest(tenantCode: "acme-retail", dataset: "customers", operation: .lookup, integrationID: World.desktop, agent: "A0001", agentVerified: true)
+        request.purposeKey = "billing-inquiry"
+        request.caseRef = "CALL-4"
+        request.lookupField = "customer_no"
+        func decide(_ change: (inout RegistrySnapshot) throws -> Void) rethrows -> Decision {
+            var snapshot = World.snapshot
+            try change(&snapshot)
+            return ScopeEnforcer.decide(request, snapshot: snapshot, now: World.weekdayAfternoon)
+        }
+        // Hours that end before they start (this crashed), or do not read.
+        for (start, end) in [("18:00", "09:00"), ("9:00", "18:00"), ("09:00", "18:0")] {
+            let decision = decide { $0.purposes[World.acme]?["billing-inquiry"]?.definition.businessHours = .init(days: ["wed"], start: start, end: end) }
+            #expect(decision.reason == .outsideHours, "\(start)-\(end)")
+        }
+        // A date that is no date closes the window (as text, "2026-1-1" sorted after "2026-11-25").
+        #expect(decide { $0.purposes[World.acme]?["billing-inquiry"]?.definition.validUntil = "2026-1-1" }.reason == .purposeInactive)
+
+        // E-mail masked, then the field retyped as a date: its mask no longer fits, it is withheld.
+        let retyped = try decide { snapshot in
+            var dataset = try #require(snapshot.datasets[World.acme]?["customers"])
+            let index = try #require(dataset.schema.fields.firstIndex { $0.name == "email" })
+            dataset.schema.fields[index].type = .date
+            snapshot.datasets[World.acme]?["customers"] = dataset
+        }
+        #expect(retyped.isAllowed)
+        #expect(retyped.fields.first { $0.name == "email" }?.transform == .redact)
+        #expect(retyped.fields.first { $0.name == "name" }?.transform == .plain)
+
+        // A field the purpose lists but the dataset dropped: the others are still shown.
+        let dropped = try decide { snapshot in
+            var dataset = try #require(snapshot.datasets[World.acme]?["customers"])
+            dataset.schema.fields.removeAll { $0.name == "card_last4" }
+            snapshot.datasets[World.acme]?["customers"] = dataset
+        }
+        #expect(dropped.isAllowed)
+        #expect(!dropped.fields.contains { $0.name == "card_last4" })
+    }
+
+    @Test("records_per_hour's Retry-After counts to the next UTC hour, where its counter turns, in any zone")
+    func retryAfterTheCountersHour() throws {
+        var snapshot = World.snapshot
+        snapshot.tenants[World.acme]?.timeZone = "Asia/Kolkata"
+        snapshot.purposes[World.acme]?["billing-inquiry"]?.definition.limits = .init(recordsPerHour: 10)
+        snapshot.purposes[World.acme]?["billing-inquiry"]?.definition.businessHours = nil
+        var request = AccessRequest(tenantCode: "acme-retail", dataset: "customers", operation: .lookup, integrationID: World.desktop, agent: "A0001", agentVerified: true)
+        request.purposeKey = "billing-inquiry"
+        request.caseRef = "CALL-5"
+        request.lookupField = "customer_no"
+        request.recordsLastHour = 10
+        // 10:10 UTC is 15:40 in Kolkata: the UTC hour turns in 50 minutes.
+        let decision = ScopeEnforcer.decide(request, snapshot: snapshot, now: World.date("2026-11-25T10:10:00Z"))
+        #expect(decision.reason == .volumeExceeded)
+        #expect(decision.retryAfter == 50 * 60)
+    }
+
     @Test("an allowed decision lists exactly the purpose's fields with their transforms, and the result cap")
     func allowedFields() {
         var request = AccessRequest(tenantCode: "acme-retail", dataset: "customers", operation: .lookup, integrationID: World.desktop, agent: "A0001", agentVerified: true)

@@ -137,6 +137,43 @@ struct LookupFieldTests {
         }
     }
 
+    @Test("a record that may not be released takes no place of one that may: one phone, a suspended record and an active one, one result allowed")
+    func releasableRecordsFirst() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 10, policyholders: 2)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"]), integration = credentials["ITAKU_INTEGRATION_KEY"]
+        let token = try #require(credentials["ITAKU_AGENT_TOKEN"])
+        let owner = database.makeClient(role: .owner)
+        defer { Task { await owner.shutdown() } }
+        try await app.test(.live) { client in
+            try await Self.limit(client, admin: admin, recordsPerHour: 100, maxResults: 1)
+            // Two records of one household phone; the first by external id is suspended.
+            let imported = try await client.call(
+                .post, Self.base + "/datasets/customers/imports", key: admin,
+                text: "customer_no,name,phone\nA-HOUSE-1,Aki House,03-5555-0177\nB-HOUSE-2,Ben House,03-5555-0177\n"
+            )
+            #expect(imported.status == .created, "\(imported.text)")
+            let tenantID = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
+            try await owner.withTransaction { connection in
+                try await connection.query("SELECT set_config('itaku.tenant_id', \(tenantID.uuidString), true)")
+                try await connection.query("UPDATE itaku.records SET status = 'suspended' WHERE tenant_id = \(tenantID) AND external_id = 'A-HOUSE-1'")
+            }
+            // Alone (agent_find) and in a batch beside another lookup (agent_find_batch).
+            for round in 0..<2 {
+                async let other = round == 1
+                    ? client.call(.post, Self.lookup, key: integration, json: ["by": "phone", "value": "03-5555-0199"], headers: HardeningTests.agent(token, case: "CALL-3100"))
+                    : nil
+                let answer = try await client.call(
+                    .post, Self.lookup, key: integration, json: ["by": "phone", "value": "03-5555-0177"],
+                    headers: HardeningTests.agent(token, case: "CALL-310\(round + 1)")
+                )
+                _ = try await other
+                let names = (answer["records"] as? [[String: Any]] ?? []).compactMap { ($0["fields"] as? [String: Any])?["name"] as? String }
+                #expect(names == ["Ben House"], "\(answer.text)")
+            }
+        }
+    }
+
     @Test("migration 0017 names the keys written before keys named their field after their kind's one lookup field, and leaves a kind with two fields unnamed")
     func migrationNamesEarlierKeys() async throws {
         let (database, _, _, _) = try await seededDemo(customers: 10, policyholders: 2)
