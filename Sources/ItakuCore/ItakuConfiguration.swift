@@ -258,7 +258,9 @@ public struct ItakuConfiguration: Sendable {
                 }
             }
         } else {
-            for pair in url.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
+            // libpq allows spaces around "=": join them first.
+            let text = url.replacingOccurrences(of: #"\s*=\s*"#, with: "=", options: .regularExpression)
+            for pair in text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
                 let parts = pair.split(separator: "=", maxSplits: 1)
                 if parts.count == 2 { parameters[String(parts[0])] = String(parts[1]).trimmingCharacters(in: CharacterSet(charactersIn: "'")) }
             }

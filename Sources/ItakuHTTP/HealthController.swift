@@ -33,28 +33,33 @@ struct HealthController: Sendable {
 
     /// Ready when a `SELECT 1` answers within the timeout and the registry is fresh. The answer
     /// comes at the timeout whatever the database does (a statement on a connection to a host
-    /// that stopped answering may not end for a minute), and while one probe is still out the
-    /// next answers 503 at once instead of piling a second one on it.
+    /// that stopped answering may not end for a minute). Checks that arrive while a probe is
+    /// out share its answer; once a probe has outlived its timeout, checks answer 503 at once
+    /// until it ends, rather than pile more probes on a database that does not answer.
     private func readiness() async throws -> Response {
         let database = self.database
         let probe = self.probe
+        let readinessTimeout = self.readinessTimeout
         let ready: Bool = await withCheckedContinuation { continuation in
-            guard let round = probe.start(continuation) else {
-                continuation.resume(returning: false)
+            switch probe.join(continuation) {
+            case .joined:
                 return
-            }
-            let query = Task {
-                // Twice: the first attempt may find a pooled connection the server dropped.
-                var answered = false
-                for _ in 0..<2 where !answered {
-                    answered = (try? await database.query("SELECT 1")) != nil
+            case .stuck:
+                continuation.resume(returning: false)
+            case .lead(let round):
+                let query = Task {
+                    // Twice: the first attempt may find a pooled connection the server dropped.
+                    var answered = false
+                    for _ in 0..<2 where !answered {
+                        answered = (try? await database.query("SELECT 1")) != nil
+                    }
+                    probe.finish(round, ready: answered, probeEnded: true)
                 }
-                probe.finish(round, ready: answered, probeEnded: true)
-            }
-            Task {
-                try? await Task.sleep(for: readinessTimeout)
-                query.cancel()
-                probe.finish(round, ready: false, probeEnded: false)
+                Task {
+                    try? await Task.sleep(for: readinessTimeout)
+                    query.cancel()
+                    probe.finish(round, ready: false, probeEnded: false)
+                }
             }
         }
         guard ready else { throw Problem.databaseUnavailable }
@@ -62,37 +67,45 @@ struct HealthController: Sendable {
         return Self.json(#"{"status":"ready"}"#)
     }
 
-    /// The readiness probe out, if any: its caller's continuation, answered once (by the probe
-    /// or by the timeout, whichever comes first), and whether the probe itself still runs.
+    /// The readiness probe out, if any: the checks waiting for its answer (answered once, by
+    /// the probe or at its timeout, whichever comes first), and whether the probe still runs.
     final class Probe: Sendable {
+        enum Joined { case lead(Int), joined, stuck }
         private struct State {
-            var waiting: CheckedContinuation<Bool, Never>?
+            var waiting: [CheckedContinuation<Bool, Never>] = []
             var running = false
+            var answered = false
             var round = 0
         }
         private let state = Mutex(State())
 
-        /// Takes the probe for `continuation` and returns its round; nil while an earlier
-        /// probe still runs.
-        func start(_ continuation: CheckedContinuation<Bool, Never>) -> Int? {
+        /// Starts a probe for `continuation` (`lead`), adds it to the probe out (`joined`), or
+        /// says the probe out has outlived its timeout (`stuck`).
+        func join(_ continuation: CheckedContinuation<Bool, Never>) -> Joined {
             state.withLock { state in
-                guard !state.running else { return nil }
+                if state.running {
+                    guard !state.answered else { return .stuck }
+                    state.waiting.append(continuation)
+                    return .joined
+                }
                 state.running = true
+                state.answered = false
                 state.round += 1
-                state.waiting = continuation
-                return state.round
+                state.waiting = [continuation]
+                return .lead(state.round)
             }
         }
 
-        /// Answers round `round`'s caller, if not answered yet (a later round is left alone).
+        /// Answers round `round`'s checks, if not answered yet (a later round is left alone).
         func finish(_ round: Int, ready: Bool, probeEnded: Bool) {
-            let waiting = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-                guard state.round == round else { return nil }
+            let waiting = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+                guard state.round == round else { return [] }
                 if probeEnded { state.running = false }
-                defer { state.waiting = nil }
+                state.answered = true
+                defer { state.waiting = [] }
                 return state.waiting
             }
-            waiting?.resume(returning: ready)
+            for continuation in waiting { continuation.resume(returning: ready) }
         }
     }
 

@@ -103,8 +103,9 @@ struct RequestLogMiddleware: RouterMiddleware {
     static let maxDigitRun = 6
 
     /// The most digits in a row, the separators `-`, `.` and `_` between them aside, and a
-    /// single letter too (`090-1234-5678` and `090x1234x5678` are runs of 11); two letters or
-    /// more end a run.
+    /// single letter other than a hex digit too (`090-1234-5678` and `090x1234x5678` are runs of
+    /// 11). A hex letter ends a run (hex ids, such as a proxy's 32-digit request id, keep
+    /// working), and so do two letters of any kind.
     static func longestDigitRun(_ text: String) -> Int {
         var longest = 0, run = 0, letters = 0
         for byte in text.utf8 {
@@ -112,6 +113,9 @@ struct RequestLogMiddleware: RouterMiddleware {
                 if letters >= 2 { run = 0 }
                 letters = 0
                 run += 1
+            } else if (byte >= 0x61 && byte <= 0x66) || (byte >= 0x41 && byte <= 0x46) {
+                run = 0
+                letters = 0
             } else if byte != 0x2D && byte != 0x2E && byte != 0x5F {
                 letters += 1
             }

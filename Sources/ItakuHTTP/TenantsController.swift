@@ -96,7 +96,11 @@ struct TenantsController: Sendable {
             guard let updated = try await RegistryStore.updateTenant(
                 tenant.id, name: body.name, timeZone: body.time_zone, contractStart: body.contract_start,
                 contractEnd: body.contract_end, status: body.status, casePattern: body.case_pattern, on: connection
-            ) else { throw Self.ended }
+            ) else {
+                // Ended, or the period would end before it starts with a change committed meanwhile.
+                guard try await RegistryStore.lockTenant(tenant.id, exclusive: false, on: connection) != "ended" else { throw Self.ended }
+                throw Problem.invalid([.init(code: "invalid_contract_period", pointer: "contract_end")])
+            }
             return (updated, nil, nil)
         }
         // The committed values (the registry may not have read them yet).

@@ -137,7 +137,8 @@ public enum RegistryStore {
     }
 
     /// Changes the values given (nil: as stored) of a tenant whose contract has not ended, and
-    /// returns the tenant as committed; nil if it has ended (or does not exist). Only what the
+    /// returns the tenant as committed; nil if it has ended (or does not exist), or if the
+    /// period it would have ends before it starts (a change of the other end committed meanwhile). Only what the
     /// request changes is written, so two changes of different values never undo each other,
     /// and nothing revives an ended tenant.
     public static func updateTenant(
@@ -150,6 +151,7 @@ public enum RegistryStore {
                 contract_start = coalesce(\(contractStart)::date, contract_start), contract_end = coalesce(\(contractEnd)::date, contract_end),
                 status = coalesce(\(status), status), case_pattern = coalesce(\(casePattern), case_pattern), updated_at = now()
             WHERE tenant_id = \(id) AND status <> 'ended'
+              AND NOT coalesce(coalesce(\(contractStart)::date, contract_start) > coalesce(\(contractEnd)::date, contract_end), false)
             RETURNING tenant_id, code, name, time_zone, contract_start::text, contract_end::text, status, case_pattern
             """
         )

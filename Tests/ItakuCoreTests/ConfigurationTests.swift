@@ -57,6 +57,7 @@ struct ConfigurationTests {
         ("host=/var/run/postgresql dbname=itaku", false),
         ("dbname=itaku", false),
         ("hostaddr=10.0.0.5 dbname=itaku sslmode=verify-full", false),
+        ("host=db.example dbname = itaku sslmode = verify-full", false),
     ])
     func unverifiedTCP(url: String, flagged: Bool) {
         #expect(ItakuConfiguration.isUnverifiedTCP(url) == flagged)

@@ -39,6 +39,13 @@ struct ConcurrentChangeTests {
             #expect(renamed["status"] as? String == "suspended")
             #expect(try await owner.query("SELECT status FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: String.self) == "suspended")
 
+            // A start moved elsewhere past the end this request sets: refused, nothing written.
+            try await owner.query("UPDATE itaku.tenants SET contract_start = '2027-01-01' WHERE code = 'acme-retail'")
+            let reversed = try await client.call(.patch, "/v1/tenants/acme-retail", key: op, json: ["contract_end": "2026-12-31"])
+            #expect(reversed.status == .unprocessableContent, "\(reversed.text)")
+            #expect(reversed.code == "invalid_contract_period")
+            #expect(try await owner.query("SELECT contract_end IS NULL FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: Bool.self))
+
             // A contract ends only through contract-end (which disposes of the data).
             let ending = try await client.call(.patch, "/v1/tenants/acme-retail", key: op, json: ["status": "ended"])
             #expect(ending.status == .unprocessableContent)

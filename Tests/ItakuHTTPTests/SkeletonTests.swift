@@ -30,7 +30,7 @@ struct SkeletonTests {
                 }
             }
             // Ids that are an agent tool's own keep working: six digits in a row, and any UUID.
-            for kept in ["req-061734-ab", "call-1733.x_12", "1b9d6bcd-1234-4567-8901-123456789012", "01ARZ3NDEKTSV4RRFFQ69G5FAV"] {
+            for kept in ["req-061734-ab", "call-1733.x_12", "1b9d6bcd-1234-4567-8901-123456789012", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "4f8e2a0c9b1d3e5f7a9c0b2d4e6f8a1c"] {
                 try await client.execute(uri: "/livez", method: .get, headers: [.itakuRequestIDForTests: kept]) { response in
                     #expect(response.headers[.itakuRequestIDForTests] == kept)
                 }
