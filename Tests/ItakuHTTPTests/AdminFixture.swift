@@ -140,3 +140,16 @@ func seededDemo(customers: Int, policyholders: Int) async throws -> (TestDatabas
         throw error
     }
 }
+
+extension PostgresClient {
+    /// Runs `body` in one transaction acting for the tenant of `code` (row-level security is
+    /// forced on the owner too), with the tenant's id: for a test that changes a tenant's rows
+    /// behind the service's back.
+    func asTenant<T: Sendable>(_ code: String, _ body: (PostgresConnection, UUID) async throws -> T) async throws -> T {
+        try await withTransaction { connection in
+            let tenantID = try await connection.query("SELECT tenant_id FROM itaku.tenants WHERE code = \(code)")[0].decode(0, as: UUID.self)
+            try await connection.query("SELECT set_config('itaku.tenant_id', \(tenantID.uuidString), true)")
+            return try await body(connection, tenantID)
+        }
+    }
+}

@@ -87,9 +87,7 @@ struct ConcurrentChangeTests {
             let keyUUID = try #require(UUID(uuidString: keyID))
 
             try await owner.query("UPDATE itaku.api_keys SET revoked_at = now() WHERE key_id = \(keyUUID)")
-            let tenantID = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
-            try await owner.withTransaction { connection in
-                try await connection.query("SELECT set_config('itaku.tenant_id', \(tenantID.uuidString), true)")
+            try await owner.asTenant("acme-retail") { connection, tenantID in
                 try await connection.query("DELETE FROM itaku.assignments WHERE tenant_id = \(tenantID)")
             }
             #expect(try await client.call(.delete, "/v1/keys/\(keyID)", key: op).status == .notFound)
@@ -128,9 +126,7 @@ struct ConcurrentChangeTests {
             #expect(object.code == "invalid_json")
 
             // The schema changed since this instance read it: nothing is imported.
-            let tenantID = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
-            try await owner.withTransaction { connection in
-                try await connection.query("SELECT set_config('itaku.tenant_id', \(tenantID.uuidString), true)")
+            try await owner.asTenant("acme-retail") { connection, tenantID in
                 try await connection.query("UPDATE itaku.datasets SET version = version + 1 WHERE tenant_id = \(tenantID)")
             }
             let stale = try await client.call(.post, path, key: admin, text: "customer_no,name\nC001,Taro\n", contentType: "text/csv")
@@ -138,10 +134,8 @@ struct ConcurrentChangeTests {
             #expect(stale.code == "dataset_changed")
 
         }
-        let tenantRecords = try await owner.withTransaction { connection in
-            let tenantID = try await connection.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
-            try await connection.query("SELECT set_config('itaku.tenant_id', \(tenantID.uuidString), true)")
-            return try await connection.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self)
+        let tenantRecords = try await owner.asTenant("acme-retail") { connection, _ in
+            try await connection.query("SELECT count(*) FROM itaku.records")[0].decode(0, as: Int.self)
         }
         #expect(tenantRecords == 0)
     }

@@ -153,9 +153,7 @@ struct LookupFieldTests {
                 text: "customer_no,name,phone\nA-HOUSE-1,Aki House,03-5555-0177\nB-HOUSE-2,Ben House,03-5555-0177\n"
             )
             #expect(imported.status == .created, "\(imported.text)")
-            let tenantID = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
-            try await owner.withTransaction { connection in
-                try await connection.query("SELECT set_config('itaku.tenant_id', \(tenantID.uuidString), true)")
+            try await owner.asTenant("acme-retail") { connection, tenantID in
                 try await connection.query("UPDATE itaku.records SET status = 'suspended' WHERE tenant_id = \(tenantID) AND external_id = 'A-HOUSE-1'")
             }
             // Alone (agent_find) and in a batch beside another lookup (agent_find_batch).
