@@ -195,17 +195,36 @@ struct AccessLogController: Sendable {
         // The first page is read before the answer starts: a database that fails or times out
         // answers its 503, not a 200 with an empty body that looks like "nothing matched".
         let first = try await page(after: nil)
+        // When it ends, a second entry says how many entries it sent (the first is written
+        // before the first byte, when that is not known): a whole log's export does not look
+        // like an empty one's.
+        let closing = Self.reviewEntry(principal, context, target: "access-log:export:\(format):done", rows: 0, tenantID: tenant?.id)
+        let accessLog = admin.accessLog
         // Then pages of 2,000 entries, each written as soon as it is read: constant memory for any size.
         return Response(status: .ok, headers: [.contentType: contentType, .contentDisposition: disposition], body: ResponseBody { writer in
             var (entries, cursor) = first
-            if format == "csv" { try await writer.write(ByteBuffer(string: AccessEntry.csvHeader)) }
-            while true {
-                let written = text(entries)
-                if !written.isEmpty { try await writer.write(ByteBuffer(string: written)) }
-                guard let after = cursor else { break }
-                (entries, cursor) = try await page(after: after)
+            var sent = 0
+            func logSent() async {
+                var done = closing
+                done.occurredAt = Date()
+                done.rowsReturned = sent
+                _ = try? await accessLog.append(done)
             }
-            try await writer.finish(nil)
+            do {
+                if format == "csv" { try await writer.write(ByteBuffer(string: AccessEntry.csvHeader)) }
+                while true {
+                    let written = text(entries)
+                    if !written.isEmpty { try await writer.write(ByteBuffer(string: written)) }
+                    sent += entries.count
+                    guard let after = cursor else { break }
+                    (entries, cursor) = try await page(after: after)
+                }
+                try await writer.finish(nil)
+            } catch {
+                await logSent()
+                throw error
+            }
+            await logSent()
         })
     }
 
@@ -292,6 +311,12 @@ struct AccessLogController: Sendable {
     func review(
         _ principal: Principal, _ context: some ActingContext, target: String, rows: Int, tenantID: UUID? = nil
     ) async throws {
+        try await admin.accessLog.append(Self.reviewEntry(principal, context, target: target, rows: rows, tenantID: tenantID))
+    }
+
+    static func reviewEntry(
+        _ principal: Principal, _ context: some ActingContext, target: String, rows: Int, tenantID: UUID? = nil
+    ) -> AccessEntry {
         var entry = AccessEntry(
             tenantID: tenantID ?? principal.tenantID, actorRole: principal.role.rawValue, actorKeyID: principal.keyID,
             operation: .review, decision: .allow, reason: "allowed"
@@ -300,6 +325,6 @@ struct AccessLogController: Sendable {
         entry.rowsReturned = rows
         entry.requestID = context.requestID
         entry.clientAddress = context.clientAddress
-        try await admin.accessLog.append(entry)
+        return entry
     }
 }

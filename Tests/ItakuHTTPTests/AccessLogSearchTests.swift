@@ -99,6 +99,14 @@ struct AccessLogSearchTests {
             let events = ocsf.text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             #expect(events.count == 7)
             #expect(events.allSatisfy { $0["class_uid"] as? Int == 6003 && $0["category_uid"] as? Int == 6 && $0["type_uid"] as? Int == 600303 })
+            // An export's end is an entry too, with the number of entries it sent.
+            let counted = try await timeUntil(limit: .seconds(5)) {
+                let reviews = try await client.call(.get, "/v1/access-log?operation=review&limit=100", key: reviewer)
+                return (reviews["entries"] as? [[String: Any]] ?? []).contains {
+                    $0["target"] as? String == "access-log:export:ocsf:done" && $0["rows_returned"] as? Int == 7
+                }
+            }
+            #expect(counted != nil)
 
             let bad = try await client.call(.get, "/v1/access-log?from=yesterday", key: reviewer)
             #expect(bad.status == .badRequest)
