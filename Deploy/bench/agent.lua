@@ -14,6 +14,10 @@ end
 local dataset = os.getenv("ITAKU_BENCH_DATASET") or "callers"
 local base = "/v1/tenants/acme-retail/datasets/" .. dataset
 local n = 0
+-- Each request's fixed part (request line and headers but the case) is formatted once per
+-- thread; a request adds its case, its length and its body. Formatting every request whole in
+-- Lua (wrk.format) cost wrk about 10 µs a lookup, on the cores Itaku and PostgreSQL share with it.
+local heads = {}
 
 function setup(thread)
   thread:set("offset", math.random(1, 100000))
@@ -25,6 +29,17 @@ function init(args)
   wrk.headers["Itaku-Agent"] = os.getenv("ITAKU_AGENT_TOKEN")
   wrk.headers["Itaku-Purpose"] = os.getenv("ITAKU_BENCH_PURPOSE") or "bench-support"
   wrk.headers["Content-Type"] = "application/json"
+  for _, method in ipairs({"GET", "POST", "PATCH"}) do
+    -- "METHOD / HTTP/1.1\r\n" and the headers, without the blank line that ends them.
+    heads[method] = wrk.format(method, "/"):sub(1, -3):gsub("^" .. method .. " / ", method .. " %%s ")
+  end
+end
+
+-- The request line and headers of `path`, with `case` and a body of `body`'s length.
+local function format(method, path, case, body)
+  local head = heads[method]:format(path) .. "Itaku-Case: " .. case .. "\r\n"
+  if body then return head .. "Content-Length: " .. #body .. "\r\n\r\n" .. body end
+  return head .. "\r\n"
 end
 
 function request()
@@ -35,15 +50,13 @@ function request()
   local line = lines[(n % #lines) + 1]
   if mode == "lookup" then
     -- A new call, a new case.
-    wrk.headers["Itaku-Case"] = "BENCH-" .. n
-    return wrk.format("POST", base .. "/lookup", nil, '{"by":"phone","value":"' .. line .. '"}')
+    return format("POST", base .. "/lookup", "BENCH-" .. n, '{"by":"phone","value":"' .. line .. '"}')
   end
   local case, record = line:match("^(%S+) (%S+)$")
-  wrk.headers["Itaku-Case"] = case
   if mode == "read" then
-    return wrk.format("GET", base .. "/records/" .. record)
+    return format("GET", base .. "/records/" .. record, case)
   end
-  return wrk.format("PATCH", base .. "/records/" .. record, nil, '{"fields":{"postal_code":"160-' .. string.format("%04d", n % 10000) .. '"}}')
+  return format("PATCH", base .. "/records/" .. record, case, '{"fields":{"postal_code":"160-' .. string.format("%04d", n % 10000) .. '"}}')
 end
 
 function done(summary, latency, requests)
