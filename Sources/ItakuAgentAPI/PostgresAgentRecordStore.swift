@@ -84,19 +84,40 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     /// One update in its own transaction: BEGIN, the tenant and the record's lock in one round
     /// trip; the change, its entry and COMMIT in one more.
     static func alone(_ update: Update, on database: PostgresClient, accessLog: AccessLogWriter) async throws -> AccessEntry {
+        // The dataset's row is locked shared first (`datasetChanged`), then the record's.
         let lock: PostgresQuery = .prepared(
             """
-            SELECT record_id, external_id, fields, status, coalesce(expires_at < now(), false) FROM itaku.records
-            WHERE tenant_id = \(update.tenant) AND dataset_id = \(update.dataset.id) AND record_id = \(update.record) FOR UPDATE
+            WITH d AS MATERIALIZED (
+                SELECT version FROM itaku.datasets WHERE tenant_id = \(update.tenant) AND dataset_id = \(update.dataset.id) FOR SHARE
+            )
+            SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false), d.version
+            FROM d, itaku.records r
+            WHERE r.tenant_id = \(update.tenant) AND r.dataset_id = \(update.dataset.id) AND r.record_id = \(update.record) FOR UPDATE OF r
             """
         )
         let (_, entries) = try await accessLog.transaction(on: database, tenant: update.tenant, opening: lock) { _, rows in
             let writer = Writer(dataset: update.dataset, record: update.record)
-            let entry = try await update.body(try rows?.first.map(Self.record), writer)
+            let row = rows?.first
+            if let row, try row.decode(5, as: Int.self) != update.dataset.version { throw Self.datasetChanged }
+            let entry = try await update.body(try row.map(Self.record), writer)
             return ((), [entry], writer.statements.withLock { $0 })
         }
         return entries[0]
     }
+
+    /// An update decided under a schema that is no longer the dataset's: a dataset `PUT`
+    /// committed after this instance read the registry. Its change would be checked, and its
+    /// lookup keys made, under the old schema, so nothing is changed (and nothing logged: no
+    /// data was read or written); the tool sends it again, decided under the new schema.
+    ///
+    /// An update locks its dataset's row shared until it commits, as an
+    /// import does: a `PUT`, which locks it exclusively and rebuilds the dataset's lookup keys,
+    /// waits for the updates under way, and they see whether their schema is still the stored
+    /// one.
+    static let datasetChanged = AgentRefusal(
+        status: 409, code: "dataset_changed", title: "Conflict",
+        detail: "The dataset's schema changed while this update was made; nothing was changed. Send it again."
+    )
 
     /// A record from the five columns starting at `first`: id, external id, fields, status,
     /// expired.
@@ -256,11 +277,18 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         if updates.count == 1 {
             do { return [.success(try await alone(updates[0], on: database, accessLog: accessLog))] } catch { return [.failure(error)] }
         }
+        // The datasets' rows shared (`datasetChanged`), every one before any record: each joined
+        // row needs its dataset's, and the records are locked above the sort.
         let lock: PostgresQuery = .prepared(
             """
-            SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false), r.dataset_id
+            WITH d AS MATERIALIZED (
+                SELECT dataset_id, version FROM itaku.datasets
+                WHERE tenant_id = \(tenant) AND dataset_id = ANY (\(PostgresArray(updates.map(\.dataset.id)))) ORDER BY dataset_id FOR SHARE
+            )
+            SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false), r.dataset_id, d.version
             FROM unnest(\(PostgresArray(updates.map(\.dataset.id))), \(PostgresArray(updates.map(\.record))))
                 AS q(dataset_id, record_id)
+            JOIN d ON d.dataset_id = q.dataset_id
             JOIN itaku.records r ON r.tenant_id = \(tenant) AND r.dataset_id = q.dataset_id AND r.record_id = q.record_id
             ORDER BY r.record_id FOR UPDATE OF r
             """
@@ -269,18 +297,20 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
             let (outcomes, entries) = try await accessLog.transaction(
                 on: database, tenant: tenant, lockTimeout: sharedLockTimeout, opening: lock
             ) { _, rows -> ([Result<Int, any Error>], [AccessEntry], [PostgresQuery]) in
-                var locked: [UUID: (dataset: UUID, record: StoredRecord)] = [:]
+                var locked: [UUID: (dataset: UUID, record: StoredRecord, version: Int)] = [:]
                 for row in rows.map(Array.init) ?? [] {
                     let record = try Self.record(row)
-                    locked[record.id] = (try row.decode(5, as: UUID.self), record)
+                    locked[record.id] = (try row.decode(5, as: UUID.self), record, try row.decode(6, as: Int.self))
                 }
                 var outcomes: [Result<Int, any Error>] = []
                 var entries: [AccessEntry] = []
                 var statements: [PostgresQuery] = []
                 for update in updates {
                     let writer = Writer(dataset: update.dataset, record: update.record)
-                    let record = locked[update.record].flatMap { $0.dataset == update.dataset.id ? $0.record : nil }
+                    let found = locked[update.record].flatMap { $0.dataset == update.dataset.id ? $0 : nil }
+                    let record = found?.record
                     do {
+                        if let found, found.version != update.dataset.version { throw Self.datasetChanged }
                         let entry = try await update.body(record, writer)
                         outcomes.append(.success(entries.count))
                         entries.append(entry)

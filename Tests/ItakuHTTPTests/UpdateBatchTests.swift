@@ -34,13 +34,14 @@ struct UpdateBatchTests {
             let runtime = database.makeClient(role: .runtime)
             let accessLog = AccessLogWriter(database: runtime, keyring: Keyring.generate(), instanceID: "test", logger: Logger(label: "test"))
             let tenant = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
-            let datasetID = try await owner.query(
-                "SELECT dataset_id FROM itaku.datasets WHERE tenant_id = \(tenant) AND name = 'customers'"
-            )[0].decode(0, as: UUID.self)
+            let stored = try await owner.query(
+                "SELECT dataset_id, version FROM itaku.datasets WHERE tenant_id = \(tenant) AND name = 'customers'"
+            )[0]
+            let (datasetID, version) = (try stored.decode(0, as: UUID.self), try stored.decode(1, as: Int.self))
             let ids = try await owner.query(
                 "SELECT record_id FROM itaku.records WHERE tenant_id = \(tenant) AND dataset_id = \(datasetID) ORDER BY external_id LIMIT \(Int32(records))"
             ).map { try $0.decode(0, as: UUID.self) }
-            let dataset = Dataset(id: datasetID, tenantID: tenant, name: "customers", version: 1, schema: DatasetSchema(fields: [], keyField: "customer_no"))
+            let dataset = Dataset(id: datasetID, tenantID: tenant, name: "customers", version: version, schema: DatasetSchema(fields: [], keyField: "customer_no"))
             return Demo(owner: owner, runtime: runtime, accessLog: accessLog, tenant: tenant, dataset: dataset, ids: ids)
         }
     }
@@ -289,5 +290,42 @@ struct UpdateBatchTests {
         #expect(first["address"] == "東京都千代田区丸の内9-9-9")
         #expect(first["email"] == "twice@example.jp")
         #expect(try await fields(of: other)["address"] == "大阪府大阪市北区1-1-1")
+    }
+
+    /// An update decided under the registry as it was before a dataset `PUT` would check its
+    /// values and make its lookup keys under the old schema: it changes nothing and answers 409
+    /// `dataset_changed`, alone or in a shared transaction, and the others of its batch commit.
+    @Test("an update decided under a dataset's previous schema changes nothing and answers dataset_changed")
+    func staleSchema() async throws {
+        let demo = try await Demo.make(records: 3)
+        let (owner, runtime, accessLog, tenant, dataset, ids) = (demo.owner, demo.runtime, demo.accessLog, demo.tenant, demo.dataset, demo.ids)
+        defer { Task { await owner.shutdown(); await runtime.shutdown() } }
+        var current = dataset
+        current.version += 1
+        let decided = Mutex(0)
+        func update(_ set: Dataset, _ id: UUID) -> PostgresAgentRecordStore.Update {
+            PostgresAgentRecordStore.Update(tenant: tenant, dataset: set, record: id) { _, _ in
+                decided.withLock { $0 += 1 }
+                var entry = AccessEntry(tenantID: tenant, actorRole: "integration", actorKeyID: nil, operation: .update, decision: .allow, reason: "allowed")
+                entry.recordIDs = [id]
+                return entry
+            }
+        }
+        // The customers' schema changes behind this registry's back.
+        try await owner.query("UPDATE itaku.datasets SET version = version + 1 WHERE dataset_id = \(dataset.id)")
+        func isDatasetChanged(_ answer: Result<AccessEntry, any Error>) -> Bool {
+            guard case .failure(let error) = answer, let refusal = error as? AgentRefusal else { return false }
+            return refusal.status == 409 && refusal.code == "dataset_changed"
+        }
+
+        let alone = await Self.send([update(dataset, ids[0])], on: runtime, accessLog: accessLog)
+        #expect(isDatasetChanged(alone[0]))
+        // Beside an update decided under the stored schema (another instance's, say).
+        let together = await Self.send([update(dataset, ids[1]), update(current, ids[0]), update(dataset, ids[2])], on: runtime, accessLog: accessLog)
+        #expect(isDatasetChanged(together[0]) && isDatasetChanged(together[2]))
+        #expect((try? together[1].get())?.chain != nil, "the update under the stored schema commits")
+        #expect(decided.withLock { $0 } == 1, "no decision ran under the old schema")
+        let logged = try await owner.query("SELECT record_ids::text[] FROM itaku.access_log WHERE operation = 'update'").map { try $0.decode(0, as: [String].self) }
+        #expect(logged == [[ids[0].lowercasedString]])
     }
 }
