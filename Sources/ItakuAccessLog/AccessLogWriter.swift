@@ -161,18 +161,20 @@ public final class AccessLogWriter: Service, Sendable {
     }
 
     /// Chains and inserts `entries` in the open transaction and commits it, holding one lane.
+    ///
+    /// The entries take the time of their commit, not of their making: a transaction that ran
+    /// for minutes (a contract's end) would otherwise become visible with entries dated before
+    /// what a reader polling the log by time has already read past. Their order stays their
+    /// chain's (and their ids', which are time-ordered from their making).
     private func commit(_ entries: [AccessEntry], after statements: [PostgresQuery], on connection: PostgresConnection) async throws -> [AccessEntry] {
-        let prepared = entries.map { entry -> AccessEntry in
-            var entry = entry
-            entry.occurredAt = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(entry.occurredAt)) / 1_000_000)
-            return entry
-        }
-        guard prepared.allSatisfy(AccessLogStore.isStorable) else { throw AccessLogError.unstorable }
+        guard entries.allSatisfy(AccessLogStore.isStorable) else { throw AccessLogError.unstorable }
         let lane = Int(nextLane.wrappingAdd(1, ordering: .relaxed).oldValue % UInt(lanes.count))
         return try await lanes[lane].withLock {
             var heads = state.withLock { $0.heads }
             var chained: [AccessEntry] = []
-            for var entry in prepared {
+            let committing = Date(timeIntervalSince1970: Double(AccessEntry.microseconds(Date())) / 1_000_000)
+            for var entry in entries {
+                entry.occurredAt = committing
                 let stream = self.stream(for: entry.tenantID) + "/tx\(lane)"
                 Self.link(&entry, stream: stream, after: heads[stream] ?? Head(seq: 0, hash: ChainLink.genesis, tenantID: entry.tenantID))
                 heads[stream] = Head(seq: entry.chain!.seq, hash: entry.chain!.hash, tenantID: entry.tenantID)
