@@ -110,8 +110,9 @@ struct IntegrationsController: Sendable {
         case .operator_, .reviewer:
             break
         }
-        let (key, id) = try await Self.issue(role: role, tenantID: tenant?.id, integrationID: integrationID, label: body.label ?? "") { issue in
-            try await admin.change(context, tenantID: tenant?.id, target: "key:\(role.rawValue)") { connection in
+        let keyID = UUID.random()
+        let (key, id) = try await Self.issue(id: keyID, role: role, tenantID: tenant?.id, integrationID: integrationID, label: body.label ?? "") { issue in
+            try await admin.change(context, tenantID: tenant?.id, target: "key:\(role.rawValue):\(keyID.lowercasedString)") { connection in
                 (try await issue(connection), nil, nil)
             }
         }
@@ -123,13 +124,13 @@ struct IntegrationsController: Sendable {
 
     /// Generates a key and stores its hash through `store` (which supplies the transaction).
     static func issue(
-        role: Role, tenantID: UUID?, integrationID: UUID?, label: String,
+        id: UUID, role: Role, tenantID: UUID?, integrationID: UUID?, label: String,
         store: (@Sendable (PostgresConnection) async throws -> UUID) async throws -> UUID
     ) async throws -> (key: String, id: UUID) {
         let key = APIKeys.generate()
         let id = try await store { connection in
             try await RegistryStore.createKey(
-                hash: APIKeys.hash(key), displayPrefix: APIKeys.displayPrefix(key), role: role,
+                id: id, hash: APIKeys.hash(key), displayPrefix: APIKeys.displayPrefix(key), role: role,
                 tenantID: tenantID, integrationID: integrationID, label: label, on: connection
             )
         }

@@ -1,4 +1,5 @@
 import Foundation
+import ItakuCore
 import ItakuPostgres
 
 /// The registry's SQL. Every function runs on a connection the caller holds, so a change, its
@@ -324,14 +325,16 @@ public enum RegistryStore {
         )[0].decode(0)
     }
 
+    /// Stores a key's hash under `id` (chosen by the caller, so that the access entry of its
+    /// issue, written in the same transaction, can name it).
     public static func createKey(
-        hash: [UInt8], displayPrefix: String, role: Role, tenantID: UUID?, integrationID: UUID?, label: String,
+        id: UUID = .random(), hash: [UInt8], displayPrefix: String, role: Role, tenantID: UUID?, integrationID: UUID?, label: String,
         on connection: PostgresConnection
     ) async throws -> UUID {
         try await connection.query(
             """
-            INSERT INTO itaku.api_keys (key_hash, display_prefix, role, tenant_id, integration_id, label)
-            VALUES (\(PostgresBytes(hash)), \(displayPrefix), \(role.rawValue), \(tenantID), \(integrationID), \(label))
+            INSERT INTO itaku.api_keys (key_id, key_hash, display_prefix, role, tenant_id, integration_id, label)
+            VALUES (\(id), \(PostgresBytes(hash)), \(displayPrefix), \(role.rawValue), \(tenantID), \(integrationID), \(label))
             RETURNING key_id
             """
         )[0].decode(0)

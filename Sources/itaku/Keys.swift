@@ -47,7 +47,7 @@ struct Keys: AsyncParsableCommand {
                     integrationID: integrationID, label: label, on: connection
                 )
                 try await RegistryStore.announceChange("key", on: connection)
-                return (id, [.cli(target: "key:\(role.rawValue)", tenantID: tenantID)])
+                return (id, [.cli(target: "key:\(role.rawValue):\(id.lowercasedString)", tenantID: tenantID)])
             }
             await accessLog.checkpoint()
             print("key id: \(keyID.lowercasedString)")

@@ -82,8 +82,11 @@ struct AdminTests {
             "SELECT target, actor_role, version_before, version_after FROM itaku.access_log WHERE operation = 'configure' ORDER BY occurred_at"
         )
         let entries = try rows.map { (try $0.decode(0, as: String.self), try $0.decode(1, as: String.self), try $0.decode(2, as: Int?.self), try $0.decode(3, as: Int?.self)) }
+        // The key's issue names the key: the id its revocation and its own entries carry.
+        let keyID = try await owner.query("SELECT key_id FROM itaku.api_keys WHERE role = 'client_admin'")[0].decode(0, as: UUID.self)
+        let issued = "key:client_admin:\(keyID.uuidString.lowercased())"
         #expect(entries.map(\.0) == [
-            "tenant:acme-retail", "key:client_admin", "dataset:customers", "dataset:customers:import",
+            "tenant:acme-retail", issued, "dataset:customers", "dataset:customers:import",
             "purpose:order-support", "purpose:order-support", "agent:A0001", "assignment:A0001", "assignment:A0001",
         ])
         let purposeEntries = entries.filter { $0.0 == "purpose:order-support" }
