@@ -486,6 +486,23 @@ struct HardeningTests {
                     """
                 )
             }
+            // A checkpoint copied under another tenant's id (the stream is signed, tenant_id is
+            // not): refused, so no tenant's list shows another's stream or loses its own.
+            let other = try await owner.query(
+                "SELECT tenant_id FROM itaku.tenants WHERE tenant_id IS DISTINCT FROM \(tenant) LIMIT 1"
+            )[0].decode(0, as: UUID.self)
+            let relabelled = await #expect(throws: PostgresError.self) {
+                try await runtime.withTransaction { connection in
+                    try await connection.query("SELECT set_config('itaku.tenant_id', \(other.uuidString), true)")
+                    try await connection.query(
+                        """
+                        INSERT INTO itaku.access_log_checkpoints (created_at, stream, tenant_id, seq, hash, key_id, signature)
+                        VALUES (now(), \(stream), \(other), \(seq), '\\x00', 'x', '\\x00')
+                        """
+                    )
+                }
+            }
+            #expect(relabelled?.sqlState == "23514")
             try await owner.query("ALTER TABLE itaku.access_log DISABLE TRIGGER access_log_append_only")
             try await owner.query("DELETE FROM itaku.access_log WHERE stream = \(stream) AND seq >= \(seq)")
             try await owner.query("ALTER TABLE itaku.access_log ENABLE ALWAYS TRIGGER access_log_append_only")
