@@ -29,6 +29,8 @@ public struct RecordValidator: Sendable {
                 issues.append((field.name, "too_long"))
             } else if let code = Self.problem(value, field) {
                 issues.append((field.name, code))
+            } else if field.name == schema.keyField && !Self.isCleanKey(value) {
+                issues.append((field.name, "invalid_key"))
             }
         }
         return issues
@@ -37,6 +39,15 @@ public struct RecordValidator: Sendable {
     /// A record key's length at most: the key is unique per dataset, and PostgreSQL's index
     /// holds a value of at most about 2,700 bytes (a longer one fails the whole import).
     public static let maxKeyBytes = 256
+
+    /// Whether a record key has no white space at either end and no tab or line break: a key
+    /// is matched exactly (a later import's duplicate check, a data subject's request naming
+    /// it), so `C001 ` would be a second record beside `C001`, and a request for `C001` would
+    /// not find it.
+    public static func isCleanKey(_ key: String) -> Bool {
+        guard let first = key.first, let last = key.last, !first.isWhitespace, !last.isWhitespace else { return false }
+        return !key.unicodeScalars.contains { $0 == "\t" || $0 == "\n" || $0 == "\r" }
+    }
 
     /// The code of what is wrong with `value` for `field`, or nil when it is fine.
     public static func problem(_ value: String, _ field: DatasetSchema.Field) -> String? {

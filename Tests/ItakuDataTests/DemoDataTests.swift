@@ -25,5 +25,19 @@ struct DemoDataTests {
         }
         #expect(fullWidth > 0)
     }
-}
 
+    @Test("a record key with white space at either end, or a tab or a line break, is refused; one with spaces inside is kept")
+    func keysAreMatchedExactly() {
+        let validator = RecordValidator(schema: DemoSeeder.customersSchema)
+        let key = DemoSeeder.customersSchema.keyField
+        var customer = DemoCustomers(count: 1).first(where: { _ in true })!
+        for bad in ["C001 ", " C001", "C001\u{3000}", "\u{00A0}C001", "C0\t01", "C001\n", "C0\r\n01"] {
+            customer[key] = bad
+            #expect(validator.issues(customer).map(\.code) == ["invalid_key"], "\(bad.unicodeScalars.map(\.value))")
+        }
+        for good in ["C001", "AB 001", "顧客-001"] {
+            customer[key] = good
+            #expect(validator.issues(customer).isEmpty, "\(good)")
+        }
+    }
+}
