@@ -58,6 +58,6 @@ struct TransactionTests {
         #expect(stored.count == 2)
         #expect(stored.allSatisfy { $0 > polled }, "\(stored) after \(polled)")
         #expect(stored.allSatisfy { $0 >= made[1].occurredAt.addingTimeInterval(0.3) })
-        #expect(written.map(\.occurredAt) == stored)
+        #expect(written.map { AccessEntry.microseconds($0.occurredAt) } == stored.map(AccessEntry.microseconds))
     }
 }
