@@ -133,9 +133,11 @@ public final class AccessLogWriter: Service, Sendable {
     /// commit's round trip, before the entries.
     ///
     /// With `lockTimeout`, a lock the transaction cannot take within it fails the statement
-    /// (SQLSTATE 55P03) instead of waiting up to the statement timeout.
+    /// (SQLSTATE 55P03) instead of waiting up to the statement timeout. `preparing` runs before
+    /// `opening`, in the same round trip (locks whose holder's change `opening` must see).
     public func transaction<T: Sendable>(
-        on database: PostgresClient, tenant: UUID? = nil, lockTimeout: Duration? = nil, opening: PostgresQuery?,
+        on database: PostgresClient, tenant: UUID? = nil, lockTimeout: Duration? = nil, preparing: [PostgresQuery] = [],
+        opening: PostgresQuery?,
         _ body: (PostgresConnection, PostgresRows?) async throws -> (T, [AccessEntry], [PostgresQuery])
     ) async throws -> (T, [AccessEntry]) {
         try await database.withConnection { connection in
@@ -145,6 +147,7 @@ public final class AccessLogWriter: Service, Sendable {
                 first.append(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout TO \(milliseconds)"))
             }
             if let tenant { first.append(.prepared("SELECT set_config('itaku.tenant_id', \(tenant.uppercasedString), true)")) }
+            first += preparing
             if let opening { first.append(opening) }
             do {
                 // A failed opening statement (a lock timeout, say) leaves the transaction for

@@ -121,21 +121,29 @@ public struct AgentDataService: Sendable {
         let updating = call.access.updating
         let dataKeys = self.dataKeys
         let digester = self.digester(tenant.id)
-        let written = try await store.update(tenant: tenant.id, dataset: dataset, record: recordID) { record, writer in
-            var entry = prepared
-            // The locked record itself may be withheld: then the denial is the entry, committed
-            // in place of the change.
-            let release = record.map { ScopeEnforcer.release(status: $0.status, expired: $0.expired) } ?? .notFound
-            guard let record, release == .allowed else {
-                entry.decision = .deny
-                entry.reason = release.rawValue
+        let written: AccessEntry
+        do {
+            written = try await store.update(tenant: tenant.id, dataset: dataset, record: recordID) { record, writer in
+                var entry = prepared
+                // The locked record itself may be withheld: then the denial is the entry, committed
+                // in place of the change.
+                let release = record.map { ScopeEnforcer.release(status: $0.status, expired: $0.expired) } ?? .notFound
+                guard let record, release == .allowed else {
+                    entry.decision = .deny
+                    entry.reason = release.rawValue
+                    return entry
+                }
+                let before = try dataKeys.open(record.document, tenant: tenant.id, record: recordID.uppercasedString)
+                try await writer.write(changes, before: before, sealer: try dataKeys.sealer(for: tenant.id), digester: digester)
+                entry.fields = Dictionary(updating.map { ($0, "updated") }, uniquingKeysWith: { first, _ in first })
+                entry.subjectDigests = [digester.subjectDigest(externalID: record.externalID)]
                 return entry
             }
-            let before = try dataKeys.open(record.document, tenant: tenant.id, record: recordID.uppercasedString)
-            try await writer.write(changes, before: before, sealer: try dataKeys.sealer(for: tenant.id), digester: digester)
-            entry.fields = Dictionary(updating.map { ($0, "updated") }, uniquingKeysWith: { first, _ in first })
-            entry.subjectDigests = [digester.subjectDigest(externalID: record.externalID)]
-            return entry
+        } catch let refusal as AgentRefusal {
+            // Refused before anything was changed or logged (`dataset_changed`): the record it
+            // reserved of the hour goes back.
+            await giveBack(call, carried: 0, decision: decision)
+            throw refusal
         }
         guard written.decision == .allow else {
             let reason = ReasonCode(rawValue: written.reason) ?? .notFound
@@ -281,15 +289,20 @@ public struct AgentDataService: Sendable {
         let written = try await accessLog.append(entry)
         // Give back the records reserved but not carried. Bookkeeping only: the entry is
         // committed and the answer goes out even if this fails.
-        if call.reservedRecords > records.count, let tenantID = decision.tenantID, let purpose = call.access.purposeKey,
-            let agent = call.access.agent, let hour = call.reservedHour
-        {
-            try? await store.count(records: records.count - call.reservedRecords, tenant: tenantID, purpose: purpose, agent: agent, hour: hour)
-        }
+        await giveBack(call, carried: records.count, decision: decision)
         if gone {
             throw AgentRefusal(status: 404, code: "not_found", title: "Not found", accessID: written.id)
         }
         return .records(accessID: written.id, records: records, withheld: withheld.count)
+    }
+
+    /// Gives back to their hour the records `call` reserved beyond the `carried` ones.
+    /// Bookkeeping only: a failure here changes no answer.
+    private func giveBack(_ call: PendingCall, carried: Int, decision: Decision) async {
+        guard call.reservedRecords > carried, let tenantID = decision.tenantID, let purpose = call.access.purposeKey,
+            let agent = call.access.agent, let hour = call.reservedHour
+        else { return }
+        try? await store.count(records: carried - call.reservedRecords, tenant: tenantID, purpose: purpose, agent: agent, hour: hour)
     }
 
     private func digester(_ tenantID: UUID) -> LookupDigester {

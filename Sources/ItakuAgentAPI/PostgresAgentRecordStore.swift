@@ -84,18 +84,17 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     /// One update in its own transaction: BEGIN, the tenant and the record's lock in one round
     /// trip; the change, its entry and COMMIT in one more.
     static func alone(_ update: Update, on database: PostgresClient, accessLog: AccessLogWriter) async throws -> AccessEntry {
-        // The dataset's row is locked shared first (`datasetChanged`), then the record's.
+        // The dataset's schema lock first (`datasetChanged`), then the record's, with the version.
         let lock: PostgresQuery = .prepared(
             """
-            WITH d AS MATERIALIZED (
-                SELECT version FROM itaku.datasets WHERE tenant_id = \(update.tenant) AND dataset_id = \(update.dataset.id) FOR SHARE
-            )
             SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false), d.version
-            FROM d, itaku.records r
-            WHERE r.tenant_id = \(update.tenant) AND r.dataset_id = \(update.dataset.id) AND r.record_id = \(update.record) FOR UPDATE OF r
+            FROM itaku.datasets d JOIN itaku.records r ON r.tenant_id = d.tenant_id AND r.dataset_id = d.dataset_id
+            WHERE d.tenant_id = \(update.tenant) AND d.dataset_id = \(update.dataset.id) AND r.record_id = \(update.record) FOR UPDATE OF r
             """
         )
-        let (_, entries) = try await accessLog.transaction(on: database, tenant: update.tenant, opening: lock) { _, rows in
+        let (_, entries) = try await accessLog.transaction(
+            on: database, tenant: update.tenant, preparing: [RegistryStore.schemaLock(update.dataset.id)], opening: lock
+        ) { _, rows in
             let writer = Writer(dataset: update.dataset, record: update.record)
             let row = rows?.first
             if let row, try row.decode(5, as: Int.self) != update.dataset.version { throw Self.datasetChanged }
@@ -110,10 +109,10 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     /// lookup keys made, under the old schema, so nothing is changed (and nothing logged: no
     /// data was read or written); the tool sends it again, decided under the new schema.
     ///
-    /// An update locks its dataset's row shared until it commits, as an
-    /// import does: a `PUT`, which locks it exclusively and rebuilds the dataset's lookup keys,
-    /// waits for the updates under way, and they see whether their schema is still the stored
-    /// one.
+    /// An update holds its dataset's schema lock shared until it commits
+    /// (`RegistryStore.schemaLock`), and reads the version in the statement after it: a `PUT`,
+    /// which takes the lock exclusively and rebuilds the dataset's lookup keys, waits for the
+    /// updates under way, and the updates after it see its version.
     static let datasetChanged = AgentRefusal(
         status: 409, code: "dataset_changed", title: "Conflict",
         detail: "The dataset's schema changed while this update was made; nothing was changed. Send it again."
@@ -277,25 +276,22 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
         if updates.count == 1 {
             do { return [.success(try await alone(updates[0], on: database, accessLog: accessLog))] } catch { return [.failure(error)] }
         }
-        // The datasets' rows shared (`datasetChanged`), every one before any record: each joined
-        // row needs its dataset's, and the records are locked above the sort.
+        // The datasets' schema locks (`datasetChanged`), in id order, before the statement that
+        // reads their versions and locks the records.
+        let schemaLocks = Set(updates.map(\.dataset.id)).sorted { $0.uuidString < $1.uuidString }.map(RegistryStore.schemaLock)
         let lock: PostgresQuery = .prepared(
             """
-            WITH d AS MATERIALIZED (
-                SELECT dataset_id, version FROM itaku.datasets
-                WHERE tenant_id = \(tenant) AND dataset_id = ANY (\(PostgresArray(updates.map(\.dataset.id)))) ORDER BY dataset_id FOR SHARE
-            )
             SELECT r.record_id, r.external_id, r.fields, r.status, coalesce(r.expires_at < now(), false), r.dataset_id, d.version
             FROM unnest(\(PostgresArray(updates.map(\.dataset.id))), \(PostgresArray(updates.map(\.record))))
                 AS q(dataset_id, record_id)
-            JOIN d ON d.dataset_id = q.dataset_id
+            JOIN itaku.datasets d ON d.tenant_id = \(tenant) AND d.dataset_id = q.dataset_id
             JOIN itaku.records r ON r.tenant_id = \(tenant) AND r.dataset_id = q.dataset_id AND r.record_id = q.record_id
             ORDER BY r.record_id FOR UPDATE OF r
             """
         )
         do {
             let (outcomes, entries) = try await accessLog.transaction(
-                on: database, tenant: tenant, lockTimeout: sharedLockTimeout, opening: lock
+                on: database, tenant: tenant, lockTimeout: sharedLockTimeout, preparing: schemaLocks, opening: lock
             ) { _, rows -> ([Result<Int, any Error>], [AccessEntry], [PostgresQuery]) in
                 var locked: [UUID: (dataset: UUID, record: StoredRecord, version: Int)] = [:]
                 for row in rows.map(Array.init) ?? [] {

@@ -174,6 +174,18 @@ public enum RegistryStore {
 
     // MARK: Datasets
 
+    /// The first key of a dataset's schema lock, an advisory transaction lock whose second key is
+    /// `hashtext` of the dataset's id. An agent update takes it shared, in a statement before the
+    /// one that reads the dataset's version (`schemaLock`); a schema change takes it exclusively
+    /// (`lockedDataset`). PostgreSQL queues a shared request behind an exclusive one that waits,
+    /// so a steady stream of updates never keeps a schema change out (as row locks would).
+    public static let schemaLockClass: Int32 = 0x4974_6B31
+
+    /// The statement that takes dataset `id`'s schema lock shared until the transaction ends.
+    public static func schemaLock(_ id: UUID) -> PostgresQuery {
+        .prepared("SELECT pg_advisory_xact_lock_shared(\(schemaLockClass), hashtext(\(id.lowercasedString)))")
+    }
+
     /// Creates or replaces the dataset's schema; returns (version before, version after).
     /// Locks a dataset's row shared until the transaction ends and returns its schema's version
     /// (nil: no such dataset). A schema change (`putDataset`, which locks it exclusively) then
@@ -187,9 +199,17 @@ public enum RegistryStore {
     }
 
     /// A dataset's id and stored schema, its row locked for the transaction (nil: none of that
-    /// name).
+    /// name). First its schema lock (`schemaLock`), exclusively: the agent updates under way
+    /// finish first, and those that come later wait for this transaction and then see its
+    /// schema.
     public static func lockedDataset(tenantID: UUID, name: String, on connection: PostgresConnection) async throws -> (id: UUID, schema: DatasetSchema)? {
         try await setTenant(tenantID, on: connection)
+        try await connection.query(
+            """
+            SELECT pg_advisory_xact_lock(\(schemaLockClass), hashtext(dataset_id::text))
+            FROM itaku.datasets WHERE tenant_id = \(tenantID) AND name = \(name)
+            """
+        )
         guard let row = try await connection.query(
             "SELECT dataset_id, schema FROM itaku.datasets WHERE tenant_id = \(tenantID) AND name = \(name) FOR UPDATE"
         ).first else { return nil }

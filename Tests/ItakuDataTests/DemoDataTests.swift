@@ -31,7 +31,7 @@ struct DemoDataTests {
         let validator = RecordValidator(schema: DemoSeeder.customersSchema)
         let key = DemoSeeder.customersSchema.keyField
         var customer = DemoCustomers(count: 1).first(where: { _ in true })!
-        for bad in ["C001 ", " C001", "C001\u{3000}", "\u{00A0}C001", "C0\t01", "C001\n", "C0\r\n01"] {
+        for bad in ["C001 ", " C001", "C001\u{3000}", "\u{00A0}C001", "C0\t01", "C001\n", "C0\r\n01", "C0\u{2028}01", "C001\u{0085}"] {
             customer[key] = bad
             #expect(validator.issues(customer).map(\.code) == ["invalid_key"], "\(bad.unicodeScalars.map(\.value))")
         }

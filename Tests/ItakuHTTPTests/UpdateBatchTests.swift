@@ -328,4 +328,63 @@ struct UpdateBatchTests {
         let logged = try await owner.query("SELECT record_ids::text[] FROM itaku.access_log WHERE operation = 'update'").map { try $0.decode(0, as: [String].self) }
         #expect(logged == [[ids[0].lowercasedString]])
     }
+
+    /// Updates hold their dataset's schema lock shared; a schema change takes it exclusively,
+    /// and an update that arrives while the change waits queues behind it (a stream of updates,
+    /// each overlapping the next, must not keep the change out), then finds the new schema.
+    @Test("a dataset PUT waits for the updates under way, the updates after it wait for it, and then answer dataset_changed")
+    func schemaChangeIsNotStarved() async throws {
+        let demo = try await Demo.make(records: 2)
+        let (owner, runtime, accessLog, tenant, dataset, ids) = (demo.owner, demo.runtime, demo.accessLog, demo.tenant, demo.dataset, demo.ids)
+        defer { Task { await owner.shutdown(); await runtime.shutdown() } }
+        func update(_ id: UUID) -> PostgresAgentRecordStore.Update {
+            PostgresAgentRecordStore.Update(tenant: tenant, dataset: dataset, record: id) { _, _ in
+                var entry = AccessEntry(tenantID: tenant, actorRole: "integration", actorKeyID: nil, operation: .update, decision: .allow, reason: "allowed")
+                entry.recordIDs = [id]
+                return entry
+            }
+        }
+        func waiting() async throws -> Int {
+            try await owner.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0].decode(0, as: Int.self)
+        }
+        // An update under way: its schema lock held.
+        let held = Mutex(false), release = Mutex(false)
+        let underWay = Task {
+            try await runtime.withConnection { connection in
+                try await connection.begin(then: [RegistryStore.schemaLock(dataset.id)])
+                held.withLock { $0 = true }
+                while !release.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+                try await connection.query("COMMIT")
+            }
+        }
+        while !held.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        // The schema change waits for it.
+        let change = Task {
+            try await runtime.withTransaction { connection in
+                let stored = try #require(try await RegistryStore.lockedDataset(tenantID: tenant, name: "customers", on: connection))
+                return try await RegistryStore.putDataset(tenantID: tenant, name: "customers", schema: stored.schema, on: connection).after
+            }
+        }
+        #expect(try await timeUntil(limit: .seconds(5)) { try await waiting() == 1 } != nil)
+        // An update decided now, under the schema still stored, waits behind the change.
+        let done = Mutex(false)
+        let later = Task {
+            let answer = await Self.send([update(ids[1])], on: runtime, accessLog: accessLog)
+            done.withLock { $0 = true }
+            return answer
+        }
+        #expect(try await timeUntil(limit: .seconds(5)) { try await waiting() == 2 } != nil)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!done.withLock { $0 }, "the later update went ahead of the waiting schema change")
+
+        release.withLock { $0 = true }
+        try await underWay.value
+        #expect(try await change.value == dataset.version + 1)
+        let answer = await later.value
+        guard case .failure(let error) = answer[0], let refusal = error as? AgentRefusal else {
+            Issue.record("the later update was not refused: \(answer)")
+            return
+        }
+        #expect(refusal.code == "dataset_changed")
+    }
 }
