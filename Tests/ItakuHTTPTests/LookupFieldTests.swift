@@ -270,6 +270,17 @@ struct LookupFieldTests {
                 .post, Self.lookup, key: integration, json: ["by": "phone", "value": phone], headers: HardeningTests.agent(token, case: "CALL-4001")
             )
             #expect((found["records"] as? [Any])?.count == 1, "\(found.text)")
+            // An update refused before it changed anything (its dataset's schema changed behind
+            // this instance's registry) gives back the record it reserved.
+            let record = try #require((found["records"] as? [[String: Any]])?.first?["record_id"] as? String)
+            try await owner.asTenant("acme-retail") { connection, tenantID in
+                try await connection.query("UPDATE itaku.datasets SET version = version + 1 WHERE tenant_id = \(tenantID)")
+            }
+            let stale = try await client.call(
+                .patch, Self.base + "/datasets/customers/records/\(record)", key: integration,
+                json: ["fields": ["address": "東京都千代田区丸の内1-1-1"]], headers: HardeningTests.agent(token, case: "CALL-4001")
+            )
+            #expect(stale.status == .conflict && stale.code == "dataset_changed", "\(stale.text)")
         }
         // (Summed: the hour may turn while the test runs.)
         let used = try await owner.query("SELECT coalesce(sum(used), 0)::int8 FROM itaku.usage_counters WHERE who LIKE '%/records'")
