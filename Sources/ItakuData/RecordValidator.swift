@@ -41,10 +41,9 @@ public struct RecordValidator: Sendable {
     public static let maxKeyBytes = 256
 
     /// Whether a record key has no white space at either end and no tab or line break (CR, LF,
-    /// NEL, U+2028, U+2029…): a key
-    /// is matched exactly (a later import's duplicate check, a data subject's request naming
-    /// it), so `C001 ` would be a second record beside `C001`, and a request for `C001` would
-    /// not find it.
+    /// NEL, U+2028, U+2029…): a key is matched exactly (a later import's duplicate check, a
+    /// data subject's request naming it), so `C001 ` would be a second record beside `C001`,
+    /// and a request for `C001` would not find it.
     public static func isCleanKey(_ key: String) -> Bool {
         guard let first = key.first, let last = key.last, !first.isWhitespace, !last.isWhitespace else { return false }
         return !key.contains { $0.isNewline || $0 == "\t" }

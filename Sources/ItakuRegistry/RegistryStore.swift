@@ -186,7 +186,6 @@ public enum RegistryStore {
         .prepared("SELECT pg_advisory_xact_lock_shared(\(schemaLockClass), hashtext(\(id.lowercasedString)))")
     }
 
-    /// Creates or replaces the dataset's schema; returns (version before, version after).
     /// Locks a dataset's row shared until the transaction ends and returns its schema's version
     /// (nil: no such dataset). A schema change (`putDataset`, which locks it exclusively) then
     /// waits for the transaction, and the transaction sees whether the schema it works under is
@@ -216,6 +215,7 @@ public enum RegistryStore {
         return (try row.decode(0), try JSONDecoder().decode(DatasetSchema.self, from: Data(try row.decode(1, as: PostgresJSON.self).text.utf8)))
     }
 
+    /// Creates or replaces the dataset's schema; returns (version before, version after).
     public static func putDataset(
         tenantID: UUID, name: String, schema: DatasetSchema, on connection: PostgresConnection
     ) async throws -> (before: Int?, after: Int) {
