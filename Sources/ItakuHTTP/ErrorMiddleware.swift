@@ -4,6 +4,7 @@ import ItakuData
 import ItakuPostgres
 import ItakuRegistry
 import Logging
+import NIOHTTP1
 
 /// Maps every error to problem+json, in exactly one place. Unknown errors become an empty
 /// `internal_error` (no internal text leaks); only the error's type is logged.
@@ -40,6 +41,10 @@ struct ErrorMiddleware: RouterMiddleware {
             default:
                 return Problem(error.status, code: "http_\(error.status.code)", title: error.status.reasonPhrase)
             }
+        case is HTTPParserError:
+            // A body that is not HTTP, or that ended before its length (the client stopped sending
+            // and its idle connection was closed): the client's doing, not the gateway's.
+            return .badRequest(code: "bad_request", "The request could not be read.")
         case is PostgresEncodingError:
             // A value that no column can hold (a time past the year 9999, text with NUL): the
             // caller's input, refused before anything was sent to the database.

@@ -6,6 +6,7 @@ import ItakuData
 import ItakuPostgres
 import ItakuTestSupport
 import Logging
+import NIOHTTP1
 import Testing
 
 @Suite("Error mapping")
@@ -21,6 +22,8 @@ struct ErrorMappingTests {
         router.get("/boom") { _, _ -> Response in throw LeakyError() }
         // A tenant whose data key is gone (its contract ended while the request ran).
         router.get("/ended") { _, _ -> Response in throw DataKeys.KeyError.destroyed(UUID()) }
+        // A body cut short (its connection closed while the handler read it).
+        router.get("/cut") { _, _ -> Response in throw HTTPParserError.invalidEOFState }
         router.post("/json") { request, context -> Response in
             struct Body: Decodable { var name: String }
             _ = try await request.decode(as: Body.self, context: context)
@@ -38,6 +41,10 @@ struct ErrorMappingTests {
             try await client.execute(uri: "/ended", method: .get) { response in
                 #expect(response.status == .conflict)
                 #expect(problemCode(response.body) == "tenant_ended")
+            }
+            try await client.execute(uri: "/cut", method: .get) { response in
+                #expect(response.status == .badRequest)
+                #expect(problemCode(response.body) == "bad_request")
             }
             let secret = #"{"name": 12345678}"#
             try await client.execute(uri: "/json", method: .post, headers: [.contentType: "application/json"], body: .init(string: secret)) { response in
