@@ -72,6 +72,12 @@ struct ErrorMiddleware: RouterMiddleware {
         case DataKeys.KeyError.destroyed:
             // The tenant's data key is gone (its contract ended): its records are disposed of.
             return .conflict(code: "tenant_ended", "The tenant's contract ended and its data was disposed of.")
+        case let error as DataKeys.KeyError:
+            // The tenant's key file is there, but this instance's keyring cannot unwrap it (a
+            // keyring other than the one that made it, or a damaged file): an operator's fault,
+            // said in the log with the tenant's id; the caller gets no data and a stable code.
+            context.logger.error("data key unreadable", metadata: ["itaku.error": "\(error)"])
+            return .dataKeyUnavailable
         case let error as PostgresError where error.isConnectionError || error.kind == .unsafeSession:
             context.logger.warning("database unavailable", metadata: ["itaku.error": "\(error)"])
             return .databaseUnavailable

@@ -108,6 +108,12 @@ extension Problem {
         detail: "Itaku cannot reach its database; nothing was read or written.",
         headers: [.retryAfter: "1"]
     )
+    /// The tenant's data key cannot be unwrapped with this instance's keyring: no record of the
+    /// tenant is opened or sealed until an operator mends the keyring or the key file.
+    public static let dataKeyUnavailable = Problem(
+        .serviceUnavailable, code: "data_key_unavailable", title: "Data key unavailable",
+        detail: "This instance cannot read the tenant's data key; nothing was read or written."
+    )
     /// The instance could not read its registry within `registry.maxAgeSeconds`: it does not act
     /// on keys, purposes or assignments that may have changed since.
     public static let registryUnavailable = Problem(

@@ -73,11 +73,14 @@ public final class Registry: Service, Sendable {
     }
 
     /// Reloads at most every 50 ms while notifications arrive (a burst of changes costs one
-    /// reload), and every 30 s regardless.
+    /// reload), and every 30 s regardless. A reload that fails is tried again after a pause
+    /// that doubles up to 5 s (a quarter of `maxAge` if less): a database that is down is not
+    /// asked twenty times a second, nor is the log filled with its failures (`Outage`).
     private func refreshWhenChanged() async {
         var sinceFullReload = ContinuousClock.now
+        let outage = Outage(logger: logger, failing: "registry reload failed", recovered: "registry reload works again")
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(50))
+            try? await Task.sleep(for: outage.pause(after: .milliseconds(50), upTo: min(.seconds(5), maxAge / 4)))
             let changed = dirty.withLock { dirty in
                 defer { dirty = false }
                 return dirty
@@ -86,25 +89,84 @@ public final class Registry: Service, Sendable {
             do {
                 try await reload()
                 sinceFullReload = .now
+                outage.ended()
             } catch {
                 dirty.withLock { $0 = true }
-                logger.warning("registry reload failed", metadata: ["itaku.error": "\(error)"])
+                outage.failed(error)
             }
         }
     }
 
     private func listenForChanges() async {
+        let outage = Outage(logger: logger, failing: "registry listener lost its connection; retrying", recovered: "registry listener is listening again")
         while !Task.isCancelled {
             do {
                 // Once listening, reload: changes made while the listener was down are not lost.
-                try await database.listen(on: [Self.changeChannel], onReady: { self.dirty.withLock { $0 = true } }) { _ in
+                try await database.listen(on: [Self.changeChannel], onReady: {
+                    self.dirty.withLock { $0 = true }
+                    outage.ended()
+                }) { _ in
                     self.dirty.withLock { $0 = true }
                 }
             } catch {
                 if Task.isCancelled { return }
-                logger.warning("registry listener lost its connection; retrying", metadata: ["itaku.error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
+                outage.failed(error)
+                try? await Task.sleep(for: outage.pause(after: .milliseconds(500), upTo: .seconds(5)))
             }
         }
+    }
+}
+
+/// The failures of one thing tried again and again (a reload, a listener) while the database is
+/// away: the first is logged at once, then one line every 30 s with how many failed since, and
+/// one when it works again. Its pause doubles with each failure in a row.
+final class Outage: Sendable {
+    private struct State {
+        var failures = 0
+        var unlogged = 0
+        var loggedAt: ContinuousClock.Instant?
+    }
+
+    let logger: Logger
+    let failing: Logger.Message
+    let recovered: Logger.Message
+    private let state = Mutex(State())
+
+    init(logger: Logger, failing: Logger.Message, recovered: Logger.Message) {
+        self.logger = logger
+        self.failing = failing
+        self.recovered = recovered
+    }
+
+    /// Failures in a row so far.
+    var failures: Int { state.withLock { $0.failures } }
+
+    /// How long to wait before the next try: `base`, doubled for each failure in a row, at most
+    /// `limit`.
+    func pause(after base: Duration, upTo limit: Duration) -> Duration {
+        min(limit, base * (1 << min(failures, 16)))
+    }
+
+    func failed(_ error: any Error) {
+        let now = ContinuousClock.now
+        let count: Int? = state.withLock { state in
+            state.failures += 1
+            state.unlogged += 1
+            guard state.loggedAt.map({ now - $0 >= .seconds(30) }) ?? true else { return nil }
+            defer { state.unlogged = 0 }
+            state.loggedAt = now
+            return state.unlogged
+        }
+        guard let count else { return }
+        logger.warning(failing, metadata: ["itaku.error": "\(error)", "itaku.failures": "\(count)"])
+    }
+
+    func ended() {
+        let failures = state.withLock { state in
+            defer { state = State() }
+            return state.failures
+        }
+        guard failures > 0 else { return }
+        logger.notice(recovered, metadata: ["itaku.failures": "\(failures)"])
     }
 }

@@ -50,6 +50,43 @@ struct AgentEdgeTests {
         #expect(entries.values.allSatisfy { !"\($0)".contains("09012345678") })
     }
 
+    @Test("a tenant's data key that this instance's keyring cannot unwrap answers 503 data_key_unavailable: no record is released, and the log names the tenant")
+    func unreadableDataKey() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 3, policyholders: 1)
+        let owner = database.makeClient(role: .owner)
+        let tenant = try await owner.query("SELECT tenant_id FROM itaku.tenants WHERE code = 'acme-retail'")[0].decode(0, as: UUID.self)
+        // The key file as another keyring would have wrapped it: there, but not openable here.
+        let file = state + "/data-keys/" + tenant.lowercasedString + ".key"
+        #expect(FileManager.default.fileExists(atPath: file))
+        try Data((0..<60).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: file))
+        let logs = CapturedLogs()
+        let app = try await makeApplication(
+            database: database, settings: ["state.directory": .init(.string(state), isSecret: false)], logger: logs.logger()
+        )
+        let customer = try #require(Array(DemoCustomers(count: 1)).first)
+        let headers: HTTPFields = [
+            .init("Itaku-Agent")!: try #require(credentials["ITAKU_AGENT_TOKEN"]), .init("Itaku-Purpose")!: "survey-outreach",
+            .init("Itaku-Case")!: "CALL-11", .init("Itaku-Request-Id")!: "unreadable-key",
+        ]
+        try await app.test(.live) { client in
+            let found = try await client.call(
+                .post, "/v1/tenants/acme-retail/datasets/customers/lookup", key: credentials["ITAKU_INTEGRATION_KEY"],
+                json: ["by": "customer_no", "value": customer["customer_no"] ?? ""], headers: headers
+            )
+            #expect(found.status == .serviceUnavailable)
+            #expect(found.code == "data_key_unavailable")
+            #expect(!found.text.contains(customer["name"] ?? "-"))
+        }
+        let released = try await owner.query(
+            "SELECT count(*) FROM itaku.access_log WHERE request_id = 'unreadable-key' AND decision = 'allow'"
+        )[0].decode(0, as: Int.self)
+        await owner.shutdown()
+        #expect(released == 0)
+        let records = logs.all
+        #expect(records.contains { $0.level == .error && $0.message == "data key unreadable" && $0.metadata["itaku.error"]?.contains(tenant.lowercasedString) == true })
+        #expect(!records.contains { $0.message == "unhandled error" })
+    }
+
     @Test("volume limits answer 429 with Retry-After; a suspended record is withheld and logged; bad tokens and malformed requests get 4xx, never 500")
     func edges() async throws {
         let (database, state, keyring, credentials) = try await seededDemo(customers: 50, policyholders: 5)

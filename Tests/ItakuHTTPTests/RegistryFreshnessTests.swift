@@ -11,10 +11,11 @@ import Testing
 /// been revoked since an old read.
 @Suite("Registry freshness")
 struct RegistryFreshnessTests {
-    @Test("an instance that cannot read its registry for longer than registry.maxAgeSeconds refuses authenticated calls with 503 and is not ready; it serves again once it reads")
+    @Test("an instance that cannot read its registry for longer than registry.maxAgeSeconds refuses authenticated calls with 503 and is not ready; it serves again once it reads, and its log says so once, not at every retry")
     func staleRegistryFailsClosed() async throws {
         let fixture = try await AdminFixture.make()
-        let app = try await makeApplication(database: fixture.database, settings: ["registry.maxAgeSeconds": 2])
+        let logs = CapturedLogs()
+        let app = try await makeApplication(database: fixture.database, settings: ["registry.maxAgeSeconds": 2], logger: logs.logger())
         let owner = fixture.database.makeClient(role: .owner)
         try await app.test(.live) { client in
             #expect(try await client.call(.get, "/v1/tenants", key: fixture.operatorKey).status == .ok)
@@ -47,6 +48,12 @@ struct RegistryFreshnessTests {
             #expect(ready != nil)
         }
         await owner.shutdown()
+        // Seconds of failed reloads, retried with a growing pause: one warning (another only
+        // after 30 s), and one notice when reading works again, which counts the failures.
+        let failed = logs.all.filter { $0.message == "registry reload failed" }
+        #expect(failed.count == 1, "\(failed.count) warnings")
+        let recovered = try #require(logs.all.first { $0.message == "registry reload works again" })
+        #expect((Int(recovered.metadata["itaku.failures"] ?? "") ?? 0) >= 2)
     }
 
     @Test("a change committed while the registry cannot be read is answered as done, a new key's secret included, and is in force once it reads again")
