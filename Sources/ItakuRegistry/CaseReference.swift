@@ -58,12 +58,18 @@ public enum CaseReference {
     /// above 1) holds a part of variable length itself (a quantifier other than an exact `{n}`,
     /// or an alternative), as in `(a+)+` or `(a|ab)*`; and at most three unbounded quantifiers
     /// in all (`.*.*.*.*x` tries every way of cutting the text).
+    ///
+    /// What it cannot read, it refuses rather than guess at: a `{` that is not a quantifier
+    /// (`{n}`, `{n,}`, `{n,m}`, `{,m}`; a literal brace is written `\{`), and a group opened with
+    /// `(?` other than `(?:`, since options such as `(?x)` change what the rest means (in it,
+    /// `(a|ab) *` repeats the group).
     public static func isLinear(_ pattern: String) -> Bool {
         let bytes = Array(pattern.utf8)
         // Per open group: whether something inside it varies in length.
         var groups: [Bool] = [false]
         var unbounded = 0
         var index = 0
+        var unreadable = false
         /// The quantifier at `index`, if any: its length; whether the count varies; whether it
         /// may repeat a varying count more than once; whether it is unbounded.
         func quantifier(at index: Int) -> (length: Int, varies: Bool, repeats: Bool, unbounded: Bool)? {
@@ -74,12 +80,24 @@ public enum CaseReference {
             case UInt8(ascii: "*"), UInt8(ascii: "+"): length = 1; isUnbounded = true
             case UInt8(ascii: "?"): length = 1; repeats = false
             case UInt8(ascii: "{"):
-                guard let close = bytes[index...].firstIndex(of: UInt8(ascii: "}")) else { return nil }
-                let inside = String(decoding: bytes[(index + 1)..<close], as: UTF8.self)
-                let parts = inside.split(separator: ",", omittingEmptySubsequences: false)
-                guard (1...2).contains(parts.count), parts.allSatisfy({ $0.isEmpty || Int($0) != nil }), let low = Int(parts[0]) else { return nil }
+                // `{n}`, `{n,}`, `{n,m}` or `{,m}` (0 to m), in plain digits; anything else
+                // makes the pattern unreadable.
+                let isDigit = { (byte: UInt8) in byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+                guard let close = bytes[index...].firstIndex(of: UInt8(ascii: "}")),
+                    bytes[(index + 1)..<close].allSatisfy({ isDigit($0) || $0 == UInt8(ascii: ",") })
+                else {
+                    unreadable = true
+                    return nil
+                }
+                let parts = bytes[(index + 1)..<close].split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false)
+                    .map { $0.isEmpty ? nil : Int(String(decoding: $0, as: UTF8.self)) }
+                guard (1...2).contains(parts.count), parts[0] != nil || (parts.count == 2 && parts[1] != nil) else {
+                    unreadable = true
+                    return nil
+                }
                 length = close - index + 1
-                let high = parts.count == 2 ? Int(parts[1]) : low
+                let low = parts[0] ?? 0
+                let high = parts.count == 2 ? parts[1] : low
                 varies = high != low
                 isUnbounded = high == nil
                 repeats = varies && (high ?? Int.max) > 1
@@ -93,7 +111,15 @@ public enum CaseReference {
             let byte = bytes[index]
             switch byte {
             case UInt8(ascii: "\\"):
-                index += 2
+                // An escape is one atom; one with a braced argument (`\p{L}`, `\x{41}`) ends at
+                // its brace.
+                let named = index + 2 < bytes.count && bytes[index + 2] == UInt8(ascii: "{")
+                    && "pPxuNokg".utf8.contains(bytes[index + 1])
+                if named, let close = bytes[(index + 2)...].firstIndex(of: UInt8(ascii: "}")) {
+                    index = close + 1
+                } else {
+                    index += 2
+                }
             case UInt8(ascii: "["):
                 // A class is one character, whatever it holds.
                 var end = index + 1
@@ -102,6 +128,10 @@ public enum CaseReference {
                 while end < bytes.count, bytes[end] != UInt8(ascii: "]") { end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1 }
                 index = end + 1
             case UInt8(ascii: "("):
+                if index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "?") {
+                    guard index + 2 < bytes.count, bytes[index + 2] == UInt8(ascii: ":") else { return false }
+                    index += 2
+                }
                 groups.append(false)
                 index += 1
                 continue
@@ -109,7 +139,9 @@ public enum CaseReference {
                 guard groups.count > 1 else { return false }
                 let inner = groups.removeLast()
                 index += 1
-                if let (length, varies, repeats, isUnbounded) = quantifier(at: index) {
+                let found = quantifier(at: index)
+                if unreadable { return false }
+                if let (length, varies, repeats, isUnbounded) = found {
                     if repeats && inner { return false }
                     if isUnbounded { unbounded += 1 }
                     groups[groups.count - 1] = groups[groups.count - 1] || varies || inner
@@ -126,7 +158,9 @@ public enum CaseReference {
                 index += 1
             }
             // After an atom (a character, an escape, a class): its quantifier.
-            if let (length, varies, _, isUnbounded) = quantifier(at: index) {
+            let found = quantifier(at: index)
+            if unreadable { return false }
+            if let (length, varies, _, isUnbounded) = found {
                 if isUnbounded { unbounded += 1 }
                 if varies { groups[groups.count - 1] = true }
                 index += length
