@@ -142,11 +142,15 @@ struct ImportsController: Sendable {
             for row in rows {
                 guard let columns = header else {
                     let names = row.fields.map { $0.trimmingCharacters(in: .whitespaces) }
-                    // A column is named only if its name could be a field's: a file without its
-                    // header row has data there, and an answer never repeats data.
+                    // An unknown column is named only in a header row that names the key field
+                    // (so it is a header), and only if its name could be a field's: a file without
+                    // its header row has data there (`c000042,yamada_hanako`), and an answer never
+                    // repeats data. Otherwise it is named by its position.
                     let unknown = Set(validator.unknownColumns(names))
+                    let isHeader = names.contains(validator.schema.keyField)
                     for (index, name) in names.enumerated() where unknown.contains(name) {
-                        sink.reject(line: row.line, field: Self.shown(name) ?? "column \(index + 1)", code: "unknown_field")
+                        let shown = isHeader ? Self.shown(name) : nil
+                        sink.reject(line: row.line, field: shown ?? "column \(index + 1)", code: "unknown_field")
                     }
                     if Set(names).count != names.count { sink.reject(line: row.line, field: nil, code: "duplicate_column") }
                     header = names

@@ -102,7 +102,7 @@ struct ConcurrentChangeTests {
         #expect(targets.filter { $0 == "assignment:A0001" }.count == 1, "\(targets)")
     }
 
-    @Test("an import never repeats a value it does not know as a column, refuses a schema changed meanwhile, and refuses a JSON body that is no array")
+    @Test("an import never repeats a value it does not know as a column (a row that does not name the key field is no header), refuses a schema changed meanwhile, and refuses a JSON body that is no array")
     func importsRefuseCleanly() async throws {
         let fixture = try await AdminFixture.make()
         let app = try await makeApplication(database: fixture.database)
@@ -119,6 +119,13 @@ struct ConcurrentChangeTests {
             #expect(!headless.text.contains("山田") && !headless.text.contains("090-1234-5678") && !headless.text.contains("taro@"), "\(headless.text)")
             let pointers = (headless["errors"] as? [[String: Any]] ?? []).compactMap { $0["pointer"] as? String }
             #expect(pointers.contains("column 2"), "\(pointers)")
+            // Data that could pass for field names (lower case, digits, underscores) is not
+            // named either: the row does not name the key field, so it is no header.
+            let lowercase = try await client.call(.post, path, key: admin, text: "c000042,yamada_hanako\n", contentType: "text/csv")
+            #expect(lowercase.status == .unprocessableContent)
+            #expect(!lowercase.text.contains("c000042") && !lowercase.text.contains("yamada"), "\(lowercase.text)")
+            let places = (lowercase["errors"] as? [[String: Any]] ?? []).compactMap { $0["pointer"] as? String }
+            #expect(places.contains("column 1") && places.contains("column 2"), "\(places)")
             // A misspelt field name is still named.
             let misspelt = try await client.call(.post, path, key: admin, text: "customer_no,nmae\nC001,Taro\n", contentType: "text/csv")
             #expect((misspelt["errors"] as? [[String: Any]] ?? []).contains { $0["pointer"] as? String == "nmae" }, "\(misspelt.text)")
