@@ -201,7 +201,9 @@ struct ConsoleLogPages: Sendable {
             let value = (parameters[name] ?? "").prefix(16)
             return "<label>\(view.t(label)) (UTC)<input name=\"\(name)\" type=\"datetime-local\" value=\"\(HTML.escape(String(value)))\"></label>"
         }
-        var html = "<form id=\"search\" class=\"filters\" method=\"post\" action=\"\(base)\">\(view.csrfField)"
+        // The browser keeps no history of what was searched (a phone number, a record key): the
+        // next person at a shared desk is not offered it.
+        var html = "<form id=\"search\" class=\"filters\" method=\"post\" action=\"\(base)\" autocomplete=\"off\">\(view.csrfField)"
         if !scoped { html += select("tenant", .tenant, view.snapshot.tenants.values.map(\.code).sorted()) }
         html += input("agent", .agent) + input("integration", .integration) + input("purpose", .purpose)
         html += select("operation", .operation, AccessEntry.Operation.allCases.map(\.rawValue))
