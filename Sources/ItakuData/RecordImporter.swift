@@ -200,17 +200,30 @@ public struct RecordImporter: Sendable {
     }
 }
 
-/// A record's fields as the JSON object that is sealed: fields in the schema's order, empty
-/// values left out.
+/// A record's fields as the JSON object that is sealed: fields in the schema's order, then any
+/// stored under an earlier schema that this one no longer has (in name order), empty values left
+/// out. An update or a correction rewrites the whole document: a field the schema dropped keeps
+/// its value, rather than vanish without an entry saying so.
 public enum RecordDocument {
     public static func json(_ values: [String: String], order: [DatasetSchema.Field]) -> String {
         var json = "{"
         var first = true
-        for field in order {
-            guard let value = values[field.name], !value.isEmpty else { continue }
+        func add(_ name: String, _ value: String) {
             if !first { json += "," }
             first = false
-            json += "\"" + field.name + "\":" + JSONText.string(value)
+            json += JSONText.string(name) + ":" + JSONText.string(value)
+        }
+        var written = 0
+        for field in order {
+            guard let value = values[field.name] else { continue }
+            written += 1
+            if !value.isEmpty { add(field.name, value) }
+        }
+        if written < values.count {
+            let known = Set(order.map(\.name))
+            for (name, value) in values.filter({ !known.contains($0.key) && !$0.value.isEmpty }).sorted(by: { $0.key < $1.key }) {
+                add(name, value)
+            }
         }
         return json + "}"
     }

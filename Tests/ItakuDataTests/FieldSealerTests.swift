@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import ItakuData
+import ItakuRegistry
 import Testing
 
 @Suite("Sealed records")
@@ -17,6 +18,21 @@ struct FieldSealerTests {
         // jsonb's text form of the same one-key object has a space after the colon.
         let fromJSONB = stored.replacingOccurrences(of: "\":\"", with: "\": \"")
         #expect(try sealer.open(fromJSONB, record: record) == fields)
+    }
+
+    @Test("a record's document lists its schema's fields in order, then keeps the fields an earlier schema had, so an update or correction does not erase them unlogged")
+    func documentKeepsDroppedFields() throws {
+        let schema = DatasetSchema(fields: [
+            .init(name: "customer_no", type: .string, category: .basic), .init(name: "name", type: .string, category: .basic),
+        ], keyField: "customer_no")
+        // `fax` was a field of the schema these values were stored under; `name` is corrected.
+        let values = ["customer_no": "C001", "name": "訂正 花子", "fax": "03-1234-5678", "email": ""]
+        let document = RecordDocument.json(values, order: schema.fields)
+        #expect(document == #"{"customer_no":"C001","name":"訂正 花子","fax":"03-1234-5678"}"#)
+        let stored = try sealer.seal(document, record: record)
+        #expect(try sealer.open(stored, record: record) == ["customer_no": "C001", "name": "訂正 花子", "fax": "03-1234-5678"])
+        // What an import writes (its values are the schema's) is as before.
+        #expect(RecordDocument.json(["name": "A", "customer_no": "C1"], order: schema.fields) == #"{"customer_no":"C1","name":"A"}"#)
     }
 
     @Test("a sealed document moved to another record, or altered, does not open")
