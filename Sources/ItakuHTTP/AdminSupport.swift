@@ -55,8 +55,18 @@ struct Admin: Sendable {
         try Self.decode(type, from: try await request.body.collect(upTo: context.maxUploadSize))
     }
 
+    /// `decode` of a body whose type is also `Encodable`: besides, a member the type does not
+    /// know is refused (`unknownMembers`).
+    func decode<T: Codable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
+        try Self.decode(type, from: try await request.body.collect(upTo: context.maxUploadSize))
+    }
+
     /// `decode` of a body already collected.
     static func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+        try read(type, from: buffer)
+    }
+
+    private static func read<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
         do {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
@@ -65,6 +75,48 @@ struct Admin: Sendable {
             // Only the path of the problem is reported: the decoder's message can quote values.
             throw Problem.badRequest(code: "invalid_json", "The body is not the JSON this endpoint takes.", pointer: Self.pointer(error))
         }
+    }
+
+    /// `decode` of a body already collected, refusing members the type does not know: 422
+    /// `unknown_member` at each one's path. A decoder passes over them, so a misspelt rule
+    /// (`bussiness_hours`, `retention_dayz`, `records_per_hours`) would otherwise leave the
+    /// definition without it: open around the clock, kept for ever, unlimited.
+    static func decode<T: Codable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+        let value = try read(type, from: buffer)
+        let unknown = unknownMembers(of: value, in: buffer)
+        guard unknown.isEmpty else { throw Problem.invalid(unknown.map { .init(code: "unknown_member", pointer: $0.isEmpty ? nil : $0) }) }
+        return value
+    }
+
+    /// The paths of the members of `buffer`'s JSON that `value`, encoded again, does not have
+    /// (a member whose value is null is as good as absent). A member's name is in the path if it
+    /// could be a name at all (a letter, then letters, digits and `_`, at most 64); otherwise the
+    /// path ends at its parent: the answer does not repeat a phone number written there.
+    static func unknownMembers(of value: some Encodable, in buffer: ByteBuffer) -> [String] {
+        guard let raw = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView), options: [.fragmentsAllowed]),
+            let known = try? JSONSerialization.jsonObject(with: JSONEncoder().encode(value), options: [.fragmentsAllowed])
+        else { return [] }
+        var paths: [String] = []
+        func walk(_ raw: Any, _ known: Any, _ path: String) {
+            guard paths.count < 20 else { return }
+            if let raw = raw as? [String: Any], let known = known as? [String: Any] {
+                for (name, member) in raw.sorted(by: { $0.key < $1.key }) where !(member is NSNull) {
+                    let isLetter = { (byte: UInt8) in (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) }
+                    let named = name.utf8.count <= 64 && name.utf8.first.map(isLetter) == true
+                        && name.utf8.allSatisfy { isLetter($0) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
+                    let child = named ? (path.isEmpty ? name : path + "." + name) : path
+                    if let counterpart = known[name] {
+                        walk(member, counterpart, child)
+                    } else if !paths.contains(child) {
+                        paths.append(child)
+                    }
+                }
+            } else if let raw = raw as? [Any], let known = known as? [Any], raw.count == known.count {
+                for (index, (member, counterpart)) in zip(raw, known).enumerated() { walk(member, counterpart, path + "[\(index)]") }
+            }
+        }
+        walk(raw, known, "")
+        return paths
     }
 
     static func pointer(_ error: DecodingError) -> String? {

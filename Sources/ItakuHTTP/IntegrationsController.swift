@@ -15,7 +15,7 @@ struct IntegrationsController: Sendable {
         var tenants: [String]?
     }
 
-    struct KeyRequest: Decodable {
+    struct KeyRequest: Codable {
         var role: String?
         var tenant: String?
         var integration: UUID?

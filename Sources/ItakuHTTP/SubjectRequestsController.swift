@@ -30,13 +30,13 @@ struct SubjectRequestsController: Sendable {
         case disclosure, correction, deletion, suspension, resumption
     }
 
-    struct Subject: Decodable {
+    struct Subject: Codable {
         var by: String?
         var value: String?
         var record_ids: [String]?
     }
 
-    struct CreateBody: Decodable {
+    struct CreateBody: Codable {
         var kind: String?
         var dataset: String?
         var subject: Subject?
@@ -44,11 +44,11 @@ struct SubjectRequestsController: Sendable {
         var reference: String?
     }
 
-    struct ExecuteBody: Decodable {
+    struct ExecuteBody: Codable {
         var fields: [String: String]?
     }
 
-    struct RejectBody: Decodable {
+    struct RejectBody: Codable {
         var reason: String?
     }
 
@@ -218,6 +218,10 @@ struct SubjectRequestsController: Sendable {
         return try admin.json(created, status: .created, headers: [.location: "/v1/tenants/\(tenant.code)/subject-requests/\(created.id)"])
     }
 
+    static let datasetChanged = Problem.conflict(
+        code: "dataset_changed", "The dataset's schema changed while this correction was made; nothing was changed. Execute it again."
+    )
+
     static func isReference(_ text: String) -> Bool {
         (1...64).contains(text.utf8.count) && text.unicodeScalars.allSatisfy {
             CharacterSet.alphanumerics.contains($0) && $0.isASCII || "-_.:#/".unicodeScalars.contains($0)
@@ -303,6 +307,12 @@ struct SubjectRequestsController: Sendable {
                 // before and after: the change is evidenced, the values stay out of the log.
                 // Records are locked in record id order, as agents' shared updates lock them,
                 // so that the two cannot deadlock.
+                // The values were checked, and the lookup keys are made, under the schema this
+                // request read: if a `PUT` changed it since, nothing is changed (and no schema
+                // change commits until this one does).
+                guard try await RegistryStore.lockDataset(tenantID: tenant.id, datasetID: dataset.id, on: connection) == dataset.version else {
+                    throw Self.datasetChanged
+                }
                 for recordID in recordIDs.sorted(by: { $0.uuidString < $1.uuidString }) {
                     let rows = try await connection.query(
                         """
@@ -523,7 +533,7 @@ struct SubjectRequestsController: Sendable {
     private func contractEnd(_ request: Request, _ context: RoleContext<OperatorsAndClientAdmins>) async throws -> Response {
         let tenant = try admin.tenant(context)
         let principal = context.principal
-        struct Body: Decodable { var confirm: String? }
+        struct Body: Codable { var confirm: String? }
         let body = try await admin.decode(Body.self, from: request, context: context)
         guard body.confirm == tenant.code else {
             throw Problem.invalid([.init(code: "confirmation_required", pointer: "confirm")])

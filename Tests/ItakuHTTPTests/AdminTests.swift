@@ -119,6 +119,13 @@ struct AdminTests {
             "operations": ["lookup"], "lookup_keys": ["phone", "phone"], "fields": ["name": "plain"]]]]), "duplicate_value", "datasets.customers.lookup_keys"),
         (jsonText(purpose().merging(["business_hours": ["days": ["mon", "mon"], "start": "09:00", "end": "18:00"]]) { $1 }),
          "duplicate_value", "business_hours.days"),
+        // A misspelt member is refused, not passed over: the purpose would be open around the
+        // clock, unlimited, or keep its default of five results.
+        (jsonText(purpose().merging(["bussiness_hours": ["days": ["mon"], "start": "09:00", "end": "18:00"]]) { $1 }),
+         "unknown_member", "bussiness_hours"),
+        (jsonText(purpose().merging(["limits": ["records_per_hours": 5]]) { $1 }), "unknown_member", "limits.records_per_hours"),
+        (jsonText(["name": "x", "legal_basis": "contract", "datasets": ["customers": ["operations": ["read"], "fields": ["name": "plain"], "max_result": 1]]]),
+         "unknown_member", "datasets.customers.max_result"),
     ])
     func purposeValidation(bodyText: String, code: String, pointer: String) async throws {
         let fixture = try await AdminFixture.make()
@@ -139,6 +146,33 @@ struct AdminTests {
                 )
                 #expect(allowed.status == .created)
             }
+        }
+    }
+
+    @Test("a dataset schema or a tenant with a misspelt member is refused with unknown_member at its path; a member the caller sets to null is as good as absent")
+    func unknownMembersAreRefused() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            let admin = try await client.setUpTenant("acme-retail", operatorKey: fixture.operatorKey)
+            let fields: [[String: Any]] = [
+                ["name": "order_no", "type": "string", "category": "basic"],
+                ["name": "phone", "type": "phone", "category": "contact", "lookpu": "phone"],
+            ]
+            let misspelt = try await client.call(.put, "/v1/tenants/acme-retail/datasets/orders", key: admin, json: [
+                "fields": fields, "key_field": "order_no", "retention_dayz": 30,
+            ])
+            #expect(misspelt.status == .unprocessableContent)
+            let pointers = (misspelt["errors"] as? [[String: Any]] ?? []).compactMap { $0["pointer"] as? String }
+            #expect(misspelt.code == "unknown_member" && Set(pointers) == ["fields[1].lookpu", "retention_dayz"], "\(misspelt.text)")
+            #expect(try await client.call(.get, "/v1/tenants/acme-retail/datasets/orders", key: admin).status == .notFound)
+            // A member name that is no name is not repeated: the path ends at its parent.
+            let odd = try await client.call(.patch, "/v1/tenants/acme-retail", key: fixture.operatorKey, json: ["090-1234-5678": "x"])
+            #expect(odd.status == .unprocessableContent && odd.code == "unknown_member" && !odd.text.contains("090"), "\(odd.text)")
+            let plain = try await client.call(.put, "/v1/tenants/acme-retail/datasets/orders", key: admin, json: [
+                "fields": [fields[0]], "key_field": "order_no", "retention_days": NSNull(),
+            ])
+            #expect(plain.status == .created, "\(plain.text)")
         }
     }
 

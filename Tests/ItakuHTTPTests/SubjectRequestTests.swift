@@ -167,6 +167,37 @@ struct SubjectRequestTests {
         await owner.shutdown()
     }
 
+    @Test("a correction decided under a dataset schema that changed since answers 409 dataset_changed and changes nothing; under the stored schema it is executed")
+    func correctionUnderAChangedSchema() async throws {
+        let (database, state, _, credentials) = try await seededDemo(customers: 5, policyholders: 1)
+        let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
+        let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"]), customerNo = try #require(credentials["ITAKU_DEMO_CUSTOMER_NO"])
+        let owner = database.makeClient(role: .owner)
+        defer { Task { await owner.shutdown() } }
+        @Sendable func bumpVersion(_ by: Int) async throws {
+            // A schema change committed behind this instance's registry (another instance's PUT
+            // that this one has not reloaded yet).
+            try await owner.query("UPDATE itaku.datasets SET version = version + \(by) WHERE name = 'customers'")
+        }
+        try await app.test(.live) { client in
+            let correction = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
+                "kind": "correction", "dataset": "customers", "subject": ["by": "customer_no", "value": customerNo],
+            ])
+            let id = try #require(correction["id"] as? String)
+            try await bumpVersion(1)
+            let stale = try await client.call(.post, Self.base + "/subject-requests/\(id)/execute", key: admin, json: ["fields": ["name": "訂正 花子"]])
+            #expect(stale.status == .conflict && stale.code == "dataset_changed", "\(stale.text)")
+            #expect(try await client.call(.get, Self.base + "/subject-requests/\(id)", key: admin)["state"] as? String == "received")
+            try await bumpVersion(-1)
+            let executed = try await client.call(.post, Self.base + "/subject-requests/\(id)/execute", key: admin, json: ["fields": ["name": "訂正 花子"]])
+            #expect(executed["state"] as? String == "executed", "\(executed.text)")
+        }
+        let corrections = try await owner.query(
+            "SELECT count(*) FROM itaku.access_log WHERE target LIKE '%:correction:executed'"
+        )[0].decode(0, as: Int.self)
+        #expect(corrections == 1, "the refused execution wrote no entry")
+    }
+
     @Test("a request names a real subject of its own tenant, or is refused with a stable code")
     func requestsAreValidated() async throws {
         let (database, state, _, credentials) = try await seededDemo(customers: 20, policyholders: 5)

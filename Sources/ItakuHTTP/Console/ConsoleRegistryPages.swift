@@ -158,12 +158,9 @@ struct ConsoleRegistryPages: Sendable {
         let text = view.form["definition"] ?? ""
         let version = view.form["version"].flatMap { Int($0) } ?? 0
         do {
+            // Read as the API reads it: a misspelt member is refused, not dropped.
             _ = try await purposes.save(RoleContext<ClientAdmins>(context: context), ifMatch: PurposesController.etag(version)) {
-                do {
-                    return try JSONDecoder().decode(PurposeDefinition.self, from: Data(text.utf8))
-                } catch let error as DecodingError {
-                    throw Problem.badRequest(code: "invalid_json", "The definition is not the JSON a purpose takes.", pointer: Admin.pointer(error))
-                }
+                try Admin.decode(PurposeDefinition.self, from: ByteBuffer(string: text))
             }
         } catch let problem as Problem where problem.status.code < 500 {
             return editPage(view, tenant: tenant, key: key, version: version, text: text, problem: problem)
