@@ -119,12 +119,16 @@ public final class Registry: Service, Sendable {
 
 /// The failures of one thing tried again and again (a reload, a listener) while the database is
 /// away: the first is logged at once, then one line every 30 s with how many failed since, and
-/// one when it works again. Its pause doubles with each failure in a row.
+/// one when it works again. A connection that comes and goes logs no more often than that: a
+/// warning at most every 30 s, and a notice only after a warning. Its pause doubles with each
+/// failure in a row.
 final class Outage: Sendable {
     private struct State {
         var failures = 0
         var unlogged = 0
         var loggedAt: ContinuousClock.Instant?
+        /// A warning was logged and no notice since.
+        var announced = false
     }
 
     let logger: Logger
@@ -155,6 +159,7 @@ final class Outage: Sendable {
             guard state.loggedAt.map({ now - $0 >= .seconds(30) }) ?? true else { return nil }
             defer { state.unlogged = 0 }
             state.loggedAt = now
+            state.announced = true
             return state.unlogged
         }
         guard let count else { return }
@@ -162,11 +167,14 @@ final class Outage: Sendable {
     }
 
     func ended() {
-        let failures = state.withLock { state in
-            defer { state = State() }
-            return state.failures
+        let failures: Int? = state.withLock { state in
+            defer {
+                state.failures = 0
+                state.announced = false
+            }
+            return state.announced ? state.failures : nil
         }
-        guard failures > 0 else { return }
+        guard let failures else { return }
         logger.notice(recovered, metadata: ["itaku.failures": "\(failures)"])
     }
 }
