@@ -59,10 +59,11 @@ public enum CaseReference {
     /// or an alternative), as in `(a+)+` or `(a|ab)*`; and at most three unbounded quantifiers
     /// in all (`.*.*.*.*x` tries every way of cutting the text).
     ///
-    /// What it cannot read, it refuses rather than guess at: a `{` that is not a quantifier
-    /// (`{n}`, `{n,}`, `{n,m}`, `{,m}`; a literal brace is written `\{`), and a group opened with
-    /// `(?` other than `(?:`, since options such as `(?x)` change what the rest means (in it,
-    /// `(a|ab) *` repeats the group).
+    /// Quantifiers are `{n}`, `{n,}`, `{n,m}` and `{,m}` (0 to m); a brace holding anything
+    /// else is a literal. What it cannot read, it refuses rather than guess at: a brace of digits
+    /// and commas that is none of those (or holds spaces), the extended-syntax option `x` (in
+    /// `(?x)`, `(a|ab) *` repeats the group) and `(?#` comments. Other `(?` headers (named
+    /// groups, lookaround, atomic groups, options like `(?i)`) open a group as `(` does.
     public static func isLinear(_ pattern: String) -> Bool {
         let bytes = Array(pattern.utf8)
         // Per open group: whether something inside it varies in length.
@@ -80,12 +81,14 @@ public enum CaseReference {
             case UInt8(ascii: "*"), UInt8(ascii: "+"): length = 1; isUnbounded = true
             case UInt8(ascii: "?"): length = 1; repeats = false
             case UInt8(ascii: "{"):
-                // `{n}`, `{n,}`, `{n,m}` or `{,m}` (0 to m), in plain digits; anything else
-                // makes the pattern unreadable.
+                // `{n}`, `{n,}`, `{n,m}` or `{,m}` (0 to m), in plain digits. A brace holding
+                // other characters is a literal; digits, commas and spaces in another form make
+                // the pattern unreadable.
                 let isDigit = { (byte: UInt8) in byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
                 guard let close = bytes[index...].firstIndex(of: UInt8(ascii: "}")),
-                    bytes[(index + 1)..<close].allSatisfy({ isDigit($0) || $0 == UInt8(ascii: ",") })
-                else {
+                    bytes[(index + 1)..<close].allSatisfy({ isDigit($0) || $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: " ") })
+                else { return nil }
+                guard !bytes[(index + 1)..<close].contains(UInt8(ascii: " ")) else {
                     unreadable = true
                     return nil
                 }
@@ -106,6 +109,34 @@ public enum CaseReference {
             // A lazy or possessive mark belongs to it.
             if index + length < bytes.count, bytes[index + length] == UInt8(ascii: "?") || bytes[index + length] == UInt8(ascii: "+") { length += 1 }
             return (length, varies, repeats, isUnbounded)
+        }
+        /// The header of a group opened with `(?`, from `start` (just past the `?`): where what
+        /// follows it begins, and whether it is an option setting for the rest (`(?i)`), not a
+        /// group. Nil: a header that makes the pattern unreadable (`x`, `(?#`) or is not known.
+        func groupHeader(after start: Int) -> (end: Int, setsOptions: Bool)? {
+            guard start < bytes.count else { return nil }
+            func through(_ close: UInt8, from: Int) -> Int? { bytes[from...].firstIndex(of: close).map { $0 + 1 } }
+            switch bytes[start] {
+            case UInt8(ascii: ":"), UInt8(ascii: ">"), UInt8(ascii: "="), UInt8(ascii: "!"): return (start + 1, false)
+            case UInt8(ascii: "<"):
+                if start + 1 < bytes.count, bytes[start + 1] == UInt8(ascii: "=") || bytes[start + 1] == UInt8(ascii: "!") { return (start + 2, false) }
+                return through(UInt8(ascii: ">"), from: start + 1).map { ($0, false) }
+            case UInt8(ascii: "P"):
+                guard start + 1 < bytes.count, bytes[start + 1] == UInt8(ascii: "<") else { return nil }
+                return through(UInt8(ascii: ">"), from: start + 2).map { ($0, false) }
+            case UInt8(ascii: "'"):
+                return through(UInt8(ascii: "'"), from: start + 1).map { ($0, false) }
+            default:
+                // Options: letters, `^` and `-`, ended by `)` (for the rest) or `:` (a group).
+                var end = start
+                while end < bytes.count, bytes[end] == UInt8(ascii: "^") || bytes[end] == UInt8(ascii: "-")
+                    || (bytes[end] >= UInt8(ascii: "a") && bytes[end] <= UInt8(ascii: "z"))
+                    || (bytes[end] >= UInt8(ascii: "A") && bytes[end] <= UInt8(ascii: "Z")) { end += 1 }
+                guard end > start, end < bytes.count, !bytes[start..<end].contains(UInt8(ascii: "x")) else { return nil }
+                if bytes[end] == UInt8(ascii: ")") { return (end + 1, true) }
+                if bytes[end] == UInt8(ascii: ":") { return (end + 1, false) }
+                return nil
+            }
         }
         while index < bytes.count {
             let byte = bytes[index]
@@ -129,8 +160,13 @@ public enum CaseReference {
                 index = end + 1
             case UInt8(ascii: "("):
                 if index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "?") {
-                    guard index + 2 < bytes.count, bytes[index + 2] == UInt8(ascii: ":") else { return false }
-                    index += 2
+                    guard let header = groupHeader(after: index + 2) else { return false }
+                    if header.setsOptions {
+                        // `(?i)`: options for the rest, no group.
+                        index = header.end
+                        continue
+                    }
+                    index = header.end - 1
                 }
                 groups.append(false)
                 index += 1
