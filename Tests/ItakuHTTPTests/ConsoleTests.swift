@@ -64,6 +64,22 @@ struct ConsoleTests {
         return (cookie, try #require(home.csrf))
     }
 
+    @Test("the language switch on a verification's result comes back to the access log by GET, not to the verification, which takes POST only")
+    func languageSwitchAfterVerification() async throws {
+        let fixture = try await AdminFixture.make()
+        let app = try await makeApplication(database: fixture.database)
+        try await app.test(.live) { client in
+            let reviewer = try #require(try await client.call(.post, "/v1/keys", key: fixture.operatorKey, json: ["role": "reviewer"])["key"] as? String)
+            let signedIn = try await signIn(client, key: reviewer)
+            let cookie = try #require(signedIn.cookie("itaku_session"))
+            let log = try await get(client, "/console/access-log", cookie: cookie)
+            let verified = try await post(client, "/console/access-log/verify", cookie: cookie, form: [("csrf", try #require(log.csrf))])
+            #expect(verified.status == .ok)
+            #expect(verified.html.contains("href=\"/console/lang/en?back=/console/access-log\""), "\(verified.html)")
+            #expect(try await get(client, "/console/access-log", cookie: cookie).status == .ok)
+        }
+    }
+
     @Test("sign-in takes a person's key into a Secure HttpOnly SameSite=Strict session; sign-out ends it everywhere")
     func signInAndOut() async throws {
         let fixture = try await AdminFixture.make()
@@ -198,6 +214,14 @@ struct ConsoleTests {
             let broken = try await post(client, "/console/tenants/acme/purposes/support/edit", cookie: cookie, form: [("version", "2"), ("definition", "{"), ("csrf", csrf)])
             #expect(broken.status == .badRequest)
             #expect(broken.html.contains("invalid_json"))
+            // A misspelt member is refused and named, not dropped (the purpose would be open
+            // around the clock): nothing stored.
+            var misspelt = purpose()
+            misspelt["bussiness_hours"] = ["days": ["mon"], "start": "09:00", "end": "18:00"]
+            let typo = try await post(client, "/console/tenants/acme/purposes/support/edit", cookie: cookie, form: [("version", "2"), ("definition", jsonText(misspelt)), ("csrf", csrf)])
+            #expect(typo.status == .unprocessableContent)
+            #expect(typo.html.contains("unknown_member") && typo.html.contains("bussiness_hours"), "\(typo.html)")
+            #expect(try await client.call(.get, "/v1/tenants/acme/purposes/support", key: adminKey)["version"] as? Int == 2)
 
             let page = try await get(client, "/console/tenants/acme/purposes/support?a=1&b=2", cookie: cookie)
             #expect(page.html.contains("id=\"current-version\">2<"))
@@ -240,7 +264,10 @@ struct ConsoleTests {
             for page in ["access-log", "charts", "report", "report.csv"] {
                 #expect(try await get(client, "/console/tenants/acme/\(page)", cookie: cookie).status == .ok, "\(page)")
             }
-            #expect(try await get(client, "/console/tenants/acme/access-log?from=not-a-time", cookie: cookie).status == .badRequest)
+            let unreadable = try await get(client, "/console/tenants/acme/access-log?from=not-a-time", cookie: cookie)
+            #expect(unreadable.status == .badRequest)
+            // The error page says which input to mend.
+            #expect(unreadable.html.contains("<ul id=\"problems\"><li><code>invalid_parameter</code> — <code>from</code></li></ul>"), "\(unreadable.html)")
             // A browser's GET form sends spaces as `+` and a plus as `%2B`: the search gets the value as typed.
             let typed = try await get(client, "/console/tenants/acme/access-log?lookup_kind=phone&lookup_value=%2B81+90+1234+5678", cookie: cookie)
             #expect(typed.status == .ok)

@@ -68,7 +68,11 @@ struct ConsoleController: Sendable {
             let snapshot = registry.snapshot
             context.snapshot = snapshot
             let query = request.uri.query.map { "?" + $0 } ?? ""
-            var view = ConsoleView(language: .of(request), snapshot: snapshot, path: request.uri.path + query)
+            // The page the language switch comes back to, by GET: a verification's result (a
+            // POST only) comes back to the access log it was asked from.
+            var back = request.uri.path + query
+            if method == .post, request.uri.path.hasSuffix("/access-log/verify") { back = String(request.uri.path.dropLast("/verify".count)) }
+            var view = ConsoleView(language: .of(request), snapshot: snapshot, path: back)
             do {
                 // As the API: no page on a registry this instance could not read recently.
                 guard registry.isFresh else { throw Problem.registryUnavailable }

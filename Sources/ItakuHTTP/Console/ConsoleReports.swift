@@ -80,6 +80,9 @@ struct ConsoleReports: Sendable {
     /// and a reviewer alike see only that tenant's entries.
     private func read<T: Sendable>(_ tenant: Tenant, _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await admin.database.withTransaction { connection in
+            // One snapshot for every table of a page: entries committed while it is made appear
+            // in all of its tables or in none, so its totals agree.
+            try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             try await RegistryStore.setTenant(tenant.id, on: connection)
             return try await body(connection)
         }
@@ -97,14 +100,13 @@ struct ConsoleReports: Sendable {
 
     /// Counts by one column, largest first: the first `limit` (a chart's bars), or all (a report).
     private func counts(
-        _ tenant: Tenant, _ period: Period, column: String, value: String = "count(*)", extra: String = "", limit: Int? = 12
+        _ tenant: Tenant, _ period: Period, column: String, value: String = "count(*)", extra: String = "", limit: Int? = 12,
+        on connection: PostgresConnection
     ) async throws -> [(String, Int)] {
         let (filter, binds) = scope(tenant, period)
         let sql = "SELECT \(column), \(value)::bigint FROM itaku.access_log WHERE \(filter) \(extra) AND \(column) IS NOT NULL "
             + "GROUP BY 1 ORDER BY 2 DESC, 1" + (limit.map { " LIMIT \($0)" } ?? "")
-        return try await read(tenant) { connection in
-            try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds)).map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int.self)) }
-        }
+        return try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds)).map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int.self)) }
     }
 
     // MARK: Charts
@@ -115,8 +117,8 @@ struct ConsoleReports: Sendable {
         let hourly = period.days <= 3
         let (filter, binds) = scope(tenant, period)
         let unit = hourly ? "hour" : "day"
-        let buckets = try await read(tenant) { connection in
-            try await connection.query(PostgresQuery(
+        let (buckets, denials, agents, purposes) = try await read(tenant) { connection in
+            let buckets = try await connection.query(PostgresQuery(
                 unsafeSQL: """
                     SELECT date_trunc('\(unit)', occurred_at), count(*) FILTER (WHERE decision = 'allow')::bigint,
                            count(*) FILTER (WHERE decision = 'deny')::bigint
@@ -124,6 +126,12 @@ struct ConsoleReports: Sendable {
                     """,
                 binds: binds
             )).map { (try $0.decode(0, as: Date.self), try $0.decode(1, as: Int.self), try $0.decode(2, as: Int.self)) }
+            return (
+                buckets,
+                try await counts(tenant, period, column: "reason", extra: "AND decision = 'deny'", on: connection),
+                try await counts(tenant, period, column: "agent", value: "sum(rows_returned)", on: connection),
+                try await counts(tenant, period, column: "purpose_key", on: connection)
+            )
         }
         // Every bucket of the period, the empty ones too, so time reads evenly left to right.
         let step: TimeInterval = hourly ? 3600 : 86400
@@ -137,9 +145,6 @@ struct ConsoleReports: Sendable {
             columns.append((hourly ? String(label.dropFirst(5).prefix(11)).replacingOccurrences(of: "T", with: " ") : String(label.prefix(10)), [allow, deny]))
             start = start.addingTimeInterval(step)
         }
-        let denials = try await counts(tenant, period, column: "reason", extra: "AND decision = 'deny'")
-        let agents = try await counts(tenant, period, column: "agent", value: "sum(rows_returned)")
-        let purposes = try await counts(tenant, period, column: "purpose_key")
         try await accessLog.review(principal, context, target: "access-log:charts", rows: buckets.count, tenantID: tenant.id)
 
         let series = [ChartSeries(name: ConsoleText.allow(view.language), color: "#2e7d32"), ChartSeries(name: ConsoleText.deny(view.language), color: "#b3261e")]
@@ -213,14 +218,17 @@ struct ConsoleReports: Sendable {
             FROM itaku.access_log WHERE \(filter) GROUP BY 1 ORDER BY 1
             """
         let query = PostgresQuery(unsafeSQL: sql, binds: binds)
-        let agents = try await read(tenant) { connection in
-            try await connection.query(query).map {
+        let (agents, purposes, denials) = try await read(tenant) { connection in
+            let agents = try await connection.query(query).map {
                 AgentLine(agent: try $0.decode(0), lookups: try $0.decode(1), reads: try $0.decode(2), updates: try $0.decode(3),
                           denials: try $0.decode(4), records: try $0.decode(5), special: try $0.decode(6))
             }
+            return (
+                agents,
+                try await counts(tenant, period, column: "purpose_key", limit: nil, on: connection),
+                try await counts(tenant, period, column: "reason", extra: "AND decision = 'deny'", limit: nil, on: connection)
+            )
         }
-        let purposes = try await counts(tenant, period, column: "purpose_key", limit: nil)
-        let denials = try await counts(tenant, period, column: "reason", extra: "AND decision = 'deny'", limit: nil)
         try await accessLog.review(principal, context, target: target, rows: agents.count, tenantID: tenant.id)
         return Report(tenant: tenant, period: period, agents: agents, purposes: purposes, denials: denials)
     }

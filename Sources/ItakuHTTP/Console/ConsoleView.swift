@@ -74,7 +74,11 @@ struct ConsoleView: Sendable {
         }
         var main = "<p class=\"error-code\">\(HTML.escape(problem.code))</p>"
         if !sentence.isEmpty { main += "<p class=\"error\">\(sentence)</p>" }
-        if let issues = problem.errors, !issues.isEmpty {
+        // What the caller can mend: the problem's own sentence (a fixed text, never a value) and
+        // which input it is about.
+        if problem.status.code < 500, let detail = problem.detail { main += "<p class=\"error-detail\">\(HTML.escape(detail))</p>" }
+        let issues = problem.errors ?? problem.pointer.map { [Problem.Issue(code: problem.code, pointer: $0)] }
+        if let issues, !issues.isEmpty {
             main += "<ul id=\"problems\">" + issues.map {
                 "<li><code>\(HTML.escape($0.code))</code>" + ($0.pointer.map { " — <code>\(HTML.escape($0))</code>" } ?? "") + "</li>"
             }.joined() + "</ul>"
