@@ -51,22 +51,21 @@ struct Admin: Sendable {
 
     // MARK: Bodies
 
-    func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
-        try Self.decode(type, from: try await request.body.collect(upTo: context.maxUploadSize))
+    /// Reads a body as `type`, refusing members the type does not know (`unknownMembers`) and
+    /// those of `alsoTaking` passed over (members a GET shows that a PUT of the same may carry).
+    func decode<T: Codable>(
+        _ type: T.Type, from request: Request, context: some RequestContext, alsoTaking: Set<String> = []
+    ) async throws -> T {
+        try Self.decode(type, from: try await request.body.collect(upTo: context.maxUploadSize), alsoTaking: alsoTaking)
     }
 
-    /// `decode` of a body whose type is also `Encodable`: besides, a member the type does not
-    /// know is refused (`unknownMembers`).
-    func decode<T: Codable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
-        try Self.decode(type, from: try await request.body.collect(upTo: context.maxUploadSize))
+    /// Reads a body as `type`, passing over members it does not know: only for the agent API,
+    /// whose bodies carry no rules (a member it does not take changes nothing it decides).
+    func decodeLenient<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
+        try Self.read(type, from: try await request.body.collect(upTo: context.maxUploadSize))
     }
 
-    /// `decode` of a body already collected.
-    static func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
-        try read(type, from: buffer)
-    }
-
-    private static func read<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+    static func read<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
         do {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
@@ -81,10 +80,13 @@ struct Admin: Sendable {
     /// `unknown_member` at each one's path. A decoder passes over them, so a misspelt rule
     /// (`bussiness_hours`, `retention_dayz`, `records_per_hours`) would otherwise leave the
     /// definition without it: open around the clock, kept for ever, unlimited.
-    static func decode<T: Codable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+    static func decode<T: Codable>(_ type: T.Type, from buffer: ByteBuffer, alsoTaking: Set<String> = []) throws -> T {
         let value = try read(type, from: buffer)
-        let unknown = unknownMembers(of: value, in: buffer)
-        guard unknown.isEmpty else { throw Problem.invalid(unknown.map { .init(code: "unknown_member", pointer: $0.isEmpty ? nil : $0) }) }
+        guard let unknown = unknownMembers(of: value, in: buffer) else {
+            throw Problem.badRequest(code: "invalid_json", "The body is not the JSON this endpoint takes.")
+        }
+        let refused = unknown.filter { !alsoTaking.contains($0) }
+        guard refused.isEmpty else { throw Problem.invalid(refused.map { .init(code: "unknown_member", pointer: $0.isEmpty ? nil : $0) }) }
         return value
     }
 
@@ -92,10 +94,11 @@ struct Admin: Sendable {
     /// (a member whose value is null is as good as absent). A member's name is in the path if it
     /// could be a name at all (a letter, then letters, digits and `_`, at most 64); otherwise the
     /// path ends at its parent: the answer does not repeat a phone number written there.
-    static func unknownMembers(of value: some Encodable, in buffer: ByteBuffer) -> [String] {
+    /// Nil if either cannot be read as JSON (then the body is refused, not let through).
+    static func unknownMembers(of value: some Encodable, in buffer: ByteBuffer) -> [String]? {
         guard let raw = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView), options: [.fragmentsAllowed]),
             let known = try? JSONSerialization.jsonObject(with: JSONEncoder().encode(value), options: [.fragmentsAllowed])
-        else { return [] }
+        else { return nil }
         var paths: [String] = []
         func walk(_ raw: Any, _ known: Any, _ path: String) {
             guard paths.count < 20 else { return }

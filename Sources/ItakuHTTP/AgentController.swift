@@ -41,7 +41,7 @@ struct AgentController: Sendable {
                 case .string: break
                 }
             }
-            return try Admin.decode(LookupBody.self, from: buffer)
+            return try Admin.read(LookupBody.self, from: buffer)
         }
     }
 
@@ -73,7 +73,7 @@ struct AgentController: Sendable {
         }
         routes.on("/v1/tenants/:tenant/datasets/:dataset/records/:record", method: .patch, context: context) { request, context in
             var call = await makeCall(request, context, .read)
-            let body = try await admin.decode(UpdateBody.self, from: request, context: context)
+            let body = try await admin.decodeLenient(UpdateBody.self, from: request, context: context)
             call.input = .update(changes: body.fields)
             return try await serve(call, context)
         }

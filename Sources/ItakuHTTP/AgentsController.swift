@@ -29,7 +29,8 @@ struct AgentsController: Sendable {
         routes.on("/v1/agents", method: .post, context: RoleContext<Operators>.self) { request, context in
             let body = try await admin.decode(AgentBody.self, from: request, context: context)
             let employeeID = body.employee_id ?? "", name = body.name ?? "", site = body.site ?? ""
-            var issues: [Problem.Issue] = []
+            // The agent's record as listed; `active` is for a change, not for a new agent.
+            var issues: [Problem.Issue] = body.active == nil ? [] : [.init(code: "unknown_member", pointer: "active")]
             if !Self.isEmployeeID(employeeID) { issues.append(.init(code: "invalid_employee_id", pointer: "employee_id")) }
             issues += [Problem.Issue.name(name, pointer: "name"), Problem.Issue.name(site, pointer: "site", required: nil)].compactMap { $0 }
             guard issues.isEmpty else { throw Problem.invalid(issues) }

@@ -36,7 +36,8 @@ struct AssignmentsController: Sendable {
                 throw Problem.notFound
             }
             let body = try await admin.decode(AssignmentBody.self, from: request, context: context)
-            var issues: [Problem.Issue] = []
+            // The path names the agent; a body naming another is refused, not passed over.
+            var issues: [Problem.Issue] = body.agent.map { $0 == agent.employeeID } == false ? [.init(code: "unknown_member", pointer: "agent")] : []
             let purposes = body.purposes ?? []
             if purposes.isEmpty { issues.append(.init(code: "purposes_required", pointer: "purposes")) }
             for (index, key) in purposes.enumerated() where context.snapshot?.purposes[tenant.id]?[key] == nil {

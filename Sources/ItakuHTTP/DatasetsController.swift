@@ -43,7 +43,8 @@ struct DatasetsController: Sendable {
         guard DatasetSchema.isFieldName(name) else {
             throw Problem.invalid([.init(code: "invalid_dataset_name", pointer: "dataset")])
         }
-        let schema = try await admin.decode(DatasetSchema.self, from: request, context: context)
+        // A dataset as its GET shows it may be sent back: its name and version are passed over.
+        let schema = try await admin.decode(DatasetSchema.self, from: request, context: context, alsoTaking: ["name", "version"])
         let issues = schema.validate()
         guard issues.isEmpty else { throw Problem.invalid(issues.problems) }
         let existed = context.snapshot?.datasets[tenant.id]?[name] != nil

@@ -58,7 +58,8 @@ struct IntegrationsController: Sendable {
     private func createIntegration(_ request: Request, _ context: RoleContext<Operators>) async throws -> Response {
         let body = try await admin.decode(IntegrationBody.self, from: request, context: context)
         let snapshot = context.snapshot ?? RegistrySnapshot()
-        var issues: [Problem.Issue] = []
+        // The id is Itaku's to give.
+        var issues: [Problem.Issue] = body.id == nil ? [] : [.init(code: "unknown_member", pointer: "id")]
         let name = body.name ?? ""
         if !TenantsController.isCode(name) { issues.append(.init(code: "invalid_integration_name", pointer: "name")) }
         let mode = Integration.TrustMode(rawValue: body.trust_mode ?? "")

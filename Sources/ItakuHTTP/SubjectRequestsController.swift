@@ -246,7 +246,11 @@ struct SubjectRequestsController: Sendable {
             if changes.isEmpty { issues.append(.init(code: "fields_required", pointer: "fields")) }
             for (name, value) in changes.sorted(by: { $0.key < $1.key }) {
                 guard let field = dataset.schema.field(name) else {
-                    issues.append(.init(code: "unknown_field", pointer: "fields.\(name)"))
+                    // A field an earlier schema had, which the record may still hold, is removed
+                    // by an empty value (its removal logged as the others are); nothing else.
+                    if !(value.isEmpty && DatasetSchema.isFieldName(name)) {
+                        issues.append(.init(code: "unknown_field", pointer: "fields.\(name)"))
+                    }
                     continue
                 }
                 if name == dataset.schema.keyField {

@@ -44,7 +44,8 @@ struct TenantsController: Sendable {
 
     private func create(_ request: Request, _ context: RoleContext<Operators>) async throws -> Response {
         let body = try await admin.decode(TenantBody.self, from: request, context: context)
-        var issues: [Problem.Issue] = []
+        // A new tenant is active: `status` is for a change.
+        var issues: [Problem.Issue] = body.status == nil ? [] : [.init(code: "unknown_member", pointer: "status")]
         let code = body.code ?? ""
         if !Self.isCode(code) { issues.append(.init(code: "invalid_tenant_code", pointer: "code")) }
         if let issue = Problem.Issue.name(body.name ?? "", pointer: "name") { issues.append(issue) }

@@ -167,7 +167,7 @@ struct SubjectRequestTests {
         await owner.shutdown()
     }
 
-    @Test("a correction decided under a dataset schema that changed since answers 409 dataset_changed and changes nothing; under the stored schema it is executed")
+    @Test("a correction decided under a dataset schema that changed since answers 409 dataset_changed and changes nothing; under the stored schema it is executed; a field the schema lacks can only be removed")
     func correctionUnderAChangedSchema() async throws {
         let (database, state, _, credentials) = try await seededDemo(customers: 5, policyholders: 1)
         let app = try await makeApplication(database: database, settings: ["state.directory": .init(.string(state), isSecret: false)])
@@ -191,11 +191,22 @@ struct SubjectRequestTests {
             try await bumpVersion(-1)
             let executed = try await client.call(.post, Self.base + "/subject-requests/\(id)/execute", key: admin, json: ["fields": ["name": "訂正 花子"]])
             #expect(executed["state"] as? String == "executed", "\(executed.text)")
+
+            // A field the schema does not have can only be removed (an earlier schema's, which
+            // records may still hold): an empty value is executed, any other is unknown_field.
+            let removal = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
+                "kind": "correction", "dataset": "customers", "subject": ["by": "customer_no", "value": customerNo],
+            ])
+            let removalID = try #require(removal["id"] as? String)
+            let value = try await client.call(.post, Self.base + "/subject-requests/\(removalID)/execute", key: admin, json: ["fields": ["fax": "03-1234-5678"]])
+            #expect(value.status == .unprocessableContent && value.code == "unknown_field")
+            let removed = try await client.call(.post, Self.base + "/subject-requests/\(removalID)/execute", key: admin, json: ["fields": ["fax": ""]])
+            #expect(removed["state"] as? String == "executed", "\(removed.text)")
         }
         let corrections = try await owner.query(
             "SELECT count(*) FROM itaku.access_log WHERE target LIKE '%:correction:executed'"
         )[0].decode(0, as: Int.self)
-        #expect(corrections == 1, "the refused execution wrote no entry")
+        #expect(corrections == 2, "the refused executions wrote no entry")
     }
 
     @Test("a request names a real subject of its own tenant, or is refused with a stable code")
