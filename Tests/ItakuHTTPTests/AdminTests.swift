@@ -173,6 +173,13 @@ struct AdminTests {
                 "fields": [fields[0]], "key_field": "order_no", "retention_days": NSNull(),
             ])
             #expect(plain.status == .created, "\(plain.text)")
+            // A dataset as its GET shows it (with its name and version) may be sent back.
+            let shown = try await client.call(.get, "/v1/tenants/acme-retail/datasets/orders", key: admin)
+            let back = try await client.call(.put, "/v1/tenants/acme-retail/datasets/orders", key: admin, json: shown.body)
+            #expect(back.status == .ok, "\(back.text)")
+            // A member only a listing has is refused on creation, not passed over.
+            let inactive = try await client.call(.post, "/v1/agents", key: fixture.operatorKey, json: ["employee_id": "A0002", "name": "x", "active": false])
+            #expect(inactive.status == .unprocessableContent && inactive.code == "unknown_member" && inactive.pointer == "active", "\(inactive.text)")
         }
     }
 
