@@ -141,16 +141,14 @@ struct ImportsController: Sendable {
         func handle(_ rows: [CSVParser.Row]) async throws {
             for row in rows {
                 guard let columns = header else {
-                    // A spreadsheet's "CSV UTF-8" starts with a byte order mark: not part of the
-                    // first column's name.
-                    var names = row.fields.map { $0.trimmingCharacters(in: .whitespaces) }
-                    if let first = names.first, first.unicodeScalars.first == "\u{FEFF}" { names[0] = String(first.unicodeScalars.dropFirst()) }
-                    // An unknown column is named only in a row that names a field of the schema
-                    // (so it is a header), and only if its name could be a field's: a file without
-                    // its header row has data there (`c000042,yamada_hanako`), and an answer never
-                    // repeats data. Otherwise it is named by its position.
+                    let names = row.fields.map { $0.trimmingCharacters(in: .whitespaces) }
+                    // An unknown column is named only in a row that is a header: it names the key
+                    // field, or two fields of the schema (the key field misspelt). And only if its
+                    // name could be a field's: a file without its header row has data there
+                    // (`c000042,yamada_hanako`), and an answer never repeats data. Otherwise it is
+                    // named by its position.
                     let unknown = Set(validator.unknownColumns(names))
-                    let isHeader = names.contains { validator.schema.field($0) != nil }
+                    let isHeader = names.contains(validator.schema.keyField) || names.filter { validator.schema.field($0) != nil }.count >= 2
                     for (index, name) in names.enumerated() where unknown.contains(name) {
                         let shown = isHeader ? Self.shown(name) : nil
                         sink.reject(line: row.line, field: shown ?? "column \(index + 1)", code: "unknown_field")

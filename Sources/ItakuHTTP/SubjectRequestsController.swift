@@ -246,8 +246,9 @@ struct SubjectRequestsController: Sendable {
             if changes.isEmpty { issues.append(.init(code: "fields_required", pointer: "fields")) }
             for (name, value) in changes.sorted(by: { $0.key < $1.key }) {
                 guard let field = dataset.schema.field(name) else {
-                    // A field an earlier schema had, which the record may still hold, is removed
-                    // by an empty value (its removal logged as the others are); nothing else.
+                    // A field an earlier schema had, which the records may still hold, is removed
+                    // by an empty value (its removal logged as the others are); nothing else. A
+                    // name no record holds is refused in the transaction (a misspelt field).
                     if !(value.isEmpty && DatasetSchema.isFieldName(name)) {
                         issues.append(.init(code: "unknown_field", pointer: "fields.\(name)"))
                     }
@@ -317,6 +318,10 @@ struct SubjectRequestsController: Sendable {
                 guard try await RegistryStore.lockDataset(tenantID: tenant.id, datasetID: dataset.id, on: connection) == dataset.version else {
                     throw Self.datasetChanged
                 }
+                // Fields the schema lacks (to remove, from an earlier schema): each must be held
+                // by a record of the request, or it is a misspelt name, refused (and rolled back).
+                let dropped = Set(changes.keys.filter { dataset.schema.field($0) == nil })
+                var held: Set<String> = []
                 for recordID in recordIDs.sorted(by: { $0.uuidString < $1.uuidString }) {
                     let rows = try await connection.query(
                         """
@@ -327,18 +332,26 @@ struct SubjectRequestsController: Sendable {
                     guard let row = rows.first else { continue }
                     let externalID: String = try row.decode(0)
                     let before = try dataKeys.open(try row.decode(1, as: PostgresJSON.self).text, tenant: tenant.id, record: recordID.uuidString)
+                    // This record's changes: a dropped field only where the record holds it.
+                    let applied = changes.filter { !dropped.contains($0.key) || before[$0.key] != nil }
+                    held.formUnion(dropped.filter { before[$0] != nil })
+                    guard !applied.isEmpty else { continue }
                     try await RecordStore.write(
-                        changes, to: recordID, in: dataset, before: before, sealer: try dataKeys.sealer(for: tenant.id), digester: digester,
+                        applied, to: recordID, in: dataset, before: before, sealer: try dataKeys.sealer(for: tenant.id), digester: digester,
                         on: connection
                     )
                     var entry = template
                     entry.recordIDs = [recordID]
                     entry.subjectDigests = [digester.subjectDigest(externalID: externalID)]
-                    entry.fields = Dictionary(uniqueKeysWithValues: changes.keys.map { name in
+                    entry.fields = Dictionary(uniqueKeysWithValues: applied.keys.map { name in
                         (name, "\(before[name].map { digester.valueDigest(field: name, value: $0) } ?? "absent")->"
                             + (changes[name].flatMap { $0.isEmpty ? nil : digester.valueDigest(field: name, value: $0) } ?? "absent"))
                     })
                     entries.append(entry)
+                }
+                let misspelt = dropped.subtracting(held).sorted()
+                guard misspelt.isEmpty else {
+                    throw Problem.invalid(misspelt.map { .init(code: "unknown_field", pointer: "fields.\($0)") })
                 }
                 if entries.isEmpty {
                     var entry = template

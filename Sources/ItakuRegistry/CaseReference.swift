@@ -103,7 +103,8 @@ public enum CaseReference {
                 let high = parts.count == 2 ? parts[1] : low
                 varies = high != low
                 isUnbounded = high == nil
-                repeats = varies && (high ?? Int.max) > 1
+                // An exact count above one repeats too: `(a?){64}` tries every way.
+                repeats = (high ?? Int.max) > 1
             default: return nil
             }
             // A lazy or possessive mark belongs to it.
@@ -115,7 +116,17 @@ public enum CaseReference {
         /// group. Nil: a header that makes the pattern unreadable (`x`, `(?#`) or is not known.
         func groupHeader(after start: Int) -> (end: Int, setsOptions: Bool)? {
             guard start < bytes.count else { return nil }
-            func through(_ close: UInt8, from: Int) -> Int? { bytes[from...].firstIndex(of: close).map { $0 + 1 } }
+            /// Past a group's name (a letter or `_`, then letters, digits and `_`) and `close`.
+            func through(_ close: UInt8, from: Int) -> Int? {
+                func isNameByte(_ byte: UInt8, first: Bool) -> Bool {
+                    byte == UInt8(ascii: "_") || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                        || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) || (!first && byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                }
+                var end = from
+                while end < bytes.count, isNameByte(bytes[end], first: end == from) { end += 1 }
+                guard end > from, end < bytes.count, bytes[end] == close else { return nil }
+                return end + 1
+            }
             switch bytes[start] {
             case UInt8(ascii: ":"), UInt8(ascii: ">"), UInt8(ascii: "="), UInt8(ascii: "!"): return (start + 1, false)
             case UInt8(ascii: "<"):
@@ -146,17 +157,23 @@ public enum CaseReference {
                 // its brace.
                 let named = index + 2 < bytes.count && bytes[index + 2] == UInt8(ascii: "{")
                     && "pPxuNokg".utf8.contains(bytes[index + 1])
+                // `\Q…\E` quotes text whose brackets the check would read as structure.
+                if index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "Q") || bytes[index + 1] == UInt8(ascii: "E") { return false }
                 if named, let close = bytes[(index + 2)...].firstIndex(of: UInt8(ascii: "}")) {
                     index = close + 1
                 } else {
                     index += 2
                 }
             case UInt8(ascii: "["):
-                // A class is one character, whatever it holds.
+                // A class is one character, whatever it holds; a class inside a class (which
+                // the check would end too early) is refused.
                 var end = index + 1
                 if end < bytes.count, bytes[end] == UInt8(ascii: "^") { end += 1 }
                 if end < bytes.count, bytes[end] == UInt8(ascii: "]") { end += 1 }
-                while end < bytes.count, bytes[end] != UInt8(ascii: "]") { end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1 }
+                while end < bytes.count, bytes[end] != UInt8(ascii: "]") {
+                    if bytes[end] == UInt8(ascii: "[") { return false }
+                    end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
+                }
                 index = end + 1
             case UInt8(ascii: "("):
                 if index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "?") {
@@ -202,7 +219,8 @@ public enum CaseReference {
                 index += length
             }
         }
-        return unbounded <= 3
+        // Every group closed: one left open means the check lost track of the structure.
+        return groups.count == 1 && unbounded <= 3
     }
 
     private static func regex(_ pattern: String) -> Regex<AnyRegexOutput>? {

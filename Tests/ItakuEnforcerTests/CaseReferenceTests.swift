@@ -57,6 +57,9 @@ struct CaseReferenceTests {
             // `{,m}` is 0 to m repetitions; options such as (?x) make `(a|ab) *` repeat the group.
             "([A-Z]|[A-Z0-9]){,64}X", "(A|AA){,100}B", "(?x)(A|AA) *B", "(?ix)(A|AA) *B", "(?x:(A|AA) *)B", "(?#c)(A|AA)*B",
             "(?i)(a|aa)+b", "(?<n>A|AA)*B", "(A|AA){ 1,9}B",
+            // An exact count repeats too; text the check cannot follow (a class in a class,
+            // quoted text, a group left open) hides the structure.
+            "(a?){64}a{64}", "(a|a){64}", "(?:a|a|[x[y]z(])*", #"(?:a|a|\Q(\E)*"#, "(a|aa", "(?<*a|aa)*b",
         ] {
             #expect(!CaseReference.isValidPattern(unsafe), "\(unsafe)")
             // Stored before patterns were checked: it accepts nothing, at once.

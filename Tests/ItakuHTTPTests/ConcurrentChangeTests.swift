@@ -129,8 +129,9 @@ struct ConcurrentChangeTests {
             // A misspelt field name is still named.
             let misspelt = try await client.call(.post, path, key: admin, text: "customer_no,nmae\nC001,Taro\n", contentType: "text/csv")
             #expect((misspelt["errors"] as? [[String: Any]] ?? []).contains { $0["pointer"] as? String == "nmae" }, "\(misspelt.text)")
-            // So it is after a spreadsheet's byte order mark, and beside a misspelt key field.
-            let marked = try await client.call(.post, path, key: admin, text: "\u{FEFF}custmer_no,name,nmae\nC001,Taro,x\n", contentType: "text/csv")
+            // So it is after a spreadsheet's byte order mark, and beside a misspelt key field
+            // (two other fields make the row a header).
+            let marked = try await client.call(.post, path, key: admin, text: "\u{FEFF}custmer_no,name,phone,nmae\nC001,Taro,090-1234-5678,x\n", contentType: "text/csv")
             let named = (marked["errors"] as? [[String: Any]] ?? []).compactMap { $0["pointer"] as? String }
             #expect(named.contains("custmer_no") && named.contains("nmae"), "\(marked.text)")
 

@@ -174,39 +174,62 @@ struct SubjectRequestTests {
         let admin = try #require(credentials["ITAKU_CLIENT_ADMIN_KEY"]), customerNo = try #require(credentials["ITAKU_DEMO_CUSTOMER_NO"])
         let owner = database.makeClient(role: .owner)
         defer { Task { await owner.shutdown() } }
-        @Sendable func bumpVersion(_ by: Int) async throws {
+        @Sendable func bumpVersion() async throws {
             // A schema change committed behind this instance's registry (another instance's PUT
             // that this one has not reloaded yet).
-            try await owner.query("UPDATE itaku.datasets SET version = version + \(by) WHERE name = 'customers'")
+            try await owner.query("UPDATE itaku.datasets SET version = version + 1 WHERE name = 'customers'")
         }
         try await app.test(.live) { client in
             let correction = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
                 "kind": "correction", "dataset": "customers", "subject": ["by": "customer_no", "value": customerNo],
             ])
             let id = try #require(correction["id"] as? String)
-            try await bumpVersion(1)
+            try await bumpVersion()
             let stale = try await client.call(.post, Self.base + "/subject-requests/\(id)/execute", key: admin, json: ["fields": ["name": "訂正 花子"]])
             #expect(stale.status == .conflict && stale.code == "dataset_changed", "\(stale.text)")
             #expect(try await client.call(.get, Self.base + "/subject-requests/\(id)", key: admin)["state"] as? String == "received")
-            try await bumpVersion(-1)
-            let executed = try await client.call(.post, Self.base + "/subject-requests/\(id)/execute", key: admin, json: ["fields": ["name": "訂正 花子"]])
+            // Once this instance has read the new schema (a notice, as the other instance's PUT
+            // sends one), the same correction is executed.
+            try await owner.query("SELECT pg_notify('itaku_registry', '')")
+            var executed = try await client.call(.post, Self.base + "/subject-requests/\(id)/execute", key: admin, json: ["fields": ["name": "訂正 花子"]])
+            for _ in 0..<50 where executed.code == "dataset_changed" {
+                try await Task.sleep(for: .milliseconds(100))
+                executed = try await client.call(.post, Self.base + "/subject-requests/\(id)/execute", key: admin, json: ["fields": ["name": "訂正 花子"]])
+            }
             #expect(executed["state"] as? String == "executed", "\(executed.text)")
 
-            // A field the schema does not have can only be removed (an earlier schema's, which
-            // records may still hold): an empty value is executed, any other is unknown_field.
-            let removal = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
-                "kind": "correction", "dataset": "customers", "subject": ["by": "customer_no", "value": customerNo],
-            ])
-            let removalID = try #require(removal["id"] as? String)
-            let value = try await client.call(.post, Self.base + "/subject-requests/\(removalID)/execute", key: admin, json: ["fields": ["fax": "03-1234-5678"]])
+            // The schema drops my_number, which the records still hold: a correction can only
+            // remove it (an empty value), and only while a record of the request holds it.
+            var shown = try await client.call(.get, Self.base + "/datasets/customers", key: admin).body
+            shown["fields"] = (shown["fields"] as? [[String: Any]] ?? []).filter { $0["name"] as? String != "my_number" }
+            let dropped = try await client.call(.put, Self.base + "/datasets/customers", key: admin, json: shown)
+            #expect(dropped.status == .ok, "\(dropped.text)")
+            func newCorrection() async throws -> String {
+                let created = try await client.call(.post, Self.base + "/subject-requests", key: admin, json: [
+                    "kind": "correction", "dataset": "customers", "subject": ["by": "customer_no", "value": customerNo],
+                ])
+                return try #require(created["id"] as? String)
+            }
+            let removal = try await newCorrection()
+            let value = try await client.call(.post, Self.base + "/subject-requests/\(removal)/execute", key: admin, json: ["fields": ["my_number": "123456789012"]])
             #expect(value.status == .unprocessableContent && value.code == "unknown_field")
-            let removed = try await client.call(.post, Self.base + "/subject-requests/\(removalID)/execute", key: admin, json: ["fields": ["fax": ""]])
+            let misspelt = try await client.call(.post, Self.base + "/subject-requests/\(removal)/execute", key: admin, json: ["fields": ["my_numbr": ""]])
+            #expect(misspelt.status == .unprocessableContent && misspelt.code == "unknown_field" && misspelt.pointer == "fields.my_numbr", "\(misspelt.text)")
+            let removed = try await client.call(.post, Self.base + "/subject-requests/\(removal)/execute", key: admin, json: ["fields": ["my_number": ""]])
             #expect(removed["state"] as? String == "executed", "\(removed.text)")
+            // Gone: no record of the subject holds it now.
+            let again = try await newCorrection()
+            let none = try await client.call(.post, Self.base + "/subject-requests/\(again)/execute", key: admin, json: ["fields": ["my_number": ""]])
+            #expect(none.status == .unprocessableContent && none.code == "unknown_field", "\(none.text)")
         }
         let corrections = try await owner.query(
             "SELECT count(*) FROM itaku.access_log WHERE target LIKE '%:correction:executed'"
         )[0].decode(0, as: Int.self)
         #expect(corrections == 2, "the refused executions wrote no entry")
+        let removal = try await owner.query(
+            "SELECT fields::text FROM itaku.access_log WHERE target LIKE '%:correction:executed' AND fields ? 'my_number'"
+        ).map { try $0.decode(0, as: String.self) }
+        #expect(removal.count == 1 && removal[0].contains("->absent") && !removal[0].contains("absent->"), "\(removal)")
     }
 
     @Test("a request names a real subject of its own tenant, or is refused with a stable code")
