@@ -51,8 +51,9 @@ struct Admin: Sendable {
 
     // MARK: Bodies
 
-    /// Reads a body as `type`, refusing members the type does not know (`unknownMembers`) and
-    /// those of `alsoTaking` passed over (members a GET shows that a PUT of the same may carry).
+    /// Reads a body as `type`, refusing members the type does not know (`unknownMembers`) but
+    /// those named in `alsoTaking`, which are passed over (what a GET shows and a PUT of the
+    /// same carries back).
     func decode<T: Codable>(
         _ type: T.Type, from request: Request, context: some RequestContext, alsoTaking: Set<String> = []
     ) async throws -> T {
@@ -100,11 +101,11 @@ struct Admin: Sendable {
             let known = try? JSONSerialization.jsonObject(with: JSONEncoder().encode(value), options: [.fragmentsAllowed])
         else { return nil }
         var paths: [String] = []
+        let isLetter = { (byte: UInt8) in (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) }
         func walk(_ raw: Any, _ known: Any, _ path: String) {
             guard paths.count < 20 else { return }
             if let raw = raw as? [String: Any], let known = known as? [String: Any] {
                 for (name, member) in raw.sorted(by: { $0.key < $1.key }) where !(member is NSNull) {
-                    let isLetter = { (byte: UInt8) in (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) }
                     let named = name.utf8.count <= 64 && name.utf8.first.map(isLetter) == true
                         && name.utf8.allSatisfy { isLetter($0) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
                     let child = named ? (path.isEmpty ? name : path + "." + name) : path

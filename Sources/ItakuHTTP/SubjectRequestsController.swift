@@ -308,10 +308,6 @@ struct SubjectRequestsController: Sendable {
                 disposal.clientAddress = context.clientAddress
                 entries += [entry, disposal]
             case .correction:
-                // One entry a record, naming each changed field with the digests of its value
-                // before and after: the change is evidenced, the values stay out of the log.
-                // Records are locked in record id order, as agents' shared updates lock them,
-                // so that the two cannot deadlock.
                 // The values were checked, and the lookup keys are made, under the schema this
                 // request read: if a `PUT` changed it since, nothing is changed (and no schema
                 // change commits until this one does).
@@ -322,6 +318,10 @@ struct SubjectRequestsController: Sendable {
                 // by a record of the request, or it is a misspelt name, refused (and rolled back).
                 let dropped = Set(changes.keys.filter { dataset.schema.field($0) == nil })
                 var held: Set<String> = []
+                // One entry a record, naming each changed field with the digests of its value
+                // before and after: the change is evidenced, the values stay out of the log.
+                // Records are locked in record id order, as agents' shared updates lock them,
+                // so that the two cannot deadlock.
                 for recordID in recordIDs.sorted(by: { $0.uuidString < $1.uuidString }) {
                     let rows = try await connection.query(
                         """

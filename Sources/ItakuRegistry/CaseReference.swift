@@ -54,16 +54,17 @@ public enum CaseReference {
     }
 
     /// Whether a backtracking engine matches `pattern` against a reference (at most 128
-    /// characters) in bounded time: no group that may repeat (`*`, `+`, `{n,}`, `{n,m}` with m
-    /// above 1) holds a part of variable length itself (a quantifier other than an exact `{n}`,
-    /// or an alternative), as in `(a+)+` or `(a|ab)*`; and at most three unbounded quantifiers
-    /// in all (`.*.*.*.*x` tries every way of cutting the text).
+    /// characters) in bounded time: no group that may repeat (`*`, `+`, or a count above one,
+    /// exact or not) holds a part of variable length itself (a quantifier other than an exact
+    /// `{n}`, or an alternative), as in `(a+)+`, `(a|ab)*` or `(a?){64}`; and at most three
+    /// unbounded quantifiers in all (`.*.*.*.*x` tries every way of cutting the text).
     ///
     /// Quantifiers are `{n}`, `{n,}`, `{n,m}` and `{,m}` (0 to m); a brace holding anything
-    /// else is a literal. What it cannot read, it refuses rather than guess at: a brace of digits
-    /// and commas that is none of those (or holds spaces), the extended-syntax option `x` (in
-    /// `(?x)`, `(a|ab) *` repeats the group) and `(?#` comments. Other `(?` headers (named
-    /// groups, lookaround, atomic groups, options like `(?i)`) open a group as `(` does.
+    /// else is a literal. What it cannot follow, it refuses rather than guess at: a brace of
+    /// digits and commas that is none of those (or holds spaces), the extended-syntax option `x`
+    /// (in `(?x)`, `(a|ab) *` repeats the group), `(?#` comments, `\Q…\E`, a class within a
+    /// class, and a group left open. Other `(?` headers (named groups, lookaround, atomic groups,
+    /// options like `(?i)`) open a group as `(` does.
     public static func isLinear(_ pattern: String) -> Bool {
         let bytes = Array(pattern.utf8)
         // Per open group: whether something inside it varies in length.
