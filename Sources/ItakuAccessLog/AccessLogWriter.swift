@@ -274,19 +274,42 @@ public final class AccessLogWriter: Service, Sendable {
         }
     }
 
+    /// Writes what is queued, batch after batch, in a loop on the database's thread pool: the
+    /// next batch goes out as soon as the last one committed, with no hop to a task and back.
+    /// The loop ends when the queue is empty (or its connection failed; then it leases anew).
     private func drain() async {
-        while true {
-            let batch: [Pending] = state.withLock { state in
-                let count = min(state.queue.count, configuration.maxBatch)
-                defer { state.queue.removeFirst(count) }
-                return Array(state.queue.prefix(count))
+        while state.withLock({ !$0.queue.isEmpty }) {
+            do {
+                try await database.withSession { session in
+                    while session.isUsable, let batch = self.nextBatch() {
+                        self.write(batch, on: session)
+                    }
+                }
+            } catch {
+                // No connection (the database is down) or the pool is closing: the next batch
+                // fails, so that its callers answer 503 and the queue does not grow while it lasts.
+                guard let batch = nextBatch() else { return }
+                abandonStreams()
+                logger.error("access log write failed; the batch's requests answer 503", metadata: [
+                    "itaku.error": "\(error)", "itaku.access_log.batch": "\(batch.count)",
+                ])
+                for pending in batch { pending.continuation.resume(throwing: AccessLogError.writeFailed) }
             }
-            guard !batch.isEmpty else { return }
-            await write(batch)
         }
     }
 
-    private func write(_ batch: [Pending], retried: Bool = false) async {
+    /// The next batch of the queue, taken from it; nil when it is empty.
+    private func nextBatch() -> [Pending]? {
+        state.withLock { state in
+            let count = min(state.queue.count, configuration.maxBatch)
+            guard count > 0 else { return nil }
+            defer { state.queue.removeFirst(count) }
+            return Array(state.queue.prefix(count))
+        }
+    }
+
+    /// Chains, seals and inserts `batch` on `session`, and answers its callers.
+    private func write(_ batch: [Pending], on session: PostgresSession, retried: Bool = false) {
         var heads = state.withLock { $0.heads }
         var entries: [AccessEntry] = []
         entries.reserveCapacity(batch.count)
@@ -304,9 +327,9 @@ public final class AccessLogWriter: Service, Sendable {
             // round trip.
             let inserts = AccessLogStore.insertQueries(entries)
             if inserts.count == 1 {
-                try await database.query(inserts[0])
+                try session.query(inserts[0])
             } else {
-                _ = try await database.withConnection { try await $0.pipeline(inserts) }
+                try session.pipeline(inserts)
             }
             // Only the streams this batch wrote: a transactional commit may have moved others.
             state.withLock { state in
@@ -319,7 +342,7 @@ public final class AccessLogWriter: Service, Sendable {
             // so the log keeps working; the verifier reports the intruder.
             logger.error("access-log position already taken; continuing in new streams", metadata: ["itaku.error": "\(error)"])
             abandonStreams()
-            await write(batch, retried: true)
+            write(batch, on: session, retried: true)
         } catch let error as PostgresError where Self.refusesData(error) {
             // The database refused a value of the statement and rolled it back: nothing of it is
             // written, so the heads stand. Halve until the refused entry is alone; the rest are
@@ -329,8 +352,8 @@ public final class AccessLogWriter: Service, Sendable {
                 batch[0].continuation.resume(throwing: AccessLogError.writeFailed)
                 return
             }
-            await write(Array(batch[..<(batch.count / 2)]), retried: retried)
-            await write(Array(batch[(batch.count / 2)...]), retried: retried)
+            write(Array(batch[..<(batch.count / 2)]), on: session, retried: retried)
+            write(Array(batch[(batch.count / 2)...]), on: session, retried: retried)
         } catch {
             abandonStreams()
             logger.error("access log write failed; the batch's requests answer 503", metadata: [

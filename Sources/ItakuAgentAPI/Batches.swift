@@ -1,46 +1,56 @@
+import ItakuPostgres
 import Synchronization
 
 /// Requests sent to PostgreSQL together. A request that finds no batch out goes at once, alone;
 /// requests that arrive while one is out wait, and the lane sends them all in one round trip
-/// when it comes free (`send`). PostgreSQL's cost per statement (the round trip, the
-/// transaction, starting the plan) is then paid once per batch, not once per request; under
-/// light load nothing waits. A second lane opens only when the batch out is slow (out longer
-/// than `slowBatch`): then one slow statement does not hold every request up, while under a
-/// steady load one lane's batches stay large.
+/// when it comes free. PostgreSQL's cost per statement (the round trip, the transaction,
+/// starting the plan) is then paid once per batch, not once per request; under light load
+/// nothing waits. A second lane opens only when the batch out is slow (out longer than
+/// `slowBatch`): then one slow statement does not hold every request up, while under a steady
+/// load one lane's batches stay large.
 ///
-/// There is no task of its own: the caller that takes a lane leads. It sends its own request with
-/// those waiting, answers them, and hands the lane to the first caller still waiting (or frees
-/// it). A batch that carries others' requests runs in a task of its own, so that cancelling the
-/// leader cancels nobody else's request.
+/// A lane is a loop of its own: it sends what waits, answers it, and sends what arrived
+/// meanwhile, until nothing waits. No request leads it, so cancelling a request cancels nobody
+/// else's. A lane of lookups runs on the database's thread pool (`init(on:)`): batch follows
+/// batch there with no hop to a task and back, so the lane is never queued behind the work of
+/// the requests it answers.
 final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
     /// One answer per item, in order.
     typealias Send = @Sendable ([Item]) async -> [Result<Answer, any Error>]
+    /// One answer per item, in order, from statements run on `session`.
+    typealias SendOnSession = @Sendable ([Item], PostgresSession) -> [Result<Answer, any Error>]
 
-    private enum Turn: Sendable {
-        case answered(Result<Answer, any Error>)
-        case lead
+    private enum Runner: Sendable {
+        case task(Send)
+        case pool(PostgresClient, SendOnSession)
     }
 
     private struct Waiting {
         var item: Item
-        var continuation: CheckedContinuation<Turn, Never>
+        var continuation: CheckedContinuation<Answer, any Error>
     }
 
     private struct State {
         var waiting: [Waiting] = []
-        var leading = 0
-        /// When each batch out was sent, by its lead's number.
+        var running = 0
+        /// When each lane's batch out was sent, by the lane's number.
         var sent: [Int: ContinuousClock.Instant] = [:]
-        var nextLead = 0
+        var nextLane = 0
         /// Whether a check for a slow batch is due (`watch`): at most one at a time.
         var watching = false
 
-        /// Whether a new lead may take a lane now.
-        func mayLead(lanes: Int, slowBatch: Duration) -> Bool {
-            if leading == 0 { return true }
-            guard leading < lanes else { return false }
+        /// Whether a new lane may start now.
+        func mayStart(lanes: Int, slowBatch: Duration) -> Bool {
+            if running == 0 { return true }
+            guard running < lanes else { return false }
             let now = ContinuousClock.now
             return sent.values.contains { now - $0 > slowBatch }
+        }
+
+        mutating func startLane() -> Int {
+            running += 1
+            nextLane += 1
+            return nextLane
         }
     }
 
@@ -50,14 +60,22 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
     let slowBatch: Duration
     /// Items in one batch at most.
     let maxBatch: Int
-    private let send: Send
+    private let runner: Runner
     private let state = Mutex(State())
 
     init(lanes: Int = 2, maxBatch: Int = 64, slowBatch: Duration = .milliseconds(10), send: @escaping Send) {
         self.lanes = max(1, lanes)
         self.slowBatch = slowBatch
         self.maxBatch = max(1, maxBatch)
-        self.send = send
+        self.runner = .task(send)
+    }
+
+    /// Lanes that run on `database`'s thread pool, each with a connection of its own.
+    init(lanes: Int = 2, maxBatch: Int = 64, slowBatch: Duration = .milliseconds(10), on database: PostgresClient, send: @escaping SendOnSession) {
+        self.lanes = max(1, lanes)
+        self.slowBatch = slowBatch
+        self.maxBatch = max(1, maxBatch)
+        self.runner = .pool(database, send)
     }
 
     /// Requests waiting for a lane now.
@@ -65,84 +83,104 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
 
     func submit(_ item: Item) async throws -> Answer {
         let (lanes, slowBatch) = (self.lanes, self.slowBatch)
-        let leads = state.withLock { state in
-            guard state.mayLead(lanes: lanes, slowBatch: slowBatch) else { return false }
-            state.leading += 1
-            return true
-        }
-        if !leads {
-            let turn = await withCheckedContinuation { continuation in
-                let (leadsNow, watch) = state.withLock { state in
-                    if state.mayLead(lanes: lanes, slowBatch: slowBatch) {
-                        state.leading += 1
-                        return (true, false)
-                    }
-                    state.waiting.append(Waiting(item: item, continuation: continuation))
-                    // A lane is free but the batch out is quick so far: should it turn slow
-                    // before it answers, the waiting go out beside it then.
-                    let watch = state.leading < lanes && !state.watching
-                    if watch { state.watching = true }
-                    return (false, watch)
-                }
-                if leadsNow { continuation.resume(returning: .lead) }
-                if watch { self.watch() }
+        return try await withCheckedThrowingContinuation { continuation in
+            let (lane, watch) = state.withLock { state -> (Int?, Bool) in
+                state.waiting.append(Waiting(item: item, continuation: continuation))
+                if state.mayStart(lanes: lanes, slowBatch: slowBatch) { return (state.startLane(), false) }
+                // A lane is free but the batch out is quick so far: should it turn slow before
+                // it answers, what waits goes out beside it then.
+                let watch = state.running < lanes && !state.watching
+                if watch { state.watching = true }
+                return (nil, watch)
             }
-            if case .answered(let answer) = turn { return try answer.get() }
+            if let lane { run(lane) }
+            if watch { self.watch() }
         }
-        return try await lead(item)
     }
 
-    /// Once `slowBatch` has passed, sends the first waiting request to lead the free lane (with
-    /// those behind it) if a batch out has turned slow; looks again while requests still wait
-    /// and a lane is free.
+    /// Once `slowBatch` has passed, starts a lane for what waits if a batch out has turned
+    /// slow; looks again while requests still wait and a lane is free.
     private func watch() {
         let (lanes, slowBatch) = (self.lanes, self.slowBatch)
         Task {
             try? await Task.sleep(for: slowBatch)
-            let (promoted, again) = state.withLock { state -> (Waiting?, Bool) in
+            let (lane, again) = state.withLock { state -> (Int?, Bool) in
                 state.watching = false
-                var promoted: Waiting?
-                if !state.waiting.isEmpty, state.mayLead(lanes: lanes, slowBatch: slowBatch) {
-                    state.leading += 1
-                    promoted = state.waiting.removeFirst()
-                }
-                let again = !state.waiting.isEmpty && state.leading < lanes
+                var lane: Int?
+                if !state.waiting.isEmpty, state.mayStart(lanes: lanes, slowBatch: slowBatch) { lane = state.startLane() }
+                let again = !state.waiting.isEmpty && state.running < lanes
                 if again { state.watching = true }
-                return (promoted, again)
+                return (lane, again)
             }
-            promoted?.continuation.resume(returning: .lead)
+            if let lane { run(lane) }
             if again { watch() }
         }
     }
 
-    /// Sends `own` with the items waiting, answers them, and passes the lane on.
-    private func lead(_ own: Item) async throws -> Answer {
-        let (others, lead) = state.withLock { state in
-            let count = min(state.waiting.count, maxBatch - 1)
-            defer { state.waiting.removeFirst(count) }
-            state.nextLead += 1
-            state.sent[state.nextLead] = .now
-            return (Array(state.waiting.prefix(count)), state.nextLead)
+    /// Runs lane `lane` until nothing waits.
+    private func run(_ lane: Int) {
+        switch runner {
+        case .task(let send):
+            Task {
+                while let batch = self.next(lane) {
+                    self.answer(batch, with: await send(batch.map(\.item)))
+                }
+            }
+        case .pool(let database, let send):
+            Task {
+                do {
+                    let done = try await database.withSession { session in
+                        while let batch = self.next(lane) {
+                            self.answer(batch, with: send(batch.map(\.item), session))
+                            // A connection that failed takes no more: a new lane leases another.
+                            guard session.isUsable else { return false }
+                        }
+                        return true
+                    }
+                    if !done { self.end(lane, failing: nil) }
+                } catch {
+                    // No connection could be leased (or the pool is closing): what waits fails
+                    // with that, unless another lane is left to take it.
+                    self.end(lane, failing: error)
+                }
+            }
         }
-        let items = [own] + others.map(\.item)
-        let send = self.send
-        var answers = others.isEmpty ? await send(items) : await Task { await send(items) }.value
-        if answers.count != items.count {
-            answers = Array(repeating: .failure(BatchError.answersMissing), count: items.count)
-        }
-        for (index, other) in others.enumerated() {
-            other.continuation.resume(returning: .answered(answers[index + 1]))
-        }
-        let next = state.withLock { state -> Waiting? in
-            state.sent[lead] = nil
+    }
+
+    /// The next batch of lane `lane`, taken from those waiting; nil, and the lane ends, when
+    /// nothing waits.
+    private func next(_ lane: Int) -> [Waiting]? {
+        state.withLock { state in
             guard !state.waiting.isEmpty else {
-                state.leading -= 1
+                state.running -= 1
+                state.sent[lane] = nil
                 return nil
             }
-            return state.waiting.removeFirst()
+            let count = min(state.waiting.count, maxBatch)
+            defer { state.waiting.removeFirst(count) }
+            state.sent[lane] = .now
+            return Array(state.waiting.prefix(count))
         }
-        next?.continuation.resume(returning: .lead)
-        return try answers[0].get()
+    }
+
+    /// Ends lane `lane` before nothing waits. What waits goes to another lane, to a new one
+    /// (`error` nil), or, with no lane left to take it, fails with `error`.
+    private func end(_ lane: Int, failing error: (any Error)?) {
+        let (restart, failed) = state.withLock { state -> (Int?, [Waiting]) in
+            state.running -= 1
+            state.sent[lane] = nil
+            guard !state.waiting.isEmpty, state.running == 0 else { return (nil, []) }
+            guard error != nil else { return (state.startLane(), []) }
+            defer { state.waiting.removeAll() }
+            return (nil, state.waiting)
+        }
+        if let error { for waiting in failed { waiting.continuation.resume(throwing: error) } }
+        if let restart { run(restart) }
+    }
+
+    private func answer(_ batch: [Waiting], with answers: [Result<Answer, any Error>]) {
+        let answers = answers.count == batch.count ? answers : Array(repeating: .failure(BatchError.answersMissing), count: batch.count)
+        for (waiting, answer) in zip(batch, answers) { waiting.continuation.resume(with: answer) }
     }
 }
 

@@ -21,8 +21,8 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     public init(database: PostgresClient, accessLog: AccessLogWriter) {
         self.database = database
         self.accessLog = accessLog
-        self.lookups = Batches { await Self.find($0, on: database) }
-        self.bindings = Batches { await Self.bound($0, on: database) }
+        self.lookups = Batches(on: database) { Self.find($0, on: $1) }
+        self.bindings = Batches(on: database) { Self.bound($0, on: $1) }
         // Updates hold their records' locks while out: both lanes open at once, as measured best.
         self.updates = Batches(slowBatch: .zero) { await Self.update($0, on: database, accessLog: accessLog) }
     }
@@ -149,10 +149,10 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     }
 
     /// Each lookup's records, at most its limit, in external id order: key by key, read only.
-    static func find(_ lookups: [Lookup], on database: PostgresClient) async -> [Result<[StoredRecord], any Error>] {
+    static func find(_ lookups: [Lookup], on session: PostgresSession) -> [Result<[StoredRecord], any Error>] {
         do {
             var found = Array(repeating: [StoredRecord](), count: lookups.count)
-            let results = try await perTenant(lookups, tenant: \.tenant, on: database) { tenant, batch in
+            let results = try perTenant(lookups, tenant: \.tenant, on: session) { tenant, batch in
                 // One alone: the function for one (migration 0017), numbered as item 1.
                 if batch.count == 1, let lookup = batch.first {
                     return .prepared(
@@ -180,19 +180,19 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     }
 
     /// Whether each agent's allowed lookup under its case returned its record within its minutes.
-    static func bound(_ checks: [Binding], on database: PostgresClient) async -> [Result<Bool, any Error>] {
+    static func bound(_ checks: [Binding], on session: PostgresSession) -> [Result<Bool, any Error>] {
         // Text with NUL cannot be in the log, so it binds nothing, and it is never sent: it
         // would fail the batch's statement for every request in it.
         let sendable = checks.indices.filter { !checks[$0].agent.containsNUL && !checks[$0].caseRef.containsNUL }
         guard sendable.count == checks.count else {
             var answers = Array(repeating: Result<Bool, any Error>.success(false), count: checks.count)
-            for (index, answer) in zip(sendable, await bound(sendable.map { checks[$0] }, on: database)) { answers[index] = answer }
+            for (index, answer) in zip(sendable, bound(sendable.map { checks[$0] }, on: session)) { answers[index] = answer }
             return answers
         }
         guard !checks.isEmpty else { return [] }
         do {
             var bound = Array(repeating: false, count: checks.count)
-            let results = try await perTenant(checks, tenant: \.tenant, on: database) { tenant, batch in
+            let results = try perTenant(checks, tenant: \.tenant, on: session) { tenant, batch in
                 if batch.count == 1, let check = batch.first {
                     return .prepared(
                         """
@@ -338,9 +338,9 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
     /// per statement), all in one round trip. Returns each statement's rows with the indices of
     /// the requests it carried, in the order of its items.
     private static func perTenant<Request>(
-        _ requests: [Request], tenant: (Request) -> UUID, on database: PostgresClient,
+        _ requests: [Request], tenant: (Request) -> UUID, on session: PostgresSession,
         statement: (UUID, [Request]) -> PostgresQuery
-    ) async throws -> [(items: [Int], rows: PostgresRows)] {
+    ) throws -> [(items: [Int], rows: PostgresRows)] {
         var tenants: [UUID] = []
         var items: [UUID: [Int]] = [:]
         for (index, request) in requests.enumerated() {
@@ -349,9 +349,7 @@ public struct PostgresAgentRecordStore: AgentRecordStore {
             items[id, default: []].append(index)
         }
         let statements = tenants.map { id in statement(id, items[id]!.map { requests[$0] }) }
-        let results = statements.count == 1
-            ? [try await database.query(statements[0])]
-            : try await database.withConnection { try await $0.pipeline(statements) }
+        let results = statements.count == 1 ? [try session.query(statements[0])] : try session.pipeline(statements)
         return zip(tenants, results).map { (items[$0]!, $1) }
     }
 

@@ -98,7 +98,7 @@ public struct PostgresConnection: Sendable {
 
     /// Runs `body` with the connection on the client's thread pool, and settles the
     /// connection's state there before the result comes back (`ConnectionHandle.settle`).
-    private func onPool<T: Sendable>(_ body: @escaping @Sendable (ConnectionHandle) throws -> T) async throws -> T {
+    func onPool<T: Sendable>(_ body: @escaping @Sendable (ConnectionHandle) throws -> T) async throws -> T {
         let handle = self.handle
         return try await threadPool.runIfActive {
             defer { handle.settle() }

@@ -90,12 +90,10 @@ struct CaseBindingTests {
         }
         // All in one batch (one statement per tenant in one round trip), and a check whose text
         // cannot be stored, which binds nothing and fails nobody else's.
-        let direct = await PostgresAgentRecordStore.bound(
-            checks.map {
-                .init(tenant: $0.tenant, integration: $0.integration ?? desk, agent: $0.agent, caseRef: $0.caseRef, record: $0.record, minutes: $0.minutes)
-            } + [.init(tenant: tenant, integration: desk, agent: "A0001\u{0}", caseRef: "CALL-1", record: record, minutes: 30)],
-            on: runtime
-        )
+        let batch: [PostgresAgentRecordStore.Binding] = checks.map {
+            .init(tenant: $0.tenant, integration: $0.integration ?? desk, agent: $0.agent, caseRef: $0.caseRef, record: $0.record, minutes: $0.minutes)
+        } + [.init(tenant: tenant, integration: desk, agent: "A0001\u{0}", caseRef: "CALL-1", record: record, minutes: 30)]
+        let direct = try await runtime.withSession { PostgresAgentRecordStore.bound(batch, on: $0) }
         #expect(direct.map { try? $0.get() } == checks.map(\.expected) + [false])
         // The previous release's checks (during an upgrade) read the log too.
         #expect(try await runtime.query("SELECT itaku.case_bound(\(tenant), 'A0001', 'CALL-1', \(record), 30)")[0].decode(0, as: Bool.self))
@@ -163,10 +161,10 @@ struct CaseBindingTests {
         // All in one batch, across tenants, each with its own limit.
         // (The shared phone's limit is 1, as is every other key's; the rest's is 10.)
         func limit(_ n: Int) -> Int { keys[n].records.count > 1 || n % 2 == 1 ? 1 : 10 }
-        let together = await PostgresAgentRecordStore.find(
-            keys.enumerated().map { n, key in .init(tenant: key.tenant, dataset: key.dataset, key: key.lookupKey, limit: limit(n)) },
-            on: runtime
-        )
+        let lookups: [PostgresAgentRecordStore.Lookup] = keys.enumerated().map { n, key in
+            .init(tenant: key.tenant, dataset: key.dataset, key: key.lookupKey, limit: limit(n))
+        }
+        let together = try await runtime.withSession { PostgresAgentRecordStore.find(lookups, on: $0) }
         #expect(together.count == keys.count)
         for (n, key) in keys.enumerated() {
             let records = (try? together[n].get()) ?? []

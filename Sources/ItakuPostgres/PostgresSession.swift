@@ -1,0 +1,39 @@
+/// A pooled connection lent to a closure that runs on the client's thread pool
+/// (`PostgresClient.withSession`). Its statements are blocking libpq calls made right there, on
+/// the pool thread: a loop that sends batch after batch (the access log's group commit, the
+/// agent path's lookups) pays no hop to the pool and back between them, and waits for no
+/// other task. Don't let it escape the closure.
+public struct PostgresSession {
+    let handle: ConnectionHandle
+
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    public func query(_ query: PostgresQuery) throws -> PostgresRows {
+        try handle.execute(query.sql, query.binds, prepared: query.isPrepared)
+    }
+
+    /// Runs `statements` in order in one round trip, as `PostgresConnection.pipeline` does.
+    @discardableResult
+    public func pipeline(_ statements: [PostgresQuery]) throws -> [PostgresRows] {
+        try handle.executePipeline(statements)
+    }
+
+    /// Whether the connection can take another statement: open, not broken, and not inside a
+    /// transaction. After a failure that left it otherwise, a loop ends and leases anew.
+    public var isUsable: Bool { handle.isReusable }
+}
+
+@available(*, unavailable)
+extension PostgresSession: Sendable {}
+
+extension PostgresClient {
+    /// Leases a connection and runs `body` with it on the client's thread pool; the connection
+    /// goes back to the pool when `body` returns. `body` must wait for nothing but PostgreSQL:
+    /// it holds a pool thread and a connection while it runs. Throws only when no connection
+    /// could be leased or the pool is shutting down (then `body` did not run).
+    public func withSession<T: Sendable>(_ body: @escaping @Sendable (PostgresSession) -> T) async throws -> T {
+        try await withConnection { connection in
+            try await connection.onPool { handle in body(PostgresSession(handle: handle)) }
+        }
+    }
+}
