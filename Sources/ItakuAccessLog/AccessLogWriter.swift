@@ -276,12 +276,13 @@ public final class AccessLogWriter: Service, Sendable {
 
     /// Writes what is queued, batch after batch, in a loop on the database's thread pool: the
     /// next batch goes out as soon as the last one committed, with no hop to a task and back.
-    /// The loop ends when the queue is empty (or its connection failed; then it leases anew).
+    /// The loop ends when the queue is empty; it leases anew if its connection failed, or gives
+    /// it back after a batch while another task waits for one.
     private func drain() async {
         while state.withLock({ !$0.queue.isEmpty }) {
             do {
                 try await database.withSession { session in
-                    while session.isUsable, let batch = self.nextBatch() {
+                    while session.isUsable, !session.isWanted, let batch = self.nextBatch() {
                         self.write(batch, on: session)
                     }
                 }
@@ -310,6 +311,12 @@ public final class AccessLogWriter: Service, Sendable {
 
     /// Chains, seals and inserts `batch` on `session`, and answers its callers.
     private func write(_ batch: [Pending], on session: PostgresSession, retried: Bool = false) {
+        // A retry (below) after the connection failed: nothing of this batch was sent, so it
+        // goes back to the front of the queue for the next connection.
+        guard session.isUsable else {
+            state.withLock { $0.queue.insert(contentsOf: batch, at: 0) }
+            return
+        }
         var heads = state.withLock { $0.heads }
         var entries: [AccessEntry] = []
         entries.reserveCapacity(batch.count)

@@ -1,9 +1,9 @@
 import ItakuPostgres
 import Synchronization
 
-/// Requests sent to PostgreSQL together. A request that finds no batch out goes at once, alone;
-/// requests that arrive while one is out wait, and the lane sends them all in one round trip
-/// when it comes free. PostgreSQL's cost per statement (the round trip, the transaction,
+/// Requests sent to PostgreSQL together. A request that finds no lane running starts one, and
+/// goes out at once (with any that arrive while the lane starts); requests that arrive while a
+/// batch is out wait, and the lane sends them all in one round trip when it comes free. PostgreSQL's cost per statement (the round trip, the transaction,
 /// starting the plan) is then paid once per batch, not once per request; under light load
 /// nothing waits. A second lane opens only when the batch out is slow (out longer than
 /// `slowBatch`): then one slow statement does not hold every request up, while under a steady
@@ -11,9 +11,10 @@ import Synchronization
 ///
 /// A lane is a loop of its own: it sends what waits, answers it, and sends what arrived
 /// meanwhile, until nothing waits. No request leads it, so cancelling a request cancels nobody
-/// else's. A lane of lookups runs on the database's thread pool (`init(on:)`): batch follows
-/// batch there with no hop to a task and back, so the lane is never queued behind the work of
-/// the requests it answers.
+/// else's (nor its own: a statement is bounded by `statement_timeout`). A lane of lookups runs
+/// on the database's thread pool (`init(on:)`): batch follows batch there with no hop to a task
+/// and back, so between batches the lane does not queue behind the work of the requests it
+/// answers (starting a lane still takes a task, a lease and a hop).
 final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
     /// One answer per item, in order.
     typealias Send = @Sendable ([Item]) async -> [Result<Answer, any Error>]
@@ -123,7 +124,9 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
         case .task(let send):
             Task {
                 while let batch = self.next(lane) {
-                    self.answer(batch, with: await send(batch.map(\.item)))
+                    let answers = await send(batch.map(\.item))
+                    self.sent(lane)
+                    self.answer(batch, with: answers)
                 }
             }
         case .pool(let database, let send):
@@ -131,9 +134,12 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
                 do {
                     let done = try await database.withSession { session in
                         while let batch = self.next(lane) {
-                            self.answer(batch, with: send(batch.map(\.item), session))
-                            // A connection that failed takes no more: a new lane leases another.
-                            guard session.isUsable else { return false }
+                            let answers = send(batch.map(\.item), session)
+                            self.sent(lane)
+                            self.answer(batch, with: answers)
+                            // A connection that failed takes no more, and one that another task
+                            // waits for goes back to the pool: a new lane leases behind it.
+                            guard session.isUsable, !session.isWanted else { return false }
                         }
                         return true
                     }
@@ -161,6 +167,11 @@ final class Batches<Item: Sendable, Answer: Sendable>: Sendable {
             state.sent[lane] = .now
             return Array(state.waiting.prefix(count))
         }
+    }
+
+    /// Lane `lane`'s batch is back: it is no longer out (nor slow).
+    private func sent(_ lane: Int) {
+        state.withLock { _ = $0.sent.removeValue(forKey: lane) }
     }
 
     /// Ends lane `lane` before nothing waits. What waits goes to another lane, to a new one

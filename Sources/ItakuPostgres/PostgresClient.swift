@@ -80,6 +80,9 @@ public final class PostgresClient: Service, Sendable {
         }
     }
 
+    /// Whether a task waits for a connection now.
+    public var hasWaiters: Bool { state.withLock { !$0.waiters.isEmpty } }
+
     // MARK: Leasing
 
     /// Lends a connection to `body` and takes it back afterwards.

@@ -5,6 +5,7 @@
 /// other task. Don't let it escape the closure.
 public struct PostgresSession {
     let handle: ConnectionHandle
+    let client: PostgresClient
 
     /// Runs one statement and returns its rows.
     @discardableResult
@@ -21,6 +22,10 @@ public struct PostgresSession {
     /// Whether the connection can take another statement: open, not broken, and not inside a
     /// transaction. After a failure that left it otherwise, a loop ends and leases anew.
     public var isUsable: Bool { handle.isReusable }
+
+    /// Whether another task waits for a connection of the pool: a loop gives this one back after
+    /// its batch, and leases again behind it, so that with a small pool nothing waits long.
+    public var isWanted: Bool { client.hasWaiters }
 }
 
 @available(*, unavailable)
@@ -30,10 +35,12 @@ extension PostgresClient {
     /// Leases a connection and runs `body` with it on the client's thread pool; the connection
     /// goes back to the pool when `body` returns. `body` must wait for nothing but PostgreSQL:
     /// it holds a pool thread and a connection while it runs. Throws only when no connection
-    /// could be leased or the pool is shutting down (then `body` did not run).
+    /// could be leased, the pool is shutting down or the calling task was cancelled; then
+    /// `body` did not run. Statements on a session are not cancelled with the calling task
+    /// (`statement_timeout` bounds them).
     public func withSession<T: Sendable>(_ body: @escaping @Sendable (PostgresSession) -> T) async throws -> T {
         try await withConnection { connection in
-            try await connection.onPool { handle in body(PostgresSession(handle: handle)) }
+            try await connection.onPool { handle in body(PostgresSession(handle: handle, client: self)) }
         }
     }
 }

@@ -1,3 +1,7 @@
+import Foundation
+import ItakuPostgres
+import ItakuTestSupport
+import Logging
 import Synchronization
 import Testing
 
@@ -94,8 +98,8 @@ struct BatchesTests {
         #expect(batches.waiting == 0)
     }
 
-    @Test("cancelling the request that leads a batch cancels nobody else's")
-    func leaderCancellationSparesTheOthers() async throws {
+    @Test("a cancelled request cancels no batch: the lane answers everyone in it, the cancelled one too")
+    func cancellationSparesTheBatch() async throws {
         let gate = Gate()
         let batches = Batches<Int, Int>(lanes: 1) { items in
             await gate.pass()
@@ -110,7 +114,7 @@ struct BatchesTests {
         try await Self.until { batches.waiting == 3 }
         gate.open()
         #expect(try await first.value == 0)
-        // Request 1 now leads the batch [1, 2, 3].
+        // The lane now sends the batch [1, 2, 3], in a task of its own.
         try await Self.until { gate.waiters == 1 }
         leader.cancel()
         gate.open()
@@ -159,5 +163,46 @@ struct BatchesTests {
         let lossy = Batches<Int, Int>(lanes: 1) { items in items.dropLast().map { .success($0) } }
         await #expect(throws: BatchError.self) { try await lossy.submit(1) }
         #expect(lossy.waiting == 0)
+    }
+
+    @Test("a lane on the thread pool whose connection broke leaves what waits to a new lane; with no connection to be had, what waits fails and nothing hangs")
+    func poolLanesRecoverOrFail() async throws {
+        struct Lost: Error {}
+        let database = try await TestCluster.shared().makeDatabase(migrated: false)
+        let client = database.makeClient(role: .owner, maximumConnections: 2)
+        defer { Task { await client.shutdown() } }
+        let started = Mutex(false)
+        let others = Mutex(false)
+        let batches = Batches<Int, Int>(lanes: 1, on: client) { items, session in
+            if items == [0] {
+                // Once the others wait, this batch's connection is ended by the server.
+                started.withLock { $0 = true }
+                for _ in 0..<5_000 where !others.withLock({ $0 }) { usleep(1_000) }
+                _ = try? session.query("SELECT pg_terminate_backend(pg_backend_pid())")
+                return [.failure(Lost())]
+            }
+            return items.map { item in Result { try session.query("SELECT \(item) * 10")[0].decode(0, as: Int.self) } }
+        }
+        let first = Task { try await batches.submit(0) }
+        try await Self.until { started.withLock { $0 } }
+        let rest = (1...9).map { item in Task { try await batches.submit(item) } }
+        try await Self.until { batches.waiting == 9 }
+        others.withLock { $0 = true }
+        await #expect(throws: Lost.self) { try await first.value }
+        for (index, task) in rest.enumerated() { #expect(try await task.value == (index + 1) * 10) }
+
+        // A pool whose server is not there: every request fails with the lease's error.
+        let nowhere = PostgresClient(
+            configuration: PostgresConfiguration(url: "postgresql://itaku@127.0.0.1:1/itaku", minimumConnections: 0, connectTimeoutSeconds: 2),
+            logger: .init(label: "itaku.test")
+        )
+        defer { Task { await nowhere.shutdown() } }
+        let failing = Batches<Int, Int>(lanes: 1, on: nowhere) { items, _ in items.map { .success($0) } }
+        let results = await withTaskGroup(of: Bool.self) { group in
+            for item in 0..<20 { group.addTask { (try? await failing.submit(item)) == nil } }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results == Array(repeating: true, count: 20))
+        #expect(failing.waiting == 0)
     }
 }
