@@ -98,7 +98,8 @@ def table(directory, results_path):
         if paired:
             results["ratios"]["g1_h0_pairs"] = paired
             results["ratios"]["g1_h0_paired"] = sorted(paired)[len(paired) // 2]
-            line += (f"; interleaved, each G1 against the H0s beside it, 4 s each: {', '.join(f'{r:.3f}' for r in paired)}"
+            slice_seconds = min(4, settings.get("seconds_per_measurement", 4))
+            line += (f"; interleaved, each G1 against the H0s beside it, {slice_seconds} s each: {', '.join(f'{r:.3f}' for r in paired)}"
                      f" (median {results['ratios']['g1_h0_paired']:.3f})")
         print(line)
     search, imported, alone, rss = load("l1"), load("l2"), load("p2"), load("rss")

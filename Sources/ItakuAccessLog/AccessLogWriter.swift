@@ -282,8 +282,9 @@ public final class AccessLogWriter: Service, Sendable {
         while state.withLock({ !$0.queue.isEmpty }) {
             do {
                 try await database.withSession { session in
-                    while session.isUsable, !session.isWanted, let batch = self.nextBatch() {
+                    while let batch = self.nextBatch() {
                         self.write(batch, on: session)
+                        guard session.isUsable, !session.isWanted else { return }
                     }
                 }
             } catch {

@@ -11,7 +11,7 @@ import Synchronization
 ///
 /// A lane is a loop of its own: it sends what waits, answers it, and sends what arrived
 /// meanwhile, until nothing waits. No request leads it, so cancelling a request cancels nobody
-/// else's (nor its own: a statement is bounded by `statement_timeout`). A lane of lookups runs
+/// else's (nor its own: a statement is bounded by `statement_timeout`). A lane of lookups or case checks runs
 /// on the database's thread pool (`init(on:)`): batch follows batch there with no hop to a task
 /// and back, so between batches the lane does not queue behind the work of the requests it
 /// answers (starting a lane still takes a task, a lease and a hop).
