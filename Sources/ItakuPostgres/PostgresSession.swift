@@ -1,8 +1,8 @@
 /// A pooled connection lent to a closure that runs on the client's thread pool
 /// (`PostgresClient.withSession`). Its statements are blocking libpq calls made right there, on
 /// the pool thread: a loop that sends batch after batch (the access log's group commit, the
-/// agent path's lookups) pays no hop to the pool and back between them, and waits for no
-/// other task. Don't let it escape the closure.
+/// agent path's lookups and case checks) pays no hop to the pool and back between them, and
+/// waits for no other task. Don't let it escape the closure.
 public struct PostgresSession {
     let handle: ConnectionHandle
     let client: PostgresClient
